@@ -1,0 +1,169 @@
+import type { Headers } from '../protocol/envelope.js';
+
+/** Policy of a queue, fixed when it is first declared. */
+export interface QueueOptions {
+  /** Survive a broker restart (default: true). Non-durable queues may live in memory only. */
+  durable?: boolean;
+  /** Deliveries before a message is dead-lettered with its last error (default: 5). */
+  maxDeliveries?: number;
+  /** Queue receiving dead letters (default: `<name>.dead`). Declared on demand. */
+  deadLetterQueue?: string;
+  /** Number of priority levels, 0 (lowest) to n-1 (default: 10). */
+  priorities?: number;
+  /** Lease (visibility timeout) in ms granted to a consumer per delivery (default: 30000). */
+  leaseMs?: number;
+  /** A message older than this many ms is dead-lettered with reason EXPIRED (default: none). */
+  messageTtlMs?: number;
+  /**
+   * Deleted when the broker handle that declared it closes or dies (default: false). Used for
+   * reply queues and subscriptions.
+   */
+  temporary?: boolean;
+}
+
+/** A message to publish. The body is opaque bytes to the broker (qtune puts JSON envelopes). */
+export interface OutgoingMessage {
+  body: Buffer | string;
+  /** Stable message id (default: a fresh UUID). */
+  id?: string;
+  /** 0 (default) to `priorities - 1`; higher is delivered first. Clamped to the queue's range. */
+  priority?: number;
+  /** Deliver no earlier than this many ms from now (default: 0). */
+  delayMs?: number;
+  headers?: Headers;
+}
+
+/** One delivery of a message to a consumer, holding a lease until settled. */
+export interface Delivery {
+  readonly id: string;
+  readonly queue: string;
+  readonly body: Buffer;
+  readonly headers: Headers;
+  readonly priority: number;
+  /** 1 on the first delivery, incremented on every redelivery. */
+  readonly deliveryCount: number;
+  /** Epoch ms when the lease ends unless extended. */
+  readonly leaseExpiresAt: number;
+  /** Removes the message for good. */
+  ack(): Promise<void>;
+  /**
+   * Gives the message back for another delivery after `delayMs` (default: 0), recording
+   * `error` as its last error. Past `maxDeliveries` it is dead-lettered instead.
+   */
+  nack(options?: { delayMs?: number; error?: string }): Promise<void>;
+  /** Hands back a message this consumer never started; does not count as a delivery. */
+  release(): Promise<void>;
+  /** Moves the message to the dead-letter queue with `reason`. */
+  deadLetter(reason: string): Promise<void>;
+  /** Extends the lease to `ms` from now (default: the queue's leaseMs). */
+  extendLease(ms?: number): Promise<void>;
+}
+
+export interface ConsumeOptions {
+  /** Most unsettled deliveries this consumer holds at once (default: 10). */
+  prefetch?: number;
+  /** Free-form tag shown in statistics (default: a fresh id). */
+  tag?: string;
+}
+
+/** Called for each delivery; a throw is logged and the delivery nacked. */
+export type DeliveryHandler = (delivery: Delivery) => void | Promise<void>;
+
+export interface Consumer {
+  readonly tag: string;
+  /**
+   * Stops new deliveries, releases the ones not yet handed to the handler, and waits for the
+   * handler calls in progress to return.
+   */
+  cancel(): Promise<void>;
+}
+
+export interface SubscribeOptions {
+  /** Prefetch of the subscription's queue (default: 100). */
+  prefetch?: number;
+}
+
+export interface QueueStats {
+  queue: string;
+  /** Deliverable now. */
+  ready: number;
+  /** Waiting for a delayed retry or a delayed publish. */
+  delayed: number;
+  /** Leased to a consumer and not yet settled. */
+  inFlight: number;
+  /** Messages in this queue's dead-letter queue. */
+  deadLettered: number;
+  /** Live consumers across all processes. */
+  consumers: number;
+}
+
+/** What an implementation can do; the conformance suite skips what is missing, saying why. */
+export interface BrokerCapabilities {
+  /** Messages survive a restart of the broker and of every client process. */
+  durable: boolean;
+  /** Several OS processes can share queues through this broker. */
+  multiProcess: boolean;
+  /** Can list every queue (for `qtune status`). */
+  listQueues: boolean;
+}
+
+export type BrokerStatus = 'connected' | 'reconnecting' | 'closed';
+
+/** Typed events of a broker handle. */
+export interface BrokerEvents {
+  status: (status: BrokerStatus) => void;
+  error: (error: Error) => void;
+}
+
+/**
+ * The narrow waist of qtune: queue semantics every transport implements. A handle is one
+ * connection; several handles (in one or many processes) may share the same queues.
+ */
+export interface Broker {
+  /** Implementation name (`memory`, `embedded`, `amqp`, ...). */
+  readonly kind: string;
+  readonly capabilities: BrokerCapabilities;
+  /** Creates the queue if missing; re-declaring keeps the existing policy. */
+  declareQueue(name: string, options?: QueueOptions): Promise<void>;
+  /** Deletes the queue and its messages. */
+  deleteQueue(name: string): Promise<void>;
+  /**
+   * Publishes messages in order; resolves with their ids once the broker has made them durable
+   * (committed or confirmed). Waits, rather than buffers without bound, under backpressure.
+   */
+  publish(queue: string, messages: readonly OutgoingMessage[]): Promise<string[]>;
+  /** Starts delivering messages of `queue` to `handler`. */
+  consume(queue: string, handler: DeliveryHandler, options?: ConsumeOptions): Promise<Consumer>;
+  /** Publishes to every subscription whose pattern matches `topic` (AMQP topic rules). */
+  publishTopic(topic: string, messages: readonly OutgoingMessage[]): Promise<void>;
+  /** Subscribes to topics matching `pattern`: words split by `.`, `*` one word, `#` zero or more. */
+  subscribe(pattern: string, handler: DeliveryHandler, options?: SubscribeOptions): Promise<Consumer>;
+  /** Statistics of one queue. */
+  stats(queue: string): Promise<QueueStats>;
+  /** Names of all queues, where `capabilities.listQueues`. */
+  listQueues(): Promise<string[]>;
+  on<E extends keyof BrokerEvents>(event: E, listener: BrokerEvents[E]): this;
+  off<E extends keyof BrokerEvents>(event: E, listener: BrokerEvents[E]): this;
+  /** Stops consumers, waits for handler calls in progress, then closes. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** Defaults applied when a QueueOptions field is missing. */
+export const QUEUE_DEFAULTS = {
+  durable: true,
+  maxDeliveries: 5,
+  priorities: 10,
+  leaseMs: 30_000,
+} as const;
+
+/** The dead-letter queue name of `queue` unless its options name another. */
+export function deadLetterQueueOf(queue: string, options?: QueueOptions): string {
+  return options?.deadLetterQueue ?? `${queue}.dead`;
+}
+
+/** Header set on a dead-lettered message: why it was dead-lettered. */
+export const DEAD_LETTER_REASON_HEADER = 'x-qtune-dead-reason';
+/** Header set on a dead-lettered message: the queue it came from. */
+export const DEAD_LETTER_QUEUE_HEADER = 'x-qtune-dead-queue';
+/** Header set on a dead-lettered message: deliveries it had. */
+export const DEAD_LETTER_DELIVERIES_HEADER = 'x-qtune-deliveries';

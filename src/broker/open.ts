@@ -1,0 +1,55 @@
+import { resolve } from 'node:path';
+import { InputError } from '../protocol/errors.js';
+import type { Broker } from './contract.js';
+
+/** Default location of the embedded broker's database, relative to the working directory. */
+export const DEFAULT_EMBEDDED_PATH = '.qtune/broker.db';
+
+export interface BrokerTarget {
+  kind: 'memory' | 'embedded';
+  /** Embedded: absolute path of the SQLite file. Memory: the bus name. */
+  location: string;
+}
+
+/**
+ * Parses a broker URL. Accepted forms: unset or empty (embedded at `./.qtune/broker.db`),
+ * `embedded:PATH` / `sqlite:PATH` / a plain file path (embedded), `memory:` or `memory://NAME`.
+ */
+export function parseBrokerUrl(url: string | undefined, cwd = process.cwd()): BrokerTarget {
+  const raw = (url ?? '').trim();
+  if (raw === '') return { kind: 'embedded', location: resolve(cwd, DEFAULT_EMBEDDED_PATH) };
+  const scheme = /^([a-z][a-z0-9+.-]*):(.*)$/i.exec(raw);
+  if (!scheme || scheme[1]!.length === 1 /* a Windows drive letter */) {
+    return { kind: 'embedded', location: resolve(cwd, raw) };
+  }
+  const name = scheme[1]!.toLowerCase();
+  let rest = scheme[2]!;
+  if (name === 'memory') {
+    rest = rest.replace(/^\/\//, '');
+    return { kind: 'memory', location: rest === '' ? 'default' : rest };
+  }
+  if (name === 'embedded' || name === 'sqlite' || name === 'file') {
+    rest = rest.replace(/^\/\//, '');
+    if (rest === '') return { kind: 'embedded', location: resolve(cwd, DEFAULT_EMBEDDED_PATH) };
+    return { kind: 'embedded', location: resolve(cwd, rest) };
+  }
+  throw new InputError(
+    `broker URL "${redact(raw)}": unknown scheme "${name}:" (expected embedded:PATH, memory://NAME)`,
+  );
+}
+
+/** Opens a broker handle chosen by URL (see {@link parseBrokerUrl}). */
+export async function openBroker(url?: string): Promise<Broker> {
+  const target = parseBrokerUrl(url);
+  if (target.kind === 'memory') {
+    const { MemoryBroker, sharedMemoryBus } = await import('./memory/index.js');
+    return new MemoryBroker(sharedMemoryBus(target.location));
+  }
+  const { EmbeddedBroker } = await import('./embedded/index.js');
+  return EmbeddedBroker.open({ path: target.location });
+}
+
+/** Hides the password of a URL so it can be logged. */
+export function redact(url: string): string {
+  return url.replace(/(\/\/[^:/@]*:)[^@/]*@/, '$1***@');
+}

@@ -1,0 +1,66 @@
+import { randomUUID } from 'node:crypto';
+import { DecodeError, ErrorCode } from './errors.js';
+import { envelopeSchema, MessageType, PROTOCOL_VERSION, type Envelope } from './envelope.js';
+
+/** Encodes an envelope as UTF-8 JSON. */
+export function encode(envelope: Envelope): Buffer {
+  return Buffer.from(JSON.stringify(envelope), 'utf8');
+}
+
+/** What the transport knows about a message when the body carries no envelope. */
+export interface DecodeContext {
+  /** Where the message came from, used in error messages (e.g. `queue "trials"`). */
+  source?: string;
+  /** Transport message id (e.g. AMQP message-id, embedded row id). */
+  messageId?: string;
+  /** 1-based delivery count from the broker. */
+  attempt?: number;
+}
+
+/**
+ * Decodes a message body into an envelope. A JSON object with a `qtune` field must be a valid
+ * envelope of a version this code supports; any other JSON value is taken as the payload of a
+ * task (a "bare" message). Throws {@link DecodeError} naming the source and what was wrong.
+ */
+export function decode(body: Buffer | string, ctx: DecodeContext = {}): Envelope {
+  const where = ctx.source ?? 'message';
+  const text = typeof body === 'string' ? body : body.toString('utf8');
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    const detail = err instanceof Error ? err.message : String(err);
+    throw new DecodeError(ErrorCode.MalformedJson, `${where}: body is not valid JSON (${detail})`, {
+      cause: err,
+    });
+  }
+  if (value !== null && typeof value === 'object' && !Array.isArray(value) && 'qtune' in value) {
+    const version = (value as { qtune: unknown }).qtune;
+    if (typeof version === 'number' && Number.isInteger(version) && version > PROTOCOL_VERSION) {
+      throw new DecodeError(
+        ErrorCode.UnsupportedVersion,
+        `${where}: envelope version ${version} is newer than the supported version ${PROTOCOL_VERSION}`,
+      );
+    }
+    const parsed = envelopeSchema.safeParse(value);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      const path = issue?.path.length ? issue.path.join('.') : '(root)';
+      throw new DecodeError(
+        ErrorCode.InvalidEnvelope,
+        `${where}: invalid envelope at "${path}": ${issue?.message ?? 'invalid'}`,
+      );
+    }
+    const env = parsed.data as Envelope;
+    if (ctx.attempt !== undefined) env.attempt = ctx.attempt;
+    return env;
+  }
+  const env: Envelope = {
+    qtune: PROTOCOL_VERSION,
+    id: ctx.messageId ?? randomUUID(),
+    type: MessageType.Task,
+    payload: value,
+  };
+  if (ctx.attempt !== undefined) env.attempt = ctx.attempt;
+  return env;
+}

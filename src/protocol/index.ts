@@ -1,0 +1,4 @@
+export * from './errors.js';
+export * from './envelope.js';
+export * from './codec.js';
+export type * from './result.js';
