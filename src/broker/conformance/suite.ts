@@ -1,0 +1,896 @@
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, expect, it } from 'vitest';
+import { BrokerError } from '../../protocol/errors.js';
+import type {
+  Broker,
+  BrokerStatus,
+  ConsumeOptions,
+  Consumer,
+  Delivery,
+  QueueStats,
+} from '../contract.js';
+import {
+  DEAD_LETTER_DELIVERIES_HEADER,
+  DEAD_LETTER_QUEUE_HEADER,
+  DEAD_LETTER_REASON_HEADER,
+  deadLetterQueueOf,
+} from '../contract.js';
+
+/** A Broker implementation under test. */
+export interface ConformanceTarget {
+  /** Shown in the suite's title, e.g. `memory`. */
+  name: string;
+  /**
+   * Opens a new handle (one connection). Handles opened during one test must reach the same
+   * broker, so that they share queues like separate clients.
+   */
+  open: () => Promise<Broker>;
+  /**
+   * URL that `openBroker(url)` in a child process resolves to the same broker; needed by the
+   * multi-process tests when `capabilities.multiProcess` (default: none, those tests skip).
+   */
+  url?: string;
+}
+
+/** Short lease used by tests that wait for a lease to expire. */
+const LEASE_MS = 400;
+/** How long a test watches for something that must not happen. */
+const QUIET_MS = 300;
+/** Generous bound for something that must happen, so slow brokers still pass. */
+const WAIT_MS = 10_000;
+
+const FIXTURE = fileURLToPath(
+  new URL('../../../test/fixtures/conformance-consumer.mjs', import.meta.url),
+);
+
+/** Resolves after `ms` milliseconds. */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * Polls `condition` every 20 ms until it holds; rejects naming `what` after `timeoutMs`
+ * (default: 10000).
+ */
+export async function waitFor(
+  condition: () => boolean | Promise<boolean>,
+  timeoutMs = WAIT_MS,
+  what = 'condition',
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await condition()) return;
+    if (Date.now() > deadline) throw new Error(`waitFor: ${what} not met within ${timeoutMs} ms`);
+    await sleep(20);
+  }
+}
+
+function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+function uniqueName(label: string): string {
+  return `conformance.${label}.${randomUUID().slice(0, 8)}`;
+}
+
+type Settle = 'ack' | 'none';
+
+/** A consumer that records every delivery and settles it as told. */
+interface Inbox {
+  readonly deliveries: Delivery[];
+  readonly consumer: Consumer;
+  ids(): string[];
+  bodies(): string[];
+}
+
+async function collect(
+  broker: Broker,
+  queue: string,
+  settle: Settle,
+  options: ConsumeOptions = {},
+): Promise<Inbox> {
+  const deliveries: Delivery[] = [];
+  const consumer = await broker.consume(
+    queue,
+    async (d) => {
+      deliveries.push(d);
+      if (settle === 'ack') await d.ack();
+    },
+    options,
+  );
+  return inbox(deliveries, consumer);
+}
+
+async function subscribeInbox(broker: Broker, pattern: string): Promise<Inbox> {
+  const deliveries: Delivery[] = [];
+  const consumer = await broker.subscribe(pattern, async (d) => {
+    deliveries.push(d);
+    await d.ack();
+  });
+  return inbox(deliveries, consumer);
+}
+
+function inbox(deliveries: Delivery[], consumer: Consumer): Inbox {
+  return {
+    deliveries,
+    consumer,
+    ids: () => deliveries.map((d) => d.id),
+    bodies: () => deliveries.map((d) => d.body.toString('utf8')),
+  };
+}
+
+async function statsMatch(
+  broker: Broker,
+  queue: string,
+  expected: Partial<Omit<QueueStats, 'queue'>>,
+): Promise<void> {
+  let last: QueueStats | undefined;
+  try {
+    await waitFor(
+      async () => {
+        last = await broker.stats(queue);
+        return Object.entries(expected).every(
+          ([key, value]) => last![key as keyof QueueStats] === value,
+        );
+      },
+      WAIT_MS,
+      `stats of "${queue}" matching ${JSON.stringify(expected)}`,
+    );
+  } catch (err) {
+    throw new Error(`${(err as Error).message}; last seen ${JSON.stringify(last)}`, { cause: err });
+  }
+}
+
+function sorted(values: readonly string[]): string[] {
+  return [...values].sort();
+}
+
+/**
+ * The one conformance suite of the Broker contract. It uses only the contract, so it runs
+ * unchanged against every implementation; tests needing a missing capability skip with the
+ * reason.
+ */
+export function brokerConformanceSuite(target: ConformanceTarget): void {
+  describe(`Broker conformance: ${target.name}`, () => {
+    const handles: Broker[] = [];
+    const cleanups: (() => void)[] = [];
+
+    /** Opens a handle that is closed after the test. */
+    async function open(): Promise<Broker> {
+      const broker = await target.open();
+      handles.push(broker);
+      return broker;
+    }
+
+    afterEach(async () => {
+      for (const cleanup of cleanups.splice(0)) cleanup();
+      const open = handles.splice(0);
+      const results = await Promise.allSettled(open.map((h) => h.close()));
+      const failed = results.find((r) => r.status === 'rejected');
+      if (failed) throw new Error('closing a broker handle failed', { cause: failed.reason });
+    });
+
+    describe('publish and consume', () => {
+      it('resolves publish with the given or fresh ids and delivers body, headers and id', async () => {
+        const broker = await open();
+        const queue = uniqueName('ids');
+        await broker.declareQueue(queue);
+        const given = `given-${randomUUID()}`;
+        const ids = await broker.publish(queue, [
+          { id: given, body: 'one' },
+          { body: Buffer.from('two'), headers: { k: 'v', n: 2, t: true } },
+        ]);
+        expect(ids).toHaveLength(2);
+        expect(ids[0]).toBe(given);
+        expect(typeof ids[1]).toBe('string');
+        expect(ids[1]).not.toBe('');
+        expect(ids[1]).not.toBe(given);
+
+        const box = await collect(broker, queue, 'ack');
+        await waitFor(() => box.deliveries.length === 2, WAIT_MS, 'two deliveries');
+        const byId = new Map(box.deliveries.map((d) => [d.id, d]));
+        expect(sorted([...byId.keys()])).toEqual(sorted(ids));
+        const first = byId.get(ids[0]!)!;
+        const second = byId.get(ids[1]!)!;
+        expect(Buffer.isBuffer(first.body)).toBe(true);
+        expect(first.body.toString()).toBe('one');
+        expect(second.body.toString()).toBe('two');
+        expect(second.headers).toMatchObject({ k: 'v', n: 2, t: true });
+        expect(first.queue).toBe(queue);
+        expect(first.deliveryCount).toBe(1);
+      });
+
+      it('delivers messages of one priority in publish order', async () => {
+        const broker = await open();
+        const queue = uniqueName('fifo');
+        await broker.declareQueue(queue);
+        const batch = (from: number) =>
+          Array.from({ length: 10 }, (_, i) => ({ body: `m${from + i}` }));
+        await broker.publish(queue, batch(0));
+        await broker.publish(queue, batch(10));
+        const box = await collect(broker, queue, 'ack', { prefetch: 1 });
+        await waitFor(() => box.deliveries.length === 20, WAIT_MS, '20 deliveries');
+        expect(box.bodies()).toEqual(Array.from({ length: 20 }, (_, i) => `m${i}`));
+      });
+
+      it('delivers higher priorities first, in publish order within a priority', async () => {
+        const broker = await open();
+        const queue = uniqueName('priority');
+        await broker.declareQueue(queue, { priorities: 10 });
+        await broker.publish(queue, [
+          { body: 'a0', priority: 0 },
+          { body: 'b5', priority: 5 },
+          { body: 'c1', priority: 1 },
+          { body: 'd9', priority: 9 },
+          { body: 'e5', priority: 5 },
+          { body: 'f0', priority: 0 },
+        ]);
+        await statsMatch(broker, queue, { ready: 6 });
+        const box = await collect(broker, queue, 'ack', { prefetch: 1 });
+        await waitFor(() => box.deliveries.length === 6, WAIT_MS, '6 deliveries');
+        expect(box.bodies()).toEqual(['d9', 'b5', 'e5', 'c1', 'a0', 'f0']);
+        expect(box.deliveries.map((d) => d.priority)).toEqual([9, 5, 5, 1, 0, 0]);
+      });
+
+      it('delivers a message published with delayMs only after the delay', async () => {
+        const broker = await open();
+        const queue = uniqueName('delayed-publish');
+        await broker.declareQueue(queue);
+        const received: number[] = [];
+        await broker.consume(queue, async (d) => {
+          received.push(Date.now());
+          await d.ack();
+        });
+        const delayMs = 1000;
+        const publishedAt = Date.now();
+        await broker.publish(queue, [{ body: 'later', delayMs }]);
+        await waitFor(() => received.length === 1, WAIT_MS, 'the delayed message');
+        // Loose on purpose: only "not in the first part of the delay" is asserted.
+        expect(received[0]! - publishedAt).toBeGreaterThanOrEqual(delayMs / 2);
+        await statsMatch(broker, queue, { delayed: 0, ready: 0, inFlight: 0 });
+      });
+
+      it('removes an acked message for good', async () => {
+        const broker = await open();
+        const queue = uniqueName('ack');
+        await broker.declareQueue(queue, { leaseMs: LEASE_MS });
+        await broker.publish(queue, [{ body: 'x' }]);
+        const box = await collect(broker, queue, 'ack');
+        await waitFor(() => box.deliveries.length === 1, WAIT_MS, 'one delivery');
+        await statsMatch(broker, queue, { ready: 0, inFlight: 0, delayed: 0 });
+        await sleep(LEASE_MS * 2);
+        expect(box.deliveries).toHaveLength(1);
+        await statsMatch(broker, queue, { ready: 0, inFlight: 0, delayed: 0 });
+      });
+    });
+
+    describe('settling', () => {
+      it('redelivers a nacked message with deliveryCount + 1 and the same id, body and headers', async () => {
+        const broker = await open();
+        const queue = uniqueName('nack');
+        await broker.declareQueue(queue);
+        const [id] = await broker.publish(queue, [{ body: 'payload', headers: { h: 'kept' } }]);
+        const seen: Delivery[] = [];
+        await broker.consume(queue, async (d) => {
+          seen.push(d);
+          if (d.deliveryCount === 1) await d.nack({ error: 'first try failed' });
+          else await d.ack();
+        });
+        await waitFor(() => seen.length === 2, WAIT_MS, 'a redelivery');
+        expect(seen.map((d) => d.deliveryCount)).toEqual([1, 2]);
+        for (const d of seen) {
+          expect(d.id).toBe(id);
+          expect(d.body.toString()).toBe('payload');
+          expect(d.headers).toMatchObject({ h: 'kept' });
+        }
+        await statsMatch(broker, queue, { ready: 0, inFlight: 0, delayed: 0 });
+      });
+
+      it('holds back a message nacked with a delay until the delay passes', async () => {
+        const broker = await open();
+        const queue = uniqueName('nack-delay');
+        await broker.declareQueue(queue);
+        await broker.publish(queue, [{ body: 'later' }]);
+        const delayMs = 1500;
+        const seen: { delivery: Delivery; at: number }[] = [];
+        let nackedAt = 0;
+        await broker.consume(queue, async (d) => {
+          seen.push({ delivery: d, at: Date.now() });
+          if (d.deliveryCount > 1) return d.ack();
+          nackedAt = Date.now();
+          await d.nack({ delayMs, error: 'back off' });
+        });
+        await waitFor(() => seen.length === 1, WAIT_MS, 'first delivery');
+        await statsMatch(broker, queue, { delayed: 1, ready: 0, inFlight: 0 });
+        await waitFor(() => seen.length === 2, WAIT_MS, 'the delayed redelivery');
+        // Loose on purpose: only "not in the first part of the delay" is asserted.
+        expect(seen[1]!.at - nackedAt).toBeGreaterThanOrEqual(delayMs / 2);
+        expect(seen[1]!.delivery.deliveryCount).toBe(2);
+        await statsMatch(broker, queue, { delayed: 0, ready: 0, inFlight: 0 });
+      });
+
+      it('does not count a released delivery', async () => {
+        const broker = await open();
+        const queue = uniqueName('release');
+        await broker.declareQueue(queue);
+        const [id] = await broker.publish(queue, [{ body: 'r' }]);
+        const seen: Delivery[] = [];
+        await broker.consume(queue, async (d) => {
+          seen.push(d);
+          if (seen.length === 1) await d.release();
+          else await d.ack();
+        });
+        await waitFor(() => seen.length === 2, WAIT_MS, 'delivery after release');
+        expect(seen.map((d) => d.id)).toEqual([id, id]);
+        expect(seen.map((d) => d.deliveryCount)).toEqual([1, 1]);
+      });
+
+      it('ignores a second settle of the same delivery', async () => {
+        const broker = await open();
+        const queue = uniqueName('double-settle');
+        await broker.declareQueue(queue, { leaseMs: LEASE_MS });
+        await broker.publish(queue, [{ body: 'once' }]);
+        const box = await collect(broker, queue, 'none');
+        await waitFor(() => box.deliveries.length === 1, WAIT_MS, 'one delivery');
+        const d = box.deliveries[0]!;
+        await d.ack();
+        await expect(d.ack()).resolves.toBeUndefined();
+        await expect(d.nack({ error: 'late' })).resolves.toBeUndefined();
+        await expect(d.release()).resolves.toBeUndefined();
+        await expect(d.deadLetter('late')).resolves.toBeUndefined();
+        await sleep(LEASE_MS * 2);
+        expect(box.deliveries).toHaveLength(1);
+        await statsMatch(broker, queue, { ready: 0, inFlight: 0, delayed: 0, deadLettered: 0 });
+        // The queue still works.
+        await broker.publish(queue, [{ body: 'next' }]);
+        await waitFor(() => box.deliveries.length === 2, WAIT_MS, 'next delivery');
+        expect(box.deliveries[1]!.body.toString()).toBe('next');
+        expect(box.deliveries[1]!.deliveryCount).toBe(1);
+        await box.deliveries[1]!.ack();
+      });
+    });
+
+    describe('leases', () => {
+      it('redelivers a message whose lease expired to another consumer and ignores the stale ack', async () => {
+        const a = await open();
+        const b = await open();
+        const queue = uniqueName('lease-expiry');
+        await a.declareQueue(queue, { leaseMs: LEASE_MS });
+        const [id] = await a.publish(queue, [{ body: 'slow' }]);
+        const first = await collect(a, queue, 'none', { prefetch: 1 });
+        await waitFor(() => first.deliveries.length === 1, WAIT_MS, 'first delivery');
+        // Stop A from receiving more; its lease stays unsettled.
+        await first.consumer.cancel();
+
+        const second = await collect(b, queue, 'none', { prefetch: 1 });
+        await waitFor(() => second.deliveries.length === 1, WAIT_MS, 'redelivery to B');
+        expect(second.deliveries[0]!.id).toBe(id);
+        expect(second.deliveries[0]!.deliveryCount).toBe(2);
+
+        // A's lease is gone: its ack must not remove the message B now holds.
+        await expect(first.deliveries[0]!.ack()).resolves.toBeUndefined();
+        await second.deliveries[0]!.nack({ error: 'B gives it back' });
+        await waitFor(() => second.deliveries.length === 2, WAIT_MS, 'redelivery after B nacked');
+        expect(second.deliveries[1]!.id).toBe(id);
+        expect(second.deliveries[1]!.deliveryCount).toBe(3);
+        await second.deliveries[1]!.ack();
+        await statsMatch(b, queue, { ready: 0, inFlight: 0 });
+      });
+
+      it('redelivers the unsettled deliveries of a handle closed without settling', async () => {
+        const a = await open();
+        const b = await open();
+        const queue = uniqueName('closed-unsettled');
+        await a.declareQueue(queue, { leaseMs: LEASE_MS });
+        const [id] = await a.publish(queue, [{ body: 'orphan' }]);
+        const first = await collect(a, queue, 'none', { prefetch: 1 });
+        await waitFor(() => first.deliveries.length === 1, WAIT_MS, 'first delivery');
+        await a.close();
+
+        const second = await collect(b, queue, 'ack');
+        await waitFor(() => second.deliveries.length === 1, WAIT_MS, 'redelivery to B');
+        expect(second.deliveries[0]!.id).toBe(id);
+        expect(second.deliveries[0]!.deliveryCount).toBe(2);
+        await statsMatch(b, queue, { ready: 0, inFlight: 0 });
+      });
+
+      it('keeps an extended lease past its original expiry', async () => {
+        const a = await open();
+        const b = await open();
+        const queue = uniqueName('extend');
+        await a.declareQueue(queue, { leaseMs: LEASE_MS });
+        await a.publish(queue, [{ body: 'long task' }]);
+        const boxes = [
+          await collect(a, queue, 'none', { prefetch: 1 }),
+          await collect(b, queue, 'none', { prefetch: 1 }),
+        ];
+        const total = () => boxes.reduce((n, box) => n + box.deliveries.length, 0);
+        await waitFor(() => total() === 1, WAIT_MS, 'one delivery');
+        const held = boxes.flatMap((box) => box.deliveries)[0]!;
+        await held.extendLease(LEASE_MS * 10);
+        await sleep(LEASE_MS * 3);
+        expect(total()).toBe(1);
+        await statsMatch(a, queue, { inFlight: 1, ready: 0 });
+        await held.ack();
+        await sleep(LEASE_MS * 2);
+        expect(total()).toBe(1);
+        await statsMatch(a, queue, { inFlight: 0, ready: 0 });
+      });
+    });
+
+    describe('dead letters', () => {
+      it('dead-letters a message after maxDeliveries with the last error as its reason', async () => {
+        const broker = await open();
+        const queue = uniqueName('max-deliveries');
+        const dead = deadLetterQueueOf(queue);
+        await broker.declareQueue(queue, { maxDeliveries: 3 });
+        const [id] = await broker.publish(queue, [{ body: 'poison', headers: { h: 'kept' } }]);
+        const counts: number[] = [];
+        await broker.consume(queue, async (d) => {
+          counts.push(d.deliveryCount);
+          await d.nack({ error: `boom-${d.deliveryCount}` });
+        });
+        await statsMatch(broker, queue, { deadLettered: 1, ready: 0, inFlight: 0, delayed: 0 });
+        expect(counts).toEqual([1, 2, 3]);
+
+        await broker.declareQueue(dead);
+        const box = await collect(broker, dead, 'ack');
+        await waitFor(() => box.deliveries.length === 1, WAIT_MS, 'the dead letter');
+        const d = box.deliveries[0]!;
+        expect(d.id).toBe(id);
+        expect(d.body.toString()).toBe('poison');
+        expect(d.headers.h).toBe('kept');
+        expect(String(d.headers[DEAD_LETTER_REASON_HEADER])).toContain('boom-3');
+        expect(d.headers[DEAD_LETTER_QUEUE_HEADER]).toBe(queue);
+        expect(Number(d.headers[DEAD_LETTER_DELIVERIES_HEADER])).toBe(3);
+        await sleep(QUIET_MS);
+        expect(counts).toHaveLength(3);
+      });
+
+      it('dead-letters at once with the given reason, into the queue named by deadLetterQueue', async () => {
+        const broker = await open();
+        const queue = uniqueName('explicit-dead');
+        const dead = `${queue}.graveyard`;
+        await broker.declareQueue(queue, { deadLetterQueue: dead });
+        const [id] = await broker.publish(queue, [{ body: 'bad' }]);
+        let calls = 0;
+        await broker.consume(queue, async (d) => {
+          calls++;
+          await d.deadLetter('bad-input: field x');
+        });
+        await statsMatch(broker, queue, { deadLettered: 1, ready: 0, inFlight: 0 });
+        await broker.declareQueue(dead);
+        const box = await collect(broker, dead, 'ack');
+        await waitFor(() => box.deliveries.length === 1, WAIT_MS, 'the dead letter');
+        const d = box.deliveries[0]!;
+        expect(d.id).toBe(id);
+        expect(d.body.toString()).toBe('bad');
+        expect(String(d.headers[DEAD_LETTER_REASON_HEADER])).toContain('bad-input: field x');
+        expect(d.headers[DEAD_LETTER_QUEUE_HEADER]).toBe(queue);
+        expect(Number(d.headers[DEAD_LETTER_DELIVERIES_HEADER])).toBe(1);
+        expect(calls).toBe(1);
+      });
+
+      it('dead-letters a message older than messageTtlMs with reason EXPIRED', async () => {
+        const broker = await open();
+        const queue = uniqueName('ttl');
+        const dead = deadLetterQueueOf(queue);
+        await broker.declareQueue(queue, { messageTtlMs: 300 });
+        const [id] = await broker.publish(queue, [{ body: 'stale' }]);
+        await sleep(700);
+        const live = await collect(broker, queue, 'ack');
+        await broker.declareQueue(dead);
+        const box = await collect(broker, dead, 'ack');
+        await waitFor(() => box.deliveries.length === 1, WAIT_MS, 'the expired message');
+        expect(box.deliveries[0]!.id).toBe(id);
+        expect(String(box.deliveries[0]!.headers[DEAD_LETTER_REASON_HEADER])).toContain('EXPIRED');
+        expect(live.deliveries).toHaveLength(0);
+      });
+    });
+
+    describe('consumers', () => {
+      it('holds at most prefetch unsettled deliveries per consumer', async () => {
+        const broker = await open();
+        const queue = uniqueName('prefetch');
+        await broker.declareQueue(queue);
+        await broker.publish(
+          queue,
+          Array.from({ length: 10 }, (_, i) => ({ body: `p${i}` })),
+        );
+        const box = await collect(broker, queue, 'none', { prefetch: 3 });
+        await waitFor(() => box.deliveries.length === 3, WAIT_MS, '3 deliveries');
+        await sleep(QUIET_MS);
+        expect(box.deliveries).toHaveLength(3);
+        await statsMatch(broker, queue, { ready: 7, inFlight: 3, consumers: 1 });
+        await box.deliveries[0]!.ack();
+        await waitFor(() => box.deliveries.length === 4, WAIT_MS, 'a 4th delivery after one ack');
+        await sleep(QUIET_MS);
+        expect(box.deliveries).toHaveLength(4);
+        await statsMatch(broker, queue, { ready: 6, inFlight: 3 });
+      });
+
+      it('shares a queue between two consumers without duplicates', async () => {
+        const a = await open();
+        const b = await open();
+        const queue = uniqueName('share');
+        await a.declareQueue(queue);
+        const acked = new Map<string, string>();
+        const duplicates: string[] = [];
+        const handler = (who: string) => async (d: Delivery) => {
+          await sleep(5);
+          if (acked.has(d.id)) duplicates.push(d.id);
+          acked.set(d.id, who);
+          await d.ack();
+        };
+        await a.consume(queue, handler('a'), { prefetch: 2 });
+        await b.consume(queue, handler('b'), { prefetch: 2 });
+        const ids = await a.publish(
+          queue,
+          Array.from({ length: 30 }, (_, i) => ({ body: `w${i}` })),
+        );
+        await waitFor(() => acked.size === 30, WAIT_MS * 2, '30 acks');
+        expect(duplicates).toEqual([]);
+        expect(sorted([...acked.keys()])).toEqual(sorted(ids));
+        const byA = [...acked.values()].filter((w) => w === 'a').length;
+        expect(byA).toBeGreaterThan(0);
+        expect(byA).toBeLessThan(30);
+        await statsMatch(a, queue, { ready: 0, inFlight: 0, consumers: 2 });
+      });
+
+      it('stops delivering to a cancelled consumer', async () => {
+        const broker = await open();
+        const queue = uniqueName('cancel');
+        await broker.declareQueue(queue);
+        const box = await collect(broker, queue, 'ack');
+        await broker.publish(queue, [{ body: 'before' }]);
+        await waitFor(() => box.deliveries.length === 1, WAIT_MS, 'first delivery');
+        await box.consumer.cancel();
+        await broker.publish(queue, [{ body: 'after' }]);
+        await sleep(QUIET_MS);
+        expect(box.bodies()).toEqual(['before']);
+        await statsMatch(broker, queue, { ready: 1, consumers: 0 });
+      });
+
+      it('on close, waits for handler calls in progress, lands their acks and hands back the rest', async () => {
+        const a = await open();
+        const b = await open();
+        const queue = uniqueName('close-drain');
+        await a.declareQueue(queue);
+        const ids = await a.publish(
+          queue,
+          Array.from({ length: 4 }, (_, i) => ({ body: `c${i}` })),
+        );
+        const started: string[] = [];
+        const gate = deferred();
+        cleanups.push(gate.resolve);
+        await a.consume(
+          queue,
+          async (d) => {
+            started.push(d.id);
+            await gate.promise;
+            await d.ack();
+          },
+          { prefetch: 2 },
+        );
+        await waitFor(() => started.length >= 1, WAIT_MS, 'a handler call in progress');
+        let closed = false;
+        const closing = a.close().then(() => {
+          closed = true;
+        });
+        await sleep(QUIET_MS);
+        expect(closed).toBe(false);
+        gate.resolve();
+        await closing;
+
+        const rest = ids.filter((id) => !started.includes(id));
+        expect(rest.length).toBeGreaterThan(0);
+        const box = await collect(b, queue, 'ack');
+        await waitFor(() => box.deliveries.length === rest.length, WAIT_MS, 'the handed-back rest');
+        await sleep(QUIET_MS);
+        expect(sorted(box.ids())).toEqual(sorted(rest));
+        expect(box.deliveries.map((d) => d.deliveryCount)).toEqual(rest.map(() => 1));
+        await statsMatch(b, queue, { ready: 0, inFlight: 0 });
+      });
+    });
+
+    describe('topics', () => {
+      it('routes topics to the subscriptions whose * and # patterns match, and drops the rest', async () => {
+        const pub = await open();
+        const sub = await open();
+        const p = `t${randomUUID().slice(0, 8)}`;
+        const patterns = {
+          star: `${p}.a.*`,
+          hashEnd: `${p}.a.#`,
+          hashMiddle: `${p}.#.z`,
+          starMiddle: `${p}.*.z`,
+          everything: `${p}.#`,
+          hashStart: `#.${p}end`,
+        };
+        const boxes = Object.fromEntries(
+          await Promise.all(
+            Object.entries(patterns).map(async ([k, pattern]) => [
+              k,
+              await subscribeInbox(sub, pattern),
+            ]),
+          ),
+        ) as Record<keyof typeof patterns, Inbox>;
+        const topics = [
+          `${p}.a`,
+          `${p}.a.x`,
+          `${p}.a.x.y`,
+          `${p}.b.z`,
+          `${p}.a.z`,
+          `${p}.z`,
+          `${p}.b.c.z`,
+          `${p}.q`,
+          `${p}end`,
+          `k.${p}end`,
+          `other${p}.a.x`,
+        ];
+        for (const topic of topics) await pub.publishTopic(topic, [{ body: topic }]);
+        const expected: Record<keyof typeof patterns, string[]> = {
+          star: [`${p}.a.x`, `${p}.a.z`],
+          hashEnd: [`${p}.a`, `${p}.a.x`, `${p}.a.x.y`, `${p}.a.z`],
+          hashMiddle: [`${p}.b.z`, `${p}.a.z`, `${p}.z`, `${p}.b.c.z`],
+          starMiddle: [`${p}.b.z`, `${p}.a.z`],
+          everything: topics.slice(0, 8),
+          hashStart: [`${p}end`, `k.${p}end`],
+        };
+        const keys = Object.keys(patterns) as (keyof typeof patterns)[];
+        await waitFor(
+          () => keys.every((k) => boxes[k].deliveries.length >= expected[k].length),
+          WAIT_MS,
+          'every subscription to receive its topics',
+        );
+        await sleep(QUIET_MS);
+        for (const k of keys)
+          expect({ [k]: sorted(boxes[k].bodies()) }).toEqual({ [k]: sorted(expected[k]) });
+      });
+
+      it('stops delivering to a cancelled subscription', async () => {
+        const broker = await open();
+        const topic = `t${randomUUID().slice(0, 8)}.news`;
+        const cancelled = await subscribeInbox(broker, topic);
+        const kept = await subscribeInbox(broker, topic);
+        await broker.publishTopic(topic, [{ body: 'first' }]);
+        await waitFor(
+          () => cancelled.deliveries.length === 1 && kept.deliveries.length === 1,
+          WAIT_MS,
+          'both subscriptions to receive the first message',
+        );
+        expect(cancelled.deliveries[0]!.id).toBe(kept.deliveries[0]!.id);
+        await cancelled.consumer.cancel();
+        await broker.publishTopic(topic, [{ body: 'second' }]);
+        await waitFor(() => kept.deliveries.length === 2, WAIT_MS, 'the kept subscription');
+        await sleep(QUIET_MS);
+        expect(cancelled.bodies()).toEqual(['first']);
+        expect(kept.bodies()).toEqual(['first', 'second']);
+      });
+    });
+
+    describe('stats and queues', () => {
+      it('counts ready, delayed, in-flight, dead-lettered messages and consumers', async () => {
+        const broker = await open();
+        const queue = uniqueName('stats');
+        await broker.declareQueue(queue);
+        await broker.publish(queue, [
+          { body: 's1' },
+          { body: 's2' },
+          { body: 's3' },
+          { body: 'later', delayMs: 60_000 },
+        ]);
+        await statsMatch(broker, queue, {
+          ready: 3,
+          delayed: 1,
+          inFlight: 0,
+          deadLettered: 0,
+          consumers: 0,
+        });
+        const box = await collect(broker, queue, 'none', { prefetch: 2 });
+        await statsMatch(broker, queue, { ready: 1, inFlight: 2, consumers: 1 });
+        await waitFor(() => box.deliveries.length === 2, WAIT_MS, 'two deliveries');
+        await box.deliveries[0]!.deadLetter('stats test');
+        await statsMatch(broker, queue, { ready: 0, inFlight: 2, deadLettered: 1, delayed: 1 });
+        await waitFor(() => box.deliveries.length === 3, WAIT_MS, 'the third delivery');
+        await box.deliveries[1]!.ack();
+        await box.deliveries[2]!.ack();
+        await statsMatch(broker, queue, {
+          ready: 0,
+          inFlight: 0,
+          delayed: 1,
+          deadLettered: 1,
+          consumers: 1,
+        });
+        await box.consumer.cancel();
+        await statsMatch(broker, queue, { consumers: 0 });
+        expect((await broker.stats(queue)).queue).toBe(queue);
+      });
+
+      it('lists declared queues', async (ctx) => {
+        const broker = await open();
+        ctx.skip(!broker.capabilities.listQueues, `${target.name} broker cannot list queues`);
+        const queues = [uniqueName('list'), uniqueName('list')];
+        for (const q of queues) await broker.declareQueue(q);
+        const listed = await broker.listQueues();
+        for (const q of queues) expect(listed).toContain(q);
+        await broker.deleteQueue(queues[0]!);
+        const after = await broker.listQueues();
+        expect(after).not.toContain(queues[0]);
+        expect(after).toContain(queues[1]);
+      });
+
+      it('deletes a temporary queue when the handle that declared it closes', async (ctx) => {
+        const a = await open();
+        const b = await open();
+        ctx.skip(!b.capabilities.listQueues, `${target.name} broker cannot list queues`);
+        const temporary = uniqueName('temporary');
+        const kept = uniqueName('kept');
+        await a.declareQueue(temporary, { temporary: true, durable: false });
+        await a.declareQueue(kept);
+        expect(await b.listQueues()).toContain(temporary);
+        await a.close();
+        await waitFor(
+          async () => !(await b.listQueues()).includes(temporary),
+          WAIT_MS,
+          'the temporary queue to disappear',
+        );
+        expect(await b.listQueues()).toContain(kept);
+      });
+    });
+
+    describe('closing', () => {
+      it('rejects publish with a BrokerError after close, emits "closed" and closes idempotently', async () => {
+        const broker = await open();
+        const queue = uniqueName('closed');
+        await broker.declareQueue(queue);
+        const statuses: BrokerStatus[] = [];
+        broker.on('status', (s) => statuses.push(s));
+        await broker.close();
+        await expect(broker.close()).resolves.toBeUndefined();
+        await expect(broker.publish(queue, [{ body: 'too late' }])).rejects.toBeInstanceOf(
+          BrokerError,
+        );
+        expect(statuses).toContain('closed');
+        const other = await open();
+        await statsMatch(other, queue, { ready: 0 });
+      });
+    });
+
+    describe('several processes', () => {
+      it(
+        'never lets consumers in separate processes hold the same live lease, and acks each message once',
+        { timeout: 60_000 },
+        async (ctx) => {
+          const broker = await open();
+          ctx.skip(
+            !broker.capabilities.multiProcess,
+            `${target.name} broker is single-process (capabilities.multiProcess is false)`,
+          );
+          ctx.skip(target.url === undefined, `no url given for the ${target.name} target`);
+          await multiProcessRun(broker, target.url!, cleanups);
+        },
+      );
+    });
+  });
+}
+
+interface ChildEvent {
+  event: 'ready' | 'ack' | 'nack';
+  pid: number;
+  id?: string;
+  deliveryCount?: number;
+  start?: number;
+  end?: number;
+}
+
+interface Child {
+  process: ChildProcess;
+  stderr: string;
+  exit: Promise<number | null>;
+}
+
+async function multiProcessRun(
+  broker: Broker,
+  url: string,
+  cleanups: (() => void)[],
+): Promise<void> {
+  const queue = uniqueName('processes');
+  // Long enough that no lease expires in this test: overlaps would then be real double claims.
+  await broker.declareQueue(queue, { leaseMs: 20_000 });
+  const events: ChildEvent[] = [];
+  const children: Child[] = [];
+  cleanups.push(() => {
+    for (const c of children) if (c.process.exitCode === null) c.process.kill('SIGKILL');
+  });
+  for (let i = 0; i < 3; i++) {
+    const proc = spawn(process.execPath, [FIXTURE, url, queue, '3', '2'], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    const child: Child = {
+      process: proc,
+      stderr: '',
+      exit: new Promise((resolve) => proc.on('exit', (code) => resolve(code))),
+    };
+    let buffer = '';
+    proc.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+      buffer += chunk;
+      let nl: number;
+      while ((nl = buffer.indexOf('\n')) >= 0) {
+        const line = buffer.slice(0, nl).trim();
+        buffer = buffer.slice(nl + 1);
+        if (line !== '') events.push(JSON.parse(line) as ChildEvent);
+      }
+    });
+    proc.stderr!.setEncoding('utf8').on('data', (chunk: string) => (child.stderr += chunk));
+    children.push(child);
+  }
+  const failedChild = () =>
+    children.find((c) => c.process.exitCode !== null && c.process.exitCode !== 0);
+  const waitChildren = async (cond: () => boolean, what: string) => {
+    await waitFor(
+      () => {
+        const failed = failedChild();
+        if (failed) {
+          throw new Error(
+            `conformance consumer exited with ${failed.process.exitCode}: ${failed.stderr.trim()}`,
+          );
+        }
+        return cond();
+      },
+      30_000,
+      what,
+    );
+  };
+  await waitChildren(
+    () => events.filter((e) => e.event === 'ready').length === children.length,
+    'every child process to start consuming',
+  );
+
+  const total = 45;
+  const ids = await broker.publish(
+    queue,
+    Array.from({ length: total }, (_, i) => ({
+      body: `job ${i}`,
+      headers: { nackFirst: i % 3 === 0 },
+    })),
+  );
+  const acks = () => events.filter((e) => e.event === 'ack');
+  await waitChildren(() => acks().length >= total, `${total} acks from the child processes`);
+  for (const c of children) c.process.stdin!.end();
+  const codes = await Promise.all(children.map((c) => c.exit));
+  expect(codes, children.map((c) => c.stderr).join('\n')).toEqual(children.map(() => 0));
+
+  const acked = acks().map((e) => e.id!);
+  expect(acked).toHaveLength(total);
+  expect(sorted(acked)).toEqual(sorted(ids));
+
+  const byId = new Map<string, ChildEvent[]>();
+  for (const e of events) {
+    if (e.event === 'ready') continue;
+    const list = byId.get(e.id!) ?? [];
+    list.push(e);
+    byId.set(e.id!, list);
+  }
+  for (const [id, list] of byId) {
+    list.sort((x, y) => x.start! - y.start!);
+    for (let i = 1; i < list.length; i++) {
+      const prev = list[i - 1]!;
+      const next = list[i]!;
+      // A new lease on a message may only begin after the previous holder settled it.
+      expect(next.start!, `message ${id}: deliveries overlap`).toBeGreaterThanOrEqual(prev.end!);
+      expect(next.deliveryCount!, `message ${id}: delivery counts`).toBeGreaterThan(
+        prev.deliveryCount!,
+      );
+    }
+  }
+  const nacked = events.filter((e) => e.event === 'nack').length;
+  expect(nacked).toBe(total / 3);
+  const workers = new Set(acks().map((e) => e.pid));
+  expect(workers.size).toBeGreaterThan(1);
+  await statsMatch(broker, queue, { ready: 0, inFlight: 0, delayed: 0 });
+}

@@ -1,0 +1,125 @@
+import type Database from 'better-sqlite3';
+import { BrokerError, ErrorCode } from '../../protocol/errors.js';
+
+/** Version of the on-disk layout, kept in `PRAGMA user_version`. */
+export const SCHEMA_VERSION = 1;
+
+/** Message states (the `messages.state` column). */
+export const MessageState = {
+  /** Deliverable now. */
+  Ready: 0,
+  /** Deliverable at `due_at` (delayed publish or nack with delay). */
+  Delayed: 1,
+  /** Leased to a consumer until `due_at`. */
+  Leased: 2,
+} as const;
+
+/**
+ * The tables. Every message row sits in exactly one of three partial indexes (ready, delayed,
+ * leased), so a state change touches two index entries and no index holds rows it never needs.
+ * `expires_at` is set only for queues with a message TTL, so its index costs nothing elsewhere.
+ */
+const DDL = `
+CREATE TABLE IF NOT EXISTS queues (
+  name              TEXT PRIMARY KEY,
+  max_deliveries    INTEGER NOT NULL,
+  dead_letter_queue TEXT NOT NULL,
+  priorities        INTEGER NOT NULL,
+  lease_ms          INTEGER NOT NULL,
+  message_ttl_ms    INTEGER,
+  durable           INTEGER NOT NULL,
+  owner             TEXT,
+  created_at        INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS queues_owner ON queues(owner) WHERE owner IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS messages (
+  seq         INTEGER PRIMARY KEY,
+  queue       TEXT NOT NULL,
+  id          TEXT NOT NULL,
+  priority    INTEGER NOT NULL,
+  state       INTEGER NOT NULL,
+  due_at      INTEGER,
+  lease_token INTEGER,
+  deliveries  INTEGER NOT NULL DEFAULT 0,
+  created_at  INTEGER NOT NULL,
+  expires_at  INTEGER,
+  last_error  TEXT,
+  headers     TEXT,
+  body        BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_ready   ON messages(queue, priority DESC, seq) WHERE state = 0;
+CREATE INDEX IF NOT EXISTS messages_delayed ON messages(queue, due_at) WHERE state = 1;
+CREATE INDEX IF NOT EXISTS messages_leased  ON messages(queue, due_at) WHERE state = 2;
+CREATE INDEX IF NOT EXISTS messages_expiry  ON messages(expires_at) WHERE expires_at IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS bindings (
+  queue   TEXT NOT NULL,
+  pattern TEXT NOT NULL,
+  owner   TEXT,
+  PRIMARY KEY (queue, pattern)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS handles (
+  id           TEXT PRIMARY KEY,
+  pid          INTEGER NOT NULL,
+  host         TEXT NOT NULL,
+  opened_at    INTEGER NOT NULL,
+  heartbeat_at INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS consumers (
+  id     INTEGER PRIMARY KEY,
+  handle TEXT NOT NULL,
+  queue  TEXT NOT NULL,
+  tag    TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS consumers_queue  ON consumers(queue);
+CREATE INDEX IF NOT EXISTS consumers_handle ON consumers(handle);
+`;
+
+export interface PragmaOptions {
+  synchronous: 'normal' | 'full';
+  busyTimeoutMs: number;
+}
+
+/** Sets the connection's pragmas: WAL, the durability level, the busy timeout and the cache. */
+export function applyPragmas(db: Database.Database, options: PragmaOptions): void {
+  db.pragma(`busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs))}`);
+  const mode = db.pragma('journal_mode = WAL', { simple: true });
+  if (String(mode).toLowerCase() !== 'wal') {
+    throw new BrokerError(
+      ErrorCode.BrokerUnavailable,
+      `embedded broker "${db.name}": could not switch to WAL journal mode (got "${String(mode)}")`,
+    );
+  }
+  db.pragma(`synchronous = ${options.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
+  // 32 MiB page cache; the queue itself stays on disk.
+  db.pragma('cache_size = -32000');
+  db.pragma('temp_store = MEMORY');
+  db.pragma('foreign_keys = OFF');
+  // Checkpoint less often than the default 1000 pages, and truncate a grown WAL afterwards.
+  db.pragma('wal_autocheckpoint = 4000');
+  db.pragma(`journal_size_limit = ${64 * 1024 * 1024}`);
+}
+
+/** Creates the tables if missing; refuses a file written by a newer layout. */
+export function migrate(db: Database.Database): void {
+  const version = Number(db.pragma('user_version', { simple: true }));
+  if (version > SCHEMA_VERSION) {
+    throw new BrokerError(
+      ErrorCode.BrokerState,
+      `embedded broker "${db.name}": schema version ${version} is newer than this qtune supports (${SCHEMA_VERSION})`,
+    );
+  }
+  if (version === SCHEMA_VERSION) return;
+  db.exec('BEGIN IMMEDIATE');
+  try {
+    db.exec(DDL);
+    db.pragma(`user_version = ${SCHEMA_VERSION}`);
+    db.exec('COMMIT');
+  } catch (err) {
+    if (db.inTransaction) db.exec('ROLLBACK');
+    throw err;
+  }
+}

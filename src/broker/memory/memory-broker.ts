@@ -1,0 +1,257 @@
+import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { BrokerError, ErrorCode, InputError } from '../../protocol/errors.js';
+import type {
+  Broker,
+  BrokerCapabilities,
+  BrokerEvents,
+  BrokerStatus,
+  ConsumeOptions,
+  Consumer,
+  DeliveryHandler,
+  OutgoingMessage,
+  QueueOptions,
+  QueueStats,
+  SubscribeOptions,
+} from '../contract.js';
+import { assertTopicPattern } from '../topic.js';
+import type { BusCore, Connection, QueueCore } from './memory-bus.js';
+import { ConsumerCore, MemoryBus, busCore, closedError } from './memory-bus.js';
+
+const DEFAULT_PREFETCH = 10;
+const DEFAULT_SUBSCRIBE_PREFETCH = 100;
+
+type HandleState = 'open' | 'closing' | 'closed';
+
+/**
+ * A broker handle onto a {@link MemoryBus}: the full Broker contract in process memory, for tests
+ * and single-process runs. Several handles on one bus share its queues like several clients of
+ * one broker; nothing survives the process.
+ */
+export class MemoryBroker implements Broker {
+  readonly kind = 'memory';
+  readonly capabilities: BrokerCapabilities = Object.freeze({
+    durable: false,
+    multiProcess: false,
+    listQueues: true,
+  });
+  readonly #core: BusCore;
+  readonly #events = new EventEmitter();
+  readonly #consumers = new Set<ConsumerCore>();
+  readonly #temporary = new Set<string>();
+  readonly #connection: Connection;
+  #state: HandleState = 'open';
+  #closed: Promise<void> | undefined;
+
+  /** Opens a handle on `bus` (default: a fresh private bus). */
+  constructor(bus: MemoryBus = new MemoryBus()) {
+    this.#core = busCore(bus);
+    const isOpen = () => this.#state !== 'closed';
+    this.#connection = {
+      get isOpen() {
+        return isOpen();
+      },
+      reportError: (error) => this.#emitError(error),
+    };
+  }
+
+  async declareQueue(name: string, options: QueueOptions = {}): Promise<void> {
+    this.#assertUsable(`declareQueue "${name}"`);
+    if (typeof name !== 'string' || name.length === 0) {
+      throw new InputError(`queue name must be a non-empty string, got ${JSON.stringify(name)}`);
+    }
+    const queue = this.#core.declare(name, options, this.#connection);
+    if (queue.owner === this.#connection) this.#temporary.add(name);
+  }
+
+  async deleteQueue(name: string): Promise<void> {
+    this.#assertUsable(`deleteQueue "${name}"`);
+    this.#core.delete(name);
+    this.#temporary.delete(name);
+  }
+
+  async publish(queue: string, messages: readonly OutgoingMessage[]): Promise<string[]> {
+    this.#assertUsable(`publish to queue "${queue}"`);
+    const target = this.#queue(queue);
+    for (const m of messages) checkMessage(`queue "${queue}"`, m);
+    return target.publish(messages);
+  }
+
+  async consume(
+    queue: string,
+    handler: DeliveryHandler,
+    options: ConsumeOptions = {},
+  ): Promise<Consumer> {
+    this.#assertOpen(`consume from queue "${queue}"`);
+    const target = this.#queue(queue);
+    const prefetch = checkPrefetch(`queue "${queue}"`, options.prefetch ?? DEFAULT_PREFETCH);
+    return this.#startConsumer(target, handler, prefetch, options.tag);
+  }
+
+  async publishTopic(topic: string, messages: readonly OutgoingMessage[]): Promise<void> {
+    this.#assertUsable(`publish to topic "${topic}"`);
+    if (typeof topic !== 'string' || topic.length === 0) {
+      throw new InputError(`topic must be a non-empty string, got ${JSON.stringify(topic)}`);
+    }
+    for (const m of messages) checkMessage(`topic "${topic}"`, m);
+    this.#core.publishTopic(topic, messages);
+  }
+
+  async subscribe(
+    pattern: string,
+    handler: DeliveryHandler,
+    options: SubscribeOptions = {},
+  ): Promise<Consumer> {
+    this.#assertOpen(`subscribe to "${pattern}"`);
+    try {
+      assertTopicPattern(pattern);
+    } catch (err) {
+      throw new InputError(err instanceof Error ? err.message : String(err), { cause: err });
+    }
+    const prefetch = checkPrefetch(
+      `subscription "${pattern}"`,
+      options.prefetch ?? DEFAULT_SUBSCRIBE_PREFETCH,
+    );
+    const name = `sub.${pattern}.${randomUUID()}`;
+    const queue = this.#core.declare(name, { durable: false, temporary: true }, this.#connection);
+    this.#temporary.add(name);
+    this.#core.bind(name, pattern);
+    return this.#startConsumer(queue, handler, prefetch, undefined, () => {
+      this.#core.delete(name);
+      this.#temporary.delete(name);
+    });
+  }
+
+  async stats(queue: string): Promise<QueueStats> {
+    this.#assertUsable(`stats of queue "${queue}"`);
+    return this.#queue(queue).stats();
+  }
+
+  async listQueues(): Promise<string[]> {
+    this.#assertUsable('listQueues');
+    return [...this.#core.queues.keys()].sort();
+  }
+
+  on<E extends keyof BrokerEvents>(event: E, listener: BrokerEvents[E]): this {
+    this.#events.on(event, listener);
+    return this;
+  }
+
+  off<E extends keyof BrokerEvents>(event: E, listener: BrokerEvents[E]): this {
+    this.#events.off(event, listener);
+    return this;
+  }
+
+  /**
+   * Cancels this handle's consumers (handing back deliveries not yet started and waiting for
+   * handler calls in progress, whose settles still work), deletes its temporary queues, then
+   * closes. Deliveries left unsettled keep their leases until they expire. Idempotent.
+   */
+  close(): Promise<void> {
+    this.#closed ??= this.#close();
+    return this.#closed;
+  }
+
+  /**
+   * Simulates the death of this handle's process: consumers stop at once without settling
+   * anything (their leases expire and are redelivered), temporary queues are deleted, and every
+   * later call, settles included, fails.
+   */
+  crash(): void {
+    if (this.#state === 'closed') return;
+    this.#state = 'closed';
+    this.#closed ??= Promise.resolve();
+    for (const consumer of this.#consumers) consumer.drop();
+    this.#consumers.clear();
+    this.#deleteTemporaryQueues();
+    this.#emitStatus('closed');
+  }
+
+  async #close(): Promise<void> {
+    this.#state = 'closing';
+    await Promise.all([...this.#consumers].map((c) => c.cancel()));
+    this.#consumers.clear();
+    this.#deleteTemporaryQueues();
+    this.#state = 'closed';
+    this.#emitStatus('closed');
+  }
+
+  #startConsumer(
+    queue: QueueCore,
+    handler: DeliveryHandler,
+    prefetch: number,
+    tag: string | undefined,
+    onCancelled?: () => void,
+  ): Consumer {
+    const consumer = new ConsumerCore({
+      tag: tag ?? `memory-${randomUUID()}`,
+      queue,
+      connection: this.#connection,
+      handler,
+      prefetch,
+      onCancelled: () => {
+        this.#consumers.delete(consumer);
+        onCancelled?.();
+      },
+    });
+    this.#consumers.add(consumer);
+    queue.addConsumer(consumer);
+    return consumer.toConsumer();
+  }
+
+  #deleteTemporaryQueues(): void {
+    for (const name of this.#temporary) {
+      const queue = this.#core.queues.get(name);
+      if (queue?.owner === this.#connection) this.#core.delete(name);
+    }
+    this.#temporary.clear();
+  }
+
+  #queue(name: string): QueueCore {
+    const queue = this.#core.queues.get(name);
+    if (queue === undefined) {
+      throw new BrokerError(
+        ErrorCode.BrokerState,
+        `queue "${name}" does not exist in the memory broker; declare it first`,
+      );
+    }
+    return queue;
+  }
+
+  /** Allowed until closed: handler calls still running during close may publish and settle. */
+  #assertUsable(what: string): void {
+    if (this.#state === 'closed') throw closedError(what);
+  }
+
+  /** Starting new consumers is refused as soon as close begins. */
+  #assertOpen(what: string): void {
+    if (this.#state !== 'open') throw closedError(what);
+  }
+
+  #emitStatus(status: BrokerStatus): void {
+    this.#events.emit('status', status);
+  }
+
+  #emitError(error: Error): void {
+    // An 'error' event nobody listens to would throw; a memory broker has nowhere else to say it.
+    if (this.#events.listenerCount('error') > 0) this.#events.emit('error', error);
+  }
+}
+
+function checkMessage(where: string, m: OutgoingMessage): void {
+  if (typeof m.body !== 'string' && !Buffer.isBuffer(m.body)) {
+    throw new InputError(
+      `${where}: message body must be a Buffer or a string, got ${typeof m.body}`,
+    );
+  }
+  if (m.delayMs !== undefined && !(Number.isFinite(m.delayMs) && m.delayMs >= 0)) {
+    throw new InputError(`${where}: delayMs must be a number >= 0, got ${String(m.delayMs)}`);
+  }
+}
+
+function checkPrefetch(where: string, prefetch: number): number {
+  if (!Number.isInteger(prefetch) || prefetch < 1) {
+    throw new InputError(`${where}: prefetch must be a positive integer, got ${String(prefetch)}`);
+  }
+  return prefetch;
+}

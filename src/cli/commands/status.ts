@@ -1,0 +1,108 @@
+import { Command, Option } from 'commander';
+import type { QueueStats } from '../../broker/contract.js';
+import { gatherWorkerReports, type WorkerReport } from '../../worker/control.js';
+import { action, contextOf } from '../context.js';
+import { parseDuration } from '../options.js';
+
+interface StatusOptions {
+  json?: boolean;
+  wait: number;
+  all?: boolean;
+}
+
+interface HostSummary {
+  host: string;
+  workers: number;
+  done: number;
+  failed: number;
+  inFlight: number;
+  rate: number;
+  gpus: string[];
+}
+
+function byHost(reports: WorkerReport[]): HostSummary[] {
+  const hosts = new Map<string, HostSummary>();
+  for (const r of reports) {
+    const h = hosts.get(r.worker.host) ?? {
+      host: r.worker.host,
+      workers: 0,
+      done: 0,
+      failed: 0,
+      inFlight: 0,
+      rate: 0,
+      gpus: [],
+    };
+    h.workers++;
+    h.done += r.done;
+    h.failed += r.failed;
+    h.inFlight += r.inFlight;
+    h.rate += r.rate;
+    for (const g of r.worker.gpus ?? []) if (!h.gpus.includes(g.name)) h.gpus.push(g.name);
+    hosts.set(h.host, h);
+  }
+  return [...hosts.values()].sort((a, b) => a.host.localeCompare(b.host));
+}
+
+/** Internal queues (dead letters, reply and status queues, subscriptions) are hidden by default. */
+function isInternal(name: string): boolean {
+  return name.endsWith('.dead') || name.startsWith('qtune.') || name.startsWith('amq.');
+}
+
+function table(rows: (string | number)[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => String(r[i]).length)));
+  return rows
+    .map((r) => r.map((c, i) => (i === 0 ? String(c).padEnd(widths[i]!) : String(c).padStart(widths[i]!))).join('  '))
+    .join('\n');
+}
+
+export function statusCommand(): Command {
+  return new Command('status')
+    .description('show queues (ready, in flight, dead-lettered, consumers) and live workers per host')
+    .option('--json', 'print one JSON document')
+    .option('--all', 'include internal queues (dead letters, reply queues, subscriptions)')
+    .addOption(
+      new Option('--wait <duration>', 'how long to wait for worker reports')
+        .argParser(parseDuration)
+        .default(500, '500ms'),
+    )
+    .addHelpText('after', '\nExit codes: 0 ok, 3 broker unavailable.')
+    .action(
+      action(async (opts: StatusOptions, cmd: Command) => {
+        const ctx = contextOf(cmd);
+        const broker = await ctx.openBroker();
+        let queues: QueueStats[];
+        let reports: WorkerReport[];
+        try {
+          const names = (await broker.listQueues()).filter((n) => opts.all || !isInternal(n)).sort();
+          queues = await Promise.all(names.map((n) => broker.stats(n)));
+          reports = await gatherWorkerReports(broker, opts.wait);
+        } finally {
+          await broker.close();
+        }
+        const hosts = byHost(reports);
+        if (opts.json) {
+          process.stdout.write(JSON.stringify({ queues, hosts, workers: reports }) + '\n');
+          return;
+        }
+        if (queues.length === 0) process.stdout.write('no queues\n');
+        else {
+          process.stdout.write(
+            table([
+              ['queue', 'ready', 'delayed', 'in flight', 'dead', 'consumers'],
+              ...queues.map((q) => [q.queue, q.ready, q.delayed, q.inFlight, q.deadLettered, q.consumers]),
+            ]) + '\n',
+          );
+        }
+        process.stdout.write('\n');
+        if (hosts.length === 0) process.stdout.write('no live workers answered\n');
+        else {
+          process.stdout.write(
+            table([
+              ['host', 'workers', 'done', 'failed', 'in flight', 'tasks/s', 'gpus'],
+              ...hosts.map((h) => [h.host, h.workers, h.done, h.failed, h.inFlight, h.rate.toFixed(1), h.gpus.join(', ') || '-']),
+            ]) + '\n',
+          );
+        }
+      }),
+    );
+}

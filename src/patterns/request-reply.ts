@@ -1,0 +1,280 @@
+import { randomUUID } from 'node:crypto';
+import type { Broker, Consumer, Delivery, QueueOptions } from '../broker/contract.js';
+import { decode, encode } from '../protocol/codec.js';
+import { createEnvelope, MessageType, type Envelope, type Headers } from '../protocol/envelope.js';
+import { BrokerError, ErrorCode, QtuneError, errorCode, toError } from '../protocol/errors.js';
+import { deadReason } from './work-queue.js';
+
+/** Header marking a reply as a remote failure; its payload is `{ error: { code, message } }`. */
+export const REPLY_ERROR_HEADER = 'x-qtune-error';
+
+/** The remote handler failed; `code` and `message` are the remote ones. */
+export class RemoteError extends QtuneError {
+  /** The queue the request was sent to. */
+  readonly queue: string;
+  constructor(code: ErrorCode, message: string, queue: string) {
+    super(code, message);
+    this.queue = queue;
+  }
+}
+
+export interface RequesterOptions {
+  /** Time to wait for a reply, per call unless the call says otherwise (default: 30000 ms). */
+  timeoutMs?: number;
+  /** Name of the private reply queue (default: `qtune.reply.<uuid>`). */
+  replyQueue?: string;
+}
+
+export interface RequestOptions {
+  /** Time to wait for this reply (default: the requester's timeoutMs). */
+  timeoutMs?: number;
+  /** Task name put on the request envelope. */
+  task?: string;
+  headers?: Headers;
+  /** Cancels the wait; the promise rejects with the signal's reason. */
+  signal?: AbortSignal;
+}
+
+interface Pending {
+  queue: string;
+  resolve: (value: unknown) => void;
+  reject: (error: Error) => void;
+  timer: NodeJS.Timeout;
+  cleanup: () => void;
+}
+
+/**
+ * Sends requests and awaits their replies over one temporary reply queue, matching replies to
+ * calls by correlation id. Create with {@link Requester.create}; close when done.
+ */
+export class Requester {
+  readonly #broker: Broker;
+  readonly #replyQueue: string;
+  readonly #timeoutMs: number;
+  readonly #pending = new Map<string, Pending>();
+  readonly #declared = new Set<string>();
+  #consumer: Consumer | undefined;
+  #closed = false;
+
+  private constructor(broker: Broker, replyQueue: string, timeoutMs: number) {
+    this.#broker = broker;
+    this.#replyQueue = replyQueue;
+    this.#timeoutMs = timeoutMs;
+  }
+
+  /** Declares the temporary reply queue and starts listening on it. */
+  static async create(broker: Broker, options: RequesterOptions = {}): Promise<Requester> {
+    const replyQueue = options.replyQueue ?? `qtune.reply.${randomUUID()}`;
+    const requester = new Requester(broker, replyQueue, options.timeoutMs ?? 30_000);
+    await broker.declareQueue(replyQueue, { temporary: true, durable: false });
+    requester.#consumer = await broker.consume(replyQueue, (d) => requester.#onReply(d), {
+      prefetch: 100,
+    });
+    return requester;
+  }
+
+  /** Name of this requester's reply queue. */
+  get replyQueue(): string {
+    return this.#replyQueue;
+  }
+
+  /** Calls not yet answered. */
+  get pending(): number {
+    return this.#pending.size;
+  }
+
+  /**
+   * Sends `payload` as a request to `queue` and resolves with the reply's payload. Rejects with
+   * {@link RemoteError} when the remote handler failed, and with a QtuneError REPLY_TIMEOUT
+   * when no reply came in time.
+   */
+  async request<R = unknown>(
+    queue: string,
+    payload: unknown,
+    options: RequestOptions = {},
+  ): Promise<R> {
+    if (this.#closed) {
+      throw new BrokerError(ErrorCode.BrokerState, `requester on "${this.#replyQueue}" is closed`);
+    }
+    options.signal?.throwIfAborted();
+    const timeoutMs = options.timeoutMs ?? this.#timeoutMs;
+    const env = createEnvelope({
+      type: MessageType.Request,
+      payload,
+      replyTo: this.#replyQueue,
+      deadline: Date.now() + timeoutMs,
+      ...(options.task !== undefined && { task: options.task }),
+      ...(options.headers !== undefined && { headers: options.headers }),
+    });
+    const answer = new Promise<unknown>((resolve, reject) => {
+      const onAbort = (): void => {
+        this.#settle(env.id)?.reject(toError(options.signal?.reason));
+      };
+      const timer = setTimeout(() => {
+        this.#settle(env.id)?.reject(
+          new QtuneError(
+            ErrorCode.ReplyTimeout,
+            `request ${env.id} to queue "${queue}" got no reply within ${timeoutMs} ms`,
+          ),
+        );
+      }, timeoutMs);
+      options.signal?.addEventListener('abort', onAbort, { once: true });
+      this.#pending.set(env.id, {
+        queue,
+        resolve,
+        reject,
+        timer,
+        cleanup: () => options.signal?.removeEventListener('abort', onAbort),
+      });
+    });
+    try {
+      if (!this.#declared.has(queue)) {
+        await this.#broker.declareQueue(queue);
+        this.#declared.add(queue);
+      }
+      await this.#broker.publish(queue, [{ id: env.id, body: encode(env) }]);
+    } catch (err) {
+      this.#settle(env.id);
+      throw err;
+    }
+    return (await answer) as R;
+  }
+
+  /** Rejects the calls still waiting, stops listening and deletes the reply queue. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const id of [...this.#pending.keys()]) {
+      this.#settle(id)?.reject(
+        new BrokerError(
+          ErrorCode.BrokerState,
+          `requester on "${this.#replyQueue}" closed before request ${id} got its reply`,
+        ),
+      );
+    }
+    await this.#consumer?.cancel();
+    await this.#broker.deleteQueue(this.#replyQueue).catch(() => {});
+  }
+
+  /** Removes a pending call and returns it, or undefined when it already settled. */
+  #settle(id: string): Pending | undefined {
+    const call = this.#pending.get(id);
+    if (!call) return undefined;
+    this.#pending.delete(id);
+    clearTimeout(call.timer);
+    call.cleanup();
+    return call;
+  }
+
+  async #onReply(delivery: Delivery): Promise<void> {
+    try {
+      const env = decode(delivery.body, { source: `queue "${this.#replyQueue}"` });
+      const call = env.correlationId !== undefined ? this.#settle(env.correlationId) : undefined;
+      // A reply with no waiting call (late, after a timeout) is dropped.
+      if (!call) return;
+      if (env.headers?.[REPLY_ERROR_HEADER] === true) {
+        const error = (env.payload as { error?: { code?: unknown; message?: unknown } } | null)
+          ?.error;
+        const code =
+          typeof error?.code === 'string' ? (error.code as ErrorCode) : ErrorCode.HandlerFailed;
+        const message =
+          typeof error?.message === 'string' ? error.message : 'remote handler failed';
+        call.reject(new RemoteError(code, message, call.queue));
+      } else {
+        call.resolve(env.payload);
+      }
+    } catch {
+      // Not a reply we can read, on our private queue: drop it.
+    } finally {
+      await delivery.ack();
+    }
+  }
+}
+
+/** Handles one request; the resolved value is the reply, a throw becomes an error reply. */
+export type RequestHandler<P = unknown, R = unknown> = (
+  payload: P,
+  request: Envelope<P>,
+) => R | Promise<R>;
+
+export interface ServeOptions {
+  /** Requests handled at once (default: 10). */
+  prefetch?: number;
+  /** Policy of the request queue when it is created (default: the broker's defaults). */
+  queueOptions?: QueueOptions;
+}
+
+/**
+ * Serves requests from `queue`: replies to each request's replyTo with correlationId = its id.
+ * A handler throw is sent back as an error reply. Requests past their deadline (the requester
+ * gave up) are dropped; bodies that cannot be decoded are dead-lettered.
+ */
+export async function serveRequests<P = unknown, R = unknown>(
+  broker: Broker,
+  queue: string,
+  handler: RequestHandler<P, R>,
+  options: ServeOptions = {},
+): Promise<Consumer> {
+  await broker.declareQueue(queue, options.queueOptions);
+  return broker.consume(
+    queue,
+    async (delivery) => {
+      let request: Envelope<P>;
+      try {
+        request = decode(delivery.body, {
+          source: `queue "${queue}"`,
+          messageId: delivery.id,
+          attempt: delivery.deliveryCount,
+        }) as Envelope<P>;
+      } catch (err) {
+        await delivery.deadLetter(deadReason(toError(err)));
+        return;
+      }
+      if (request.deadline !== undefined && Date.now() >= request.deadline) {
+        await delivery.ack();
+        return;
+      }
+      let reply: Envelope;
+      try {
+        const value = await handler(request.payload, request);
+        reply = createEnvelope({
+          type: MessageType.Reply,
+          payload: value,
+          correlationId: request.id,
+        });
+      } catch (err) {
+        const error = toError(err);
+        reply = createEnvelope({
+          type: MessageType.Reply,
+          payload: { error: { code: errorCode(error), message: error.message } },
+          correlationId: request.id,
+          headers: { [REPLY_ERROR_HEADER]: true },
+        });
+      }
+      if (request.replyTo !== undefined) {
+        let body: Buffer;
+        try {
+          body = encode(reply);
+        } catch (err) {
+          const error = toError(err);
+          body = encode(
+            createEnvelope({
+              type: MessageType.Reply,
+              payload: {
+                error: {
+                  code: ErrorCode.HandlerFailed,
+                  message: `reply is not JSON: ${error.message}`,
+                },
+              },
+              correlationId: request.id,
+              headers: { [REPLY_ERROR_HEADER]: true },
+            }),
+          );
+        }
+        await broker.publish(request.replyTo, [{ id: reply.id, body }]);
+      }
+      await delivery.ack();
+    },
+    { prefetch: options.prefetch ?? 10 },
+  );
+}

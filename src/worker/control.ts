@@ -1,0 +1,80 @@
+import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Broker, Consumer } from '../broker/contract.js';
+import { decode, encode } from '../protocol/codec.js';
+import { createEnvelope, MessageType } from '../protocol/envelope.js';
+import type { WorkerInfo } from '../protocol/result.js';
+
+/** Topic on which `qtune status` asks every live worker to report. */
+export const CONTROL_STATUS_TOPIC = 'qtune.control.status';
+
+/** What a worker says about itself when asked. Rates are tasks per second. */
+export interface WorkerReport {
+  worker: WorkerInfo;
+  queue: string;
+  startedAt: number;
+  done: number;
+  failed: number;
+  deadLettered: number;
+  inFlight: number;
+  /** Tasks finished per second since start. */
+  rate: number;
+}
+
+/**
+ * Answers status requests broadcast on {@link CONTROL_STATUS_TOPIC} with `report()`, the
+ * scatter-gather half of `qtune status` (like Celery's `inspect`).
+ */
+export async function serveStatusRequests(
+  broker: Broker,
+  report: () => WorkerReport,
+): Promise<Consumer> {
+  return broker.subscribe(
+    CONTROL_STATUS_TOPIC,
+    async (d) => {
+      try {
+        const req = decode(d.body, { source: `topic "${CONTROL_STATUS_TOPIC}"` });
+        if (req.replyTo) {
+          const reply = createEnvelope({
+            type: MessageType.Reply,
+            correlationId: req.id,
+            payload: report(),
+          });
+          await broker.publish(req.replyTo, [{ id: reply.id, body: encode(reply) }]);
+        }
+      } finally {
+        await d.ack();
+      }
+    },
+    { prefetch: 4 },
+  );
+}
+
+/** Broadcasts a status request and collects the reports that arrive within `waitMs`. */
+export async function gatherWorkerReports(broker: Broker, waitMs: number): Promise<WorkerReport[]> {
+  const replyQueue = `qtune.status.${randomUUID()}`;
+  await broker.declareQueue(replyQueue, { temporary: true, durable: false });
+  const reports: WorkerReport[] = [];
+  const request = createEnvelope({ type: MessageType.Control, payload: { op: 'status' }, replyTo: replyQueue });
+  const consumer = await broker.consume(
+    replyQueue,
+    async (d) => {
+      try {
+        const env = decode(d.body, { source: `queue "${replyQueue}"` });
+        if (env.correlationId === request.id) reports.push(env.payload as WorkerReport);
+      } catch {
+        // A stray message on our private reply queue: ignore it.
+      }
+      await d.ack();
+    },
+    { prefetch: 100 },
+  );
+  try {
+    await broker.publishTopic(CONTROL_STATUS_TOPIC, [{ id: request.id, body: encode(request) }]);
+    await sleep(waitMs);
+  } finally {
+    await consumer.cancel();
+    await broker.deleteQueue(replyQueue);
+  }
+  return reports;
+}

@@ -1,0 +1,21 @@
+export { startWorker, Worker, backoffDelay, installSignalHandlers } from './runtime.js';
+export type {
+  WorkerOptions,
+  WorkerEvents,
+  WorkerStats,
+  TaskEvent,
+  StopOptions,
+  BackoffOptions,
+  SignalHandlerOptions,
+} from './runtime.js';
+export {
+  getHostInfo,
+  probeGpus,
+  parseNvidiaSmi,
+  newWorkerId,
+  NVIDIA_SMI_ARGS,
+} from './host-info.js';
+export type { HostInfoOptions } from './host-info.js';
+export { silentLogger } from './logger.js';
+export type { Logger } from './logger.js';
+export * from './handlers/index.js';

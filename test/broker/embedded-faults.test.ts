@@ -1,0 +1,298 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { runInNewContext } from 'node:vm';
+import { setFlagsFromString } from 'node:v8';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { waitFor } from '../../src/broker/conformance/suite.js';
+import type { Delivery } from '../../src/broker/contract.js';
+import { EmbeddedBroker } from '../../src/broker/embedded/index.js';
+
+const DIST = fileURLToPath(new URL('../../dist/broker/embedded/index.js', import.meta.url));
+const CHILD = fileURLToPath(new URL('../fixtures/embedded-child.mjs', import.meta.url));
+
+interface ChildEvent {
+  event: 'ready' | 'delivery';
+  pid: number;
+  id?: string;
+  deliveryCount?: number;
+  leaseExpiresAt?: number;
+  at?: number;
+}
+
+interface Child {
+  proc: ChildProcess;
+  events: ChildEvent[];
+  stderr: () => string;
+  exit: Promise<number | null>;
+  deliveries: () => ChildEvent[];
+}
+
+const dirs: string[] = [];
+const handles: EmbeddedBroker[] = [];
+const children: Child[] = [];
+
+afterEach(async () => {
+  for (const c of children.splice(0)) {
+    if (c.proc.exitCode === null && c.proc.signalCode === null) c.proc.kill('SIGKILL');
+    await c.exit;
+  }
+  await Promise.all(handles.splice(0).map((h) => h.close()));
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+function dbPath(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'qtune-embedded-faults-'));
+  dirs.push(dir);
+  return join(dir, 'broker.db');
+}
+
+async function open(path: string): Promise<EmbeddedBroker> {
+  const broker = await EmbeddedBroker.open({ path });
+  handles.push(broker);
+  return broker;
+}
+
+function spawnChild(path: string, queue: string, mode: 'hold' | 'ack', prefetch: number): Child {
+  const proc = spawn(process.execPath, [CHILD, path, queue, mode, String(prefetch)], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  const events: ChildEvent[] = [];
+  let stderr = '';
+  let buffer = '';
+  proc.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+    buffer += chunk;
+    let nl: number;
+    while ((nl = buffer.indexOf('\n')) >= 0) {
+      const line = buffer.slice(0, nl).trim();
+      buffer = buffer.slice(nl + 1);
+      if (line !== '') events.push(JSON.parse(line) as ChildEvent);
+    }
+  });
+  proc.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  const child: Child = {
+    proc,
+    events,
+    stderr: () => stderr,
+    exit: new Promise((resolve) => proc.on('exit', (code) => resolve(code))),
+    deliveries: () => events.filter((e) => e.event === 'delivery'),
+  };
+  children.push(child);
+  return child;
+}
+
+/** Waits for `condition`, failing early with the child's stderr if a child exits. */
+async function waitChildren(group: Child[], condition: () => boolean, what: string) {
+  await waitFor(
+    () => {
+      const dead = group.find((c) => c.proc.exitCode !== null);
+      if (dead) throw new Error(`child exited with ${dead.proc.exitCode}: ${dead.stderr()}`);
+      return condition();
+    },
+    30_000,
+    what,
+  );
+}
+
+/** A `gc()` function, so heap measurements are not just garbage not yet collected. */
+function gcFunction(): () => void {
+  setFlagsFromString('--expose-gc');
+  return runInNewContext('gc') as () => void;
+}
+
+describe('EmbeddedBroker faults', () => {
+  it('keeps published messages when every handle closes and the file is reopened', async () => {
+    const path = dbPath();
+    const a = await open(path);
+    const b = await open(path);
+    await a.declareQueue('durable', { priorities: 5 });
+    const fromA = await a.publish(
+      'durable',
+      Array.from({ length: 30 }, (_, i) => ({
+        body: `a${i}`,
+        priority: i % 5,
+        headers: { from: 'a', i },
+      })),
+    );
+    const fromB = await b.publish('durable', [
+      ...Array.from({ length: 19 }, (_, i) => ({ body: `b${i}` })),
+      { body: 'delayed', delayMs: 300 },
+    ]);
+    await a.close();
+    await b.close();
+
+    const c = await open(path);
+    expect(await c.listQueues()).toContain('durable');
+    const stats = await c.stats('durable');
+    expect(stats.ready + stats.delayed).toBe(50);
+    const seen: Delivery[] = [];
+    await c.consume(
+      'durable',
+      async (d) => {
+        seen.push(d);
+        await d.ack();
+      },
+      { prefetch: 20 },
+    );
+    await waitFor(() => seen.length === 50, 10_000, '50 deliveries after reopening');
+    expect(new Set(seen.map((d) => d.id))).toEqual(new Set([...fromA, ...fromB]));
+    const a7 = seen.find((d) => d.body.toString() === 'a7')!;
+    expect(a7.headers).toEqual({ from: 'a', i: 7 });
+    expect(a7.priority).toBe(2);
+    expect(seen.every((d) => d.deliveryCount === 1)).toBe(true);
+    expect(await c.stats('durable')).toMatchObject({ ready: 0, delayed: 0, inFlight: 0 });
+  });
+
+  describe('across processes', () => {
+    beforeAll(() => {
+      if (!existsSync(DIST)) {
+        throw new Error(
+          `${DIST} is missing: the child processes load the built broker; run \`npx tsc -p tsconfig.build.json\` first`,
+        );
+      }
+    });
+
+    it(
+      'redelivers the leases of a worker killed with SIGKILL once they expire, losing nothing',
+      { timeout: 60_000 },
+      async () => {
+        const path = dbPath();
+        const parent = await open(path);
+        await parent.declareQueue('jobs', { leaseMs: 1_000 });
+        const ids = await parent.publish(
+          'jobs',
+          Array.from({ length: 20 }, (_, i) => ({ body: `job${i}` })),
+        );
+
+        const child = spawnChild(path, 'jobs', 'hold', 5);
+        await waitChildren(
+          [child],
+          () => child.deliveries().length === 5,
+          'child holding 5 leases',
+        );
+        expect(await parent.listQueues()).toContain('jobs.temp');
+        expect(await parent.stats('jobs')).toMatchObject({ inFlight: 5, ready: 15, consumers: 1 });
+        child.proc.kill('SIGKILL');
+        await child.exit;
+        const held = new Map(child.deliveries().map((e) => [e.id!, e]));
+
+        const survivor = await open(path);
+        const seen: { d: Delivery; at: number }[] = [];
+        await survivor.consume(
+          'jobs',
+          async (d) => {
+            seen.push({ d, at: Date.now() });
+            await d.ack();
+          },
+          { prefetch: 50 },
+        );
+        await waitFor(() => seen.length === 20, 15_000, 'all 20 jobs');
+        // The dead process's temporary queue and consumer row are reaped a few heartbeats later.
+        await waitFor(
+          async () => !(await survivor.listQueues()).includes('jobs.temp'),
+          15_000,
+          'the temporary queue of the killed process to be reaped',
+        );
+        expect(seen.map((s) => s.d.id).sort()).toEqual([...ids].sort());
+        for (const { d, at } of seen) {
+          const lease = held.get(d.id);
+          if (lease) {
+            expect(d.deliveryCount).toBe(2);
+            expect(at).toBeGreaterThanOrEqual(lease.leaseExpiresAt!);
+          } else {
+            expect(d.deliveryCount).toBe(1);
+          }
+        }
+        expect(await survivor.stats('jobs')).toMatchObject({
+          ready: 0,
+          inFlight: 0,
+          delayed: 0,
+          deadLettered: 0,
+          consumers: 1,
+        });
+      },
+    );
+
+    it(
+      'lets two processes share a queue of 2,000 messages, acking each exactly once',
+      { timeout: 60_000 },
+      async () => {
+        const path = dbPath();
+        const parent = await open(path);
+        await parent.declareQueue('shared');
+        const group = [
+          spawnChild(path, 'shared', 'ack', 10),
+          spawnChild(path, 'shared', 'ack', 10),
+        ];
+        await waitChildren(
+          group,
+          () => group.every((c) => c.events.some((e) => e.event === 'ready')),
+          'both children consuming',
+        );
+        const ids: string[] = [];
+        for (let i = 0; i < 2_000; i += 500) {
+          ids.push(
+            ...(await parent.publish(
+              'shared',
+              Array.from({ length: 500 }, (_, j) => ({ body: `m${i + j}` })),
+            )),
+          );
+        }
+        const all = () => group.flatMap((c) => c.deliveries());
+        await waitChildren(group, () => all().length >= 2_000, '2,000 acks');
+        for (const c of group) c.proc.stdin!.end();
+        expect(await Promise.all(group.map((c) => c.exit))).toEqual([0, 0]);
+
+        const acked = all();
+        expect(acked).toHaveLength(2_000);
+        expect(new Set(acked.map((e) => e.id))).toEqual(new Set(ids));
+        expect(acked.every((e) => e.deliveryCount === 1)).toBe(true);
+        for (const c of group) expect(c.deliveries().length).toBeGreaterThan(0);
+        expect(await parent.stats('shared')).toMatchObject({ ready: 0, inFlight: 0, consumers: 0 });
+      },
+    );
+  });
+
+  it(
+    'keeps the heap flat while 100,000 messages are queued and then consumed',
+    { timeout: 60_000 },
+    async () => {
+      const gc = gcFunction();
+      const path = dbPath();
+      const broker = await open(path);
+      const body = Buffer.alloc(200, 'x');
+      const total = 100_000;
+      gc();
+      const before = process.memoryUsage().heapUsed;
+
+      for (let i = 0; i < total; i += 1_000) {
+        await broker.publish(
+          'big',
+          Array.from({ length: 1_000 }, () => ({ body })),
+        );
+      }
+      gc();
+      const queued = process.memoryUsage().heapUsed;
+      expect((await broker.stats('big')).ready).toBe(total);
+
+      let acked = 0;
+      await broker.consume(
+        'big',
+        async (d) => {
+          await d.ack();
+          acked++;
+        },
+        { prefetch: 1_000 },
+      );
+      await waitFor(() => acked === total, 50_000, `${total} acks`);
+      gc();
+      const drained = process.memoryUsage().heapUsed;
+      const mb = 1024 * 1024;
+      expect(queued - before, 'heap growth with 100,000 messages queued').toBeLessThan(50 * mb);
+      expect(drained - before, 'heap growth after consuming them').toBeLessThan(50 * mb);
+      expect(await broker.stats('big')).toMatchObject({ ready: 0, inFlight: 0 });
+    },
+  );
+});
