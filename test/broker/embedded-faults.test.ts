@@ -9,6 +9,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../../src/broker/conformance/suite.js';
 import type { Delivery } from '../../src/broker/contract.js';
 import { EmbeddedBroker } from '../../src/broker/embedded/index.js';
+import { BrokerError } from '../../src/protocol/errors.js';
 
 const DIST = fileURLToPath(new URL('../../dist/broker/embedded/index.js', import.meta.url));
 const CHILD = fileURLToPath(new URL('../fixtures/embedded-child.mjs', import.meta.url));
@@ -143,6 +144,41 @@ describe('EmbeddedBroker faults', () => {
     expect(a7.priority).toBe(2);
     expect(seen.every((d) => d.deliveryCount === 1)).toBe(true);
     expect(await c.stats('durable')).toMatchObject({ ready: 0, delayed: 0, inFlight: 0 });
+  });
+
+  it('rejects extendLease with a BrokerError once the lease was lost, and ignores the stale ack', async () => {
+    const path = dbPath();
+    const a = await open(path);
+    const b = await open(path);
+    await a.declareQueue('lost', { leaseMs: 200 });
+    await a.publish('lost', [{ body: 'slow' }]);
+    const heldByA: Delivery[] = [];
+    const consumerA = await a.consume('lost', (d) => void heldByA.push(d), { prefetch: 1 });
+    await waitFor(() => heldByA.length === 1, 10_000, 'delivery to A');
+    await consumerA.cancel();
+    const heldByB: Delivery[] = [];
+    await b.consume('lost', (d) => void heldByB.push(d), { prefetch: 1 });
+    await waitFor(() => heldByB.length === 1, 10_000, 'redelivery to B after the lease expired');
+
+    const err = await heldByA[0]!.extendLease(10_000).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(BrokerError);
+    expect((err as BrokerError).message).toContain('lease lost');
+    await expect(heldByA[0]!.ack()).resolves.toBeUndefined();
+    // B still owns the message: extending works, and A's ack removed nothing.
+    await heldByB[0]!.extendLease(10_000);
+    expect(heldByB[0]!.leaseExpiresAt).toBeGreaterThan(Date.now() + 5_000);
+    expect(await b.stats('lost')).toMatchObject({ inFlight: 1, ready: 0 });
+    await heldByB[0]!.ack();
+    expect(await b.stats('lost')).toMatchObject({ inFlight: 0, ready: 0 });
+  });
+
+  it('emits "connected" after open and "closed" at close', async () => {
+    const broker = await open(dbPath());
+    const statuses: string[] = [];
+    broker.on('status', (s) => statuses.push(s));
+    await waitFor(() => statuses.includes('connected'), 5_000, '"connected"');
+    await broker.close();
+    expect(statuses).toEqual(['connected', 'closed']);
   });
 
   describe('across processes', () => {

@@ -180,10 +180,13 @@ export class EmbeddedDelivery implements Delivery {
     const host = this.#consumer.host;
     const seq = this.#seq;
     const token = this.#token;
-    const leaseMs = ms ?? host.store.policy(this.queue).leaseMs;
+    const queue = this.queue;
     return submit(
       host.commit,
-      (now) => (host.store.extend(seq, token, now + leaseMs) ? now + leaseMs : null),
+      (now) => {
+        const until = now + (ms ?? host.store.policy(queue).leaseMs);
+        return host.store.extend(seq, token, until) ? until : null;
+      },
       (until: number | null) => {
         if (until === null) {
           throw new BrokerError(

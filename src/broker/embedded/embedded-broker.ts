@@ -39,7 +39,7 @@ import type {
 import { QUEUE_DEFAULTS } from '../contract.js';
 import { assertTopicPattern } from '../topic.js';
 import { EmbeddedConsumer, type ConsumerHost } from './consumer.js';
-import { GroupCommit } from './group-commit.js';
+import { GroupCommit, isBusy } from './group-commit.js';
 import { applyPragmas, migrate } from './schema.js';
 import { QueueStore, type HandleRow, type PreparedMessage } from './store.js';
 import { Waker } from './wake.js';
@@ -74,6 +74,10 @@ const DEAD_PID_STALE_MS = 3 * HEARTBEAT_MS;
 const HANDLE_STALE_MS = 60_000;
 
 const CAPABILITIES: BrokerCapabilities = { durable: true, multiProcess: true, listQueues: true };
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
 
 function pidAlive(pid: number): boolean {
   try {
@@ -150,23 +154,32 @@ export class EmbeddedBroker implements Broker {
     assertPositiveInt('embedded broker option leaseMs', options.leaseMs);
     assertPositiveInt('embedded broker option pollMs', options.pollMs);
     const path = resolve(options.path);
+    const busyTimeoutMs = options.busyTimeoutMs ?? 5_000;
     let db: Database.Database | undefined;
-    try {
-      mkdirSync(dirname(path), { recursive: true });
-      db = new Database(path, { timeout: options.busyTimeoutMs ?? 5_000 });
-      applyPragmas(db, {
-        synchronous: options.synchronous ?? 'normal',
-        busyTimeoutMs: options.busyTimeoutMs ?? 5_000,
-      });
-      migrate(db);
-    } catch (err) {
-      db?.close();
-      if (err instanceof BrokerError) throw err;
-      throw new BrokerError(
-        ErrorCode.BrokerUnavailable,
-        `embedded broker "${path}": cannot open: ${toError(err).message}`,
-        { cause: err },
-      );
+    // Processes creating the same new file at once can get SQLITE_BUSY without waiting (SQLite
+    // refuses to wait where waiting could deadlock, e.g. while switching to WAL): retry.
+    const deadline = Date.now() + Math.max(busyTimeoutMs, 1_000);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        mkdirSync(dirname(path), { recursive: true });
+        db = new Database(path, { timeout: busyTimeoutMs });
+        applyPragmas(db, { synchronous: options.synchronous ?? 'normal', busyTimeoutMs });
+        migrate(db);
+        break;
+      } catch (err) {
+        db?.close();
+        db = undefined;
+        if (isBusy(err) && Date.now() < deadline) {
+          await sleep(Math.min(10 * attempt, 100) * (0.5 + Math.random()));
+          continue;
+        }
+        if (err instanceof BrokerError) throw err;
+        throw new BrokerError(
+          ErrorCode.BrokerUnavailable,
+          `embedded broker "${path}": cannot open: ${toError(err).message}`,
+          { cause: err },
+        );
+      }
     }
     const broker = new EmbeddedBroker(db, path, options);
     try {

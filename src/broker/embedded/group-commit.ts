@@ -18,7 +18,8 @@ const MAX_BATCH_WEIGHT = 20_000;
 /** Retries of BEGIN IMMEDIATE after the busy timeout ran out, before giving up. */
 const MAX_BUSY_RETRIES = 6;
 
-function isBusy(err: unknown): boolean {
+/** Whether `err` is SQLite saying another connection holds the lock. */
+export function isBusy(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
   return code === 'SQLITE_BUSY' || code === 'SQLITE_BUSY_SNAPSHOT' || code === 'SQLITE_LOCKED';
 }

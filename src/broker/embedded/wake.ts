@@ -92,7 +92,16 @@ export class Waker {
     }
     if (version === this.#version) return;
     this.#version = version;
-    this.#o.onExternalChange();
+    this.#guard(this.#o.onExternalChange);
+  }
+
+  /** Runs a callback from a timer or watcher, where a throw would crash the process. */
+  #guard(callback: () => void): void {
+    try {
+      callback();
+    } catch (err) {
+      this.#o.onError(err instanceof Error ? err : new Error(String(err)));
+    }
   }
 
   #scheduleCheck(): void {
@@ -107,7 +116,7 @@ export class Waker {
     const period = this.#watcher ? this.#o.pollMs : Math.min(this.#o.pollMs, UNWATCHED_POLL_MS);
     this.#timer = setInterval(() => {
       this.check();
-      this.#o.onTick();
+      this.#guard(this.#o.onTick);
     }, period);
     this.#applyRef();
   }

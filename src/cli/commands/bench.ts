@@ -67,7 +67,6 @@ export function benchCommand(): Command {
           count: opts.workers,
           concurrency: opts.concurrency,
           prefetch: opts.prefetch,
-          stdio: 'inherit',
         });
         try {
           await waitForConsumers(broker, queue, opts.workers);
