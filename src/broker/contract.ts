@@ -47,6 +47,13 @@ export interface Delivery {
   /** Removes the message for good. */
   ack(): Promise<void>;
   /**
+   * Publishes `messages` to `queue`, then acks this delivery: the messages are durable before
+   * the ack takes effect, and where the broker can (embedded, memory) both happen in one atomic
+   * step. This is how a worker hands in a task's result. If the lease was lost meanwhile, the
+   * messages are still published and the ack is a no-op.
+   */
+  ackWithPublish(queue: string, messages: readonly OutgoingMessage[]): Promise<void>;
+  /**
    * Gives the message back for another delivery after `delayMs` (default: 0), recording
    * `error` as its last error. Past `maxDeliveries` it is dead-lettered instead.
    */

@@ -157,11 +157,6 @@ interface Timing {
   finishedAt: number;
 }
 
-interface ResultBatch {
-  messages: OutgoingMessage[];
-  waiters: { resolve: () => void; reject: (error: Error) => void }[];
-}
-
 const DEFAULT_GRACE_MS = 30_000;
 const DEFAULT_ABORT_GRACE_MS = 5_000;
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -191,8 +186,6 @@ export class Worker {
   readonly #waiting: Held[] = [];
   readonly #runs = new Map<Held, Promise<void>>();
   readonly #ops = new Set<Promise<void>>();
-  readonly #batches = new Map<string, ResultBatch>();
-  #flushScheduled = false;
   #consumer: Consumer | undefined;
   #started = false;
   #stopping: Promise<void> | undefined;
@@ -493,12 +486,12 @@ export class Worker {
       return;
     }
     try {
-      await this.#publishResult(this.#replyTo(h), message);
+      // The result is durable before the task is acked (atomically on embedded and memory).
+      await h.delivery.ackWithPublish(this.#replyTo(h), [message]);
     } catch (err) {
       await this.#resultNotPublished(h, toError(err));
       return;
     }
-    await h.delivery.ack();
     this.#counters.done++;
     this.#emit('task:completed', { ...this.#taskEvent(h), result });
   }
@@ -523,7 +516,7 @@ export class Worker {
     const result = this.#result(h, timing, false);
     result.error = { code, message: error.message };
     try {
-      await this.#publishResult(this.#replyTo(h), resultMessage(result, h.envelope.headers));
+      await this.#broker.publish(this.#replyTo(h), [resultMessage(result, h.envelope.headers)]);
     } catch (err) {
       await this.#resultNotPublished(h, toError(err));
       return;
@@ -569,37 +562,7 @@ export class Worker {
     return h.envelope.replyTo ?? this.#resultQueue;
   }
 
-  /**
-   * Queues a result for the next flush; results finished in the same turn of the event loop go
-   * out in one publish call per target queue. Resolves once the broker has the batch.
-   */
-  #publishResult(queue: string, message: OutgoingMessage): Promise<void> {
-    return new Promise((resolve, reject) => {
-      let batch = this.#batches.get(queue);
-      if (!batch) {
-        batch = { messages: [], waiters: [] };
-        this.#batches.set(queue, batch);
-      }
-      batch.messages.push(message);
-      batch.waiters.push({ resolve, reject });
-      if (!this.#flushScheduled) {
-        this.#flushScheduled = true;
-        setImmediate(() => this.#flush());
-      }
-    });
-  }
 
-  #flush(): void {
-    this.#flushScheduled = false;
-    const batches = [...this.#batches];
-    this.#batches.clear();
-    for (const [queue, batch] of batches) {
-      this.#broker.publish(queue, batch.messages).then(
-        () => batch.waiters.forEach((w) => w.resolve()),
-        (err: unknown) => batch.waiters.forEach((w) => w.reject(toError(err))),
-      );
-    }
-  }
 
   #progress(h: Held, info: unknown): void {
     if (h.state !== 'running') return;

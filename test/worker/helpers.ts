@@ -195,6 +195,11 @@ export class RecordingBroker implements Broker {
         await d.ack();
         log.push(`ack:${d.id}`);
       },
+      async ackWithPublish(queue, messages) {
+        // The broker makes the publish durable before (or atomically with) the ack.
+        await d.ackWithPublish(queue, messages);
+        log.push(`publish:${queue}:${messages.length}`, `ack:${d.id}`);
+      },
       async nack(options) {
         await d.nack(options);
         log.push(`nack:${d.id}`);

@@ -282,7 +282,7 @@ describe('worker runtime', () => {
     expect(peak).toBe(2);
   });
 
-  it('sends results finished in the same tick in one publish call', async () => {
+  it('hands in every result with its ack, the result first', async () => {
     const { broker: inner, queue } = setup();
     const broker = new RecordingBroker(inner);
     await submitTasks(
@@ -303,9 +303,13 @@ describe('worker runtime', () => {
     await vi.waitFor(() => expect(w.stats().inFlight).toBe(5));
     gate.resolve();
     await takeMessages(inner, resultQueueOf(queue), 5);
-    expect(broker.log.filter((e) => e.startsWith(`publish:${resultQueueOf(queue)}:`))).toEqual([
-      `publish:${resultQueueOf(queue)}:5`,
-    ]);
+    const results = broker.log.filter((e) => e.startsWith(`publish:${resultQueueOf(queue)}:`));
+    expect(results).toHaveLength(5);
+    const acks = broker.log.filter((e) => e.startsWith('ack:'));
+    expect(acks).toHaveLength(5);
+    for (const ack of acks) {
+      expect(broker.log[broker.log.indexOf(ack) - 1]).toBe(`publish:${resultQueueOf(queue)}:1`);
+    }
   });
 
   it('keeps extending the lease of a task that runs longer than the lease', async () => {

@@ -270,6 +270,35 @@ export function brokerConformanceSuite(target: ConformanceTarget): void {
     });
 
     describe('settling', () => {
+      it('publishes with ackWithPublish before the ack lands, even after the lease was lost', async () => {
+        const a = await open();
+        const b = await open();
+        const queue = uniqueName('ack-publish');
+        const results = uniqueName('ack-publish-results');
+        await a.declareQueue(queue, { leaseMs: LEASE_MS });
+        await a.declareQueue(results);
+        await a.publish(queue, [{ body: 'task-1' }, { body: 'task-2' }]);
+        const first = await collect(a, queue, 'none', { prefetch: 2 });
+        await waitFor(() => first.deliveries.length === 2, WAIT_MS, 'two deliveries');
+        await first.deliveries[0]!.ackWithPublish(results, [{ body: 'result-1', id: 'r1' }]);
+        await statsMatch(a, queue, { ready: 0, inFlight: 1 });
+        await statsMatch(a, results, { ready: 1 });
+
+        // task-2's lease expires and B takes it; A's late hand-in still publishes, but its ack
+        // must not remove the message B now holds.
+        await first.consumer.cancel();
+        const second = await collect(b, queue, 'none', { prefetch: 1 });
+        await waitFor(() => second.deliveries.length === 1, WAIT_MS, 'redelivery to B');
+        await first.deliveries[1]!.ackWithPublish(results, [{ body: 'result-2-late', id: 'r2' }]);
+        await statsMatch(a, results, { ready: 2 });
+        await statsMatch(a, queue, { inFlight: 1 });
+        await second.deliveries[0]!.ackWithPublish(results, [{ body: 'result-2', id: 'r2b' }]);
+        await statsMatch(a, queue, { ready: 0, inFlight: 0 });
+        const got = await collect(b, results, 'ack');
+        await waitFor(() => got.deliveries.length === 3, WAIT_MS, 'three results');
+        expect(sorted(got.bodies())).toEqual(['result-1', 'result-2', 'result-2-late']);
+      });
+
       it('redelivers a nacked message with deliveryCount + 1 and the same id, body and headers', async () => {
         const broker = await open();
         const queue = uniqueName('nack');

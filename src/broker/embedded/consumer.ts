@@ -1,7 +1,7 @@
 import { randomInt } from 'node:crypto';
 import type { Headers } from '../../protocol/envelope.js';
 import { BrokerError, ErrorCode, toError } from '../../protocol/errors.js';
-import type { Consumer, Delivery, DeliveryHandler } from '../contract.js';
+import type { Consumer, Delivery, DeliveryHandler, OutgoingMessage } from '../contract.js';
 import type { GroupCommit, WriteOp } from './group-commit.js';
 import type { LeaseResult, LeasedRow, QueueStore, SettleOutcome } from './store.js';
 
@@ -15,6 +15,8 @@ export interface ConsumerHost {
   reportError(error: Error): void;
   /** Removes the consumer's row and, for a subscription, its queue and binding. */
   unregister(consumer: EmbeddedConsumer): Promise<void>;
+  /** Validates messages for `queue`; returns the write that inserts them inside a transaction. */
+  prepareInsert(queue: string, messages: readonly OutgoingMessage[]): (now: number) => void;
 }
 
 /** Retry delay after a failed lease transaction. */
@@ -125,6 +127,28 @@ export class EmbeddedDelivery implements Delivery {
     const seq = this.#seq;
     const token = this.#token;
     return submit(commit, () => store.ack(seq, token), noop);
+  }
+
+  ackWithPublish(queue: string, messages: readonly OutgoingMessage[]): Promise<void> {
+    const host = this.#consumer.host;
+    let insert: (now: number) => void;
+    try {
+      insert = host.prepareInsert(queue, messages);
+    } catch (err) {
+      return Promise.reject(toError(err));
+    }
+    // Publish and ack in one transaction: the result can never be lost after the ack.
+    const ack = this.#begin();
+    const seq = this.#seq;
+    const token = this.#token;
+    return submit(
+      host.commit,
+      (now) => {
+        insert(now);
+        if (ack) host.store.ack(seq, token);
+      },
+      () => host.localChange(queue),
+    );
   }
 
   nack(options?: { delayMs?: number; error?: string }): Promise<void> {

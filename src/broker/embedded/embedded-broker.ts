@@ -207,6 +207,17 @@ export class EmbeddedBroker implements Broker {
       localChange: (queue) => this.#localChange(queue),
       reportError: (err) => this.#reportError(err),
       unregister: (consumer) => this.#unregister(consumer),
+      prepareInsert: (queue, messages) => {
+        assertName('queue', queue);
+        const prepared = prepare(queue, messages);
+        return (now) => {
+          // Per-delivery hot path: skip the declaring write when the policy is already known.
+          const policy =
+            this.#store.cachedPolicy(queue) ??
+            this.#store.ensureQueue(queue, undefined, this.#id, now);
+          this.#store.insert(policy, prepared, now);
+        };
+      },
     };
     this.#waker = new Waker({
       path,

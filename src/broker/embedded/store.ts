@@ -275,6 +275,11 @@ export class QueueStore {
     return this.policy(name);
   }
 
+  /** The policy of `name` if this handle has already read it. */
+  cachedPolicy(name: string): QueuePolicy | undefined {
+    return this.#policies.get(name);
+  }
+
   /** The policy of `name`, from the cache or the table; defaults for a queue not declared (read). */
   policy(name: string): QueuePolicy {
     const cached = this.#policies.get(name);

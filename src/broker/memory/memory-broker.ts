@@ -52,6 +52,7 @@ export class MemoryBroker implements Broker {
         return isOpen();
       },
       reportError: (error) => this.#emitError(error),
+      publish: (queue, messages) => this.publish(queue, messages),
     };
   }
 

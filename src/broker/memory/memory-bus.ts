@@ -24,6 +24,8 @@ export interface Connection {
   readonly isOpen: boolean;
   /** Reports a failure that has no caller to reject (a handler that threw). */
   reportError(error: Error): void;
+  /** Publishes through the handle, with its checks (the queue must exist). */
+  publish(queue: string, messages: readonly OutgoingMessage[]): Promise<string[]>;
 }
 
 interface ResolvedQueueOptions {
@@ -311,6 +313,12 @@ class MemoryDelivery implements Delivery {
 
   async ack(): Promise<void> {
     this.#assertOpen('ack');
+    this.#queue.ack(this.#lease);
+  }
+
+  async ackWithPublish(queue: string, messages: readonly OutgoingMessage[]): Promise<void> {
+    this.#assertOpen('ackWithPublish');
+    await this.#lease.consumer.connection.publish(queue, messages);
     this.#queue.ack(this.#lease);
   }
 

@@ -158,8 +158,12 @@ async function runLoad(broker: Broker, queue: string, opts: BenchOptions) {
       await broker.publish(queue, batch);
     }
   }
-  const timeout = sleep(Math.max(60_000, opts.tasks * 5)).then(() => 'timeout' as const);
+  const giveUp = new AbortController();
+  const timeout = sleep(Math.max(60_000, opts.tasks * 5), undefined, { signal: giveUp.signal }).catch(
+    () => undefined,
+  );
   await Promise.race([done, timeout]);
+  giveUp.abort();
   await consumer.cancel();
   const seconds = ((last || now()) - t0) / 1000;
   return {
