@@ -18,25 +18,37 @@ const BATCH = 10_000;
 const mib = (b) => (b / 1048576).toFixed(1);
 const rss = () => mib(process.memoryUsage().rss);
 const fileSize = (p) =>
-  ['', '-wal', '-shm'].reduce((s, ext) => s + (existsSync(p + ext) ? statSync(p + ext).size : 0), 0);
+  ['', '-wal', '-shm'].reduce(
+    (s, ext) => s + (existsSync(p + ext) ? statSync(p + ext).size : 0),
+    0,
+  );
 
 const dir = mkdtempSync(join(tmpdir(), 'qtune-million-'));
 const path = join(dir, 'broker.db');
 try {
   const broker = await EmbeddedBroker.open({ path });
   await broker.declareQueue('million');
-  const body = JSON.stringify({ qtune: 1, id: 'x', type: 'task', payload: { n: 12345, text: 'a no-op task' } });
+  const body = JSON.stringify({
+    qtune: 1,
+    id: 'x',
+    type: 'task',
+    payload: { n: 12345, text: 'a no-op task' },
+  });
   const t0 = performance.now();
   for (let i = 0; i < N; i += BATCH) {
     const batch = Array.from({ length: Math.min(BATCH, N - i) }, () => ({ body }));
     await broker.publish('million', batch);
     if ((i / BATCH) % 20 === 0) {
-      process.stdout.write(`queued ${String(i + batch.length).padStart(8)}  publisher RSS ${rss()} MiB  db ${mib(fileSize(path))} MiB\n`);
+      process.stdout.write(
+        `queued ${String(i + batch.length).padStart(8)}  publisher RSS ${rss()} MiB  db ${mib(fileSize(path))} MiB\n`,
+      );
     }
   }
   const secs = (performance.now() - t0) / 1000;
   const stats = await broker.stats('million');
-  console.log(`queued ${N} in ${secs.toFixed(1)} s (${Math.round(N / secs)} msgs/s); ready=${stats.ready}`);
+  console.log(
+    `queued ${N} in ${secs.toFixed(1)} s (${Math.round(N / secs)} msgs/s); ready=${stats.ready}`,
+  );
   console.log(`publisher RSS ${rss()} MiB; database ${mib(fileSize(path))} MiB`);
 
   let acked = 0;
@@ -60,7 +72,9 @@ try {
     );
   });
   const dsecs = (performance.now() - t1) / 1000;
-  console.log(`drained ${DRAIN} of ${N} in ${dsecs.toFixed(1)} s (${Math.round(DRAIN / dsecs)} msgs/s); peak RSS while draining ${mib(peak)} MiB`);
+  console.log(
+    `drained ${DRAIN} of ${N} in ${dsecs.toFixed(1)} s (${Math.round(DRAIN / dsecs)} msgs/s); peak RSS while draining ${mib(peak)} MiB`,
+  );
   await broker.close();
 } finally {
   rmSync(dir, { recursive: true, force: true });

@@ -144,7 +144,11 @@ export interface Broker {
   /** Publishes to every subscription whose pattern matches `topic` (AMQP topic rules). */
   publishTopic(topic: string, messages: readonly OutgoingMessage[]): Promise<void>;
   /** Subscribes to topics matching `pattern`: words split by `.`, `*` one word, `#` zero or more. */
-  subscribe(pattern: string, handler: DeliveryHandler, options?: SubscribeOptions): Promise<Consumer>;
+  subscribe(
+    pattern: string,
+    handler: DeliveryHandler,
+    options?: SubscribeOptions,
+  ): Promise<Consumer>;
   /** Statistics of one queue. */
   stats(queue: string): Promise<QueueStats>;
   /** Names of all queues, where `capabilities.listQueues`. */

@@ -33,7 +33,9 @@ export async function readJsonLines(source: string): Promise<JsonLine[]> {
         out.push({ line, value: JSON.parse(text) });
       } catch (err) {
         const detail = err instanceof Error ? err.message : String(err);
-        throw new InputError(`${name} line ${line}: not valid JSON (${detail}); nothing was published`);
+        throw new InputError(
+          `${name} line ${line}: not valid JSON (${detail}); nothing was published`,
+        );
       }
     }
   } catch (err) {

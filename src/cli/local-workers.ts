@@ -48,7 +48,9 @@ export function spawnLocalWorkers(options: LocalWorkerOptions): LocalWorkers {
       ...(options.prefetch ? ['--prefetch', String(options.prefetch)] : []),
       ...(options.args ?? []),
     ];
-    children.push(spawn(process.execPath, args, { stdio: ['ignore', 'ignore', options.stdio ?? 'ignore'] }));
+    children.push(
+      spawn(process.execPath, args, { stdio: ['ignore', 'ignore', options.stdio ?? 'ignore'] }),
+    );
   }
   return {
     children,

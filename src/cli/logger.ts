@@ -23,7 +23,14 @@ export function createLogger(format: LogFormat, level = 'info'): Logger {
       for (const line of chunk.toString('utf8').split('\n')) {
         if (line === '') continue;
         try {
-          const { level: lvl, msg, time: _t, pid: _p, hostname: _h, ...rest } = JSON.parse(line) as {
+          const {
+            level: lvl,
+            msg,
+            time: _t,
+            pid: _p,
+            hostname: _h,
+            ...rest
+          } = JSON.parse(line) as {
             level: number;
             msg?: string;
             [k: string]: unknown;

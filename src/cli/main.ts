@@ -20,9 +20,10 @@ export function buildProgram(): Command {
     .description('distributed AutoML and batch jobs over message queues')
     .version(pkg.version)
     .addOption(
-      new Option('--broker <url>', 'broker URL: embedded:PATH, memory://NAME (default: embedded at ./.qtune/broker.db)').env(
-        'QTUNE_BROKER',
-      ),
+      new Option(
+        '--broker <url>',
+        'broker URL: embedded:PATH, memory://NAME (default: embedded at ./.qtune/broker.db)',
+      ).env('QTUNE_BROKER'),
     )
     .addOption(
       new Option('--log-format <format>', 'log format on stderr')
@@ -39,7 +40,11 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .exitOverride((err) => {
       // commander reports usage errors with exit code 1; scripts get 2 for bad usage.
-      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') {
+      if (
+        err.code === 'commander.helpDisplayed' ||
+        err.code === 'commander.version' ||
+        err.code === 'commander.help'
+      ) {
         process.exit(ExitCode.Ok);
       }
       process.exit(ExitCode.BadInput);

@@ -6,7 +6,12 @@ export function percentile(values: number[], p: number): number {
   return sorted[rank]!;
 }
 
-export function summarize(values: number[]): { p50: number; p90: number; p99: number; max: number } {
+export function summarize(values: number[]): {
+  p50: number;
+  p90: number;
+  p99: number;
+  max: number;
+} {
   const round = (x: number) => Math.round(x * 1000) / 1000;
   return {
     p50: round(percentile(values, 50)),

@@ -55,7 +55,11 @@ export async function gatherWorkerReports(broker: Broker, waitMs: number): Promi
   const replyQueue = `qtune.status.${randomUUID()}`;
   await broker.declareQueue(replyQueue, { temporary: true, durable: false });
   const reports: WorkerReport[] = [];
-  const request = createEnvelope({ type: MessageType.Control, payload: { op: 'status' }, replyTo: replyQueue });
+  const request = createEnvelope({
+    type: MessageType.Control,
+    payload: { op: 'status' },
+    replyTo: replyQueue,
+  });
   const consumer = await broker.consume(
     replyQueue,
     async (d) => {

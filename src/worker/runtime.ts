@@ -562,8 +562,6 @@ export class Worker {
     return h.envelope.replyTo ?? this.#resultQueue;
   }
 
-
-
   #progress(h: Held, info: unknown): void {
     if (h.state !== 'running') return;
     this.#emit('task:progress', { ...this.#taskEvent(h), info });

@@ -71,7 +71,9 @@ describe('qtune CLI', () => {
 
   it('runs the demo to completion with two local workers', async () => {
     env = tempBroker();
-    const res = await runCli(['demo', '--tasks', '200', '--json', '--broker', env.url], { timeoutMs: 60_000 });
+    const res = await runCli(['demo', '--tasks', '200', '--json', '--broker', env.url], {
+      timeoutMs: 60_000,
+    });
     expect(res.code, res.stderr).toBe(0);
     const summary = JSON.parse(res.stdout.trim().split('\n').pop()!) as {
       done: number;

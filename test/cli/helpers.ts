@@ -9,7 +9,8 @@ export const CLI = join(ROOT, 'dist/cli/main.js');
 export const FIXTURES = join(ROOT, 'test/fixtures');
 
 export function assertBuilt(): void {
-  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run "npm run build" first (npm test does)`);
+  if (!existsSync(CLI))
+    throw new Error(`${CLI} is missing: run "npm run build" first (npm test does)`);
 }
 
 export interface RunResult {
@@ -23,11 +24,19 @@ export function tempBroker(): { dir: string; url: string; marks: string; cleanup
   const dir = mkdtempSync(join(tmpdir(), 'qtune-cli-'));
   const marks = join(dir, 'marks');
   mkdirSync(marks);
-  return { dir, url: join(dir, 'broker.db'), marks, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+  return {
+    dir,
+    url: join(dir, 'broker.db'),
+    marks,
+    cleanup: () => rmSync(dir, { recursive: true, force: true }),
+  };
 }
 
 /** Runs the CLI to completion. */
-export function runCli(args: string[], opts: { input?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<RunResult> {
+export function runCli(
+  args: string[],
+  opts: { input?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<RunResult> {
   return new Promise((resolveRun, reject) => {
     const child = spawn(process.execPath, [CLI, ...args], {
       env: { ...process.env, ...opts.env },
@@ -51,7 +60,10 @@ export function runCli(args: string[], opts: { input?: string; env?: NodeJS.Proc
 }
 
 /** Starts a long-running CLI process (e.g. a worker). */
-export function startCli(args: string[], env?: NodeJS.ProcessEnv): ChildProcess & { stderrText: () => string } {
+export function startCli(
+  args: string[],
+  env?: NodeJS.ProcessEnv,
+): ChildProcess & { stderrText: () => string } {
   const child = spawn(process.execPath, [CLI, ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -63,14 +75,20 @@ export function startCli(args: string[], env?: NodeJS.ProcessEnv): ChildProcess 
   return child;
 }
 
-export function exited(child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+export function exited(
+  child: ChildProcess,
+): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
   if (child.exitCode !== null || child.signalCode !== null) {
     return Promise.resolve({ code: child.exitCode, signal: child.signalCode });
   }
   return new Promise((r) => child.once('exit', (code, signal) => r({ code, signal })));
 }
 
-export async function waitFor<T>(fn: () => T | Promise<T>, timeoutMs = 20_000, what = 'condition'): Promise<NonNullable<T>> {
+export async function waitFor<T>(
+  fn: () => T | Promise<T>,
+  timeoutMs = 20_000,
+  what = 'condition',
+): Promise<NonNullable<T>> {
   const until = Date.now() + timeoutMs;
   for (;;) {
     const v = await fn();

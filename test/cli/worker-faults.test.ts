@@ -55,7 +55,16 @@ async function readResults(queue: string): Promise<TaskResult<{ id: number; pid:
 async function publish(queue: string, payloads: unknown[]) {
   const file = join(env.dir, `${queue}-${Date.now()}.jsonl`);
   writeFileSync(file, payloads.map((p) => JSON.stringify(p)).join('\n') + '\n');
-  const res = await runCli(['publish', queue, '--file', file, '--key-field', 'id', '--broker', env.url]);
+  const res = await runCli([
+    'publish',
+    queue,
+    '--file',
+    file,
+    '--key-field',
+    'id',
+    '--broker',
+    env.url,
+  ]);
   expect(res.code, res.stderr).toBe(0);
 }
 
@@ -65,19 +74,32 @@ describe('qtune worker under faults', () => {
     const q = 'killed';
     const a = worker(q, '--concurrency', '2', '--prefetch', '2');
     await waitFor(async () => (await consumers(q)) >= 1, 20_000, 'worker A');
-    await publish(q, Array.from({ length: 6 }, (_, i) => ({ id: i, ms: 1500 })));
-    await waitFor(() => startedMarks(env.marks).some((m) => m.pid === a.pid), 20_000, 'A to start a task');
+    await publish(
+      q,
+      Array.from({ length: 6 }, (_, i) => ({ id: i, ms: 1500 })),
+    );
+    await waitFor(
+      () => startedMarks(env.marks).some((m) => m.pid === a.pid),
+      20_000,
+      'A to start a task',
+    );
     a.kill('SIGKILL');
     await exited(a);
-    const killedTasks = startedMarks(env.marks).filter((m) => m.pid === a.pid).map((m) => m.taskId);
+    const killedTasks = startedMarks(env.marks)
+      .filter((m) => m.pid === a.pid)
+      .map((m) => m.taskId);
     expect(killedTasks.length).toBeGreaterThan(0);
 
     const b = worker(q, '--concurrency', '6');
     const results: TaskResult<{ id: number; pid: number }>[] = [];
-    await waitFor(async () => {
-      results.push(...(await readResults(q)));
-      return new Set(results.map((r) => r.key)).size === 6;
-    }, 30_000, 'all six results');
+    await waitFor(
+      async () => {
+        results.push(...(await readResults(q)));
+        return new Set(results.map((r) => r.key)).size === 6;
+      },
+      30_000,
+      'all six results',
+    );
     expect(results.every((r) => r.ok)).toBe(true);
     expect(new Set(results.map((r) => r.key))).toEqual(new Set(['0', '1', '2', '3', '4', '5']));
     for (const taskId of killedTasks) {
@@ -98,17 +120,26 @@ describe('qtune worker under faults', () => {
     const broker = await EmbeddedBroker.open({ path: env.url });
     try {
       await broker.publish(q, [{ body: 'not json{' }]);
-      await broker.publish(q, [{ body: JSON.stringify({ qtune: 99, id: 'future', type: 'task' }) }]);
+      await broker.publish(q, [
+        { body: JSON.stringify({ qtune: 99, id: 'future', type: 'task' }) },
+      ]);
     } finally {
       await broker.close();
     }
-    await publish(q, [{ id: 'boom', fail: true }, { id: 'good', ms: 10 }]);
+    await publish(q, [
+      { id: 'boom', fail: true },
+      { id: 'good', ms: 10 },
+    ]);
 
     const results: TaskResult[] = [];
-    await waitFor(async () => {
-      results.push(...(await readResults(q)));
-      return results.some((r) => r.key === 'good') && results.some((r) => r.key === 'boom');
-    }, 30_000, 'results of good and boom');
+    await waitFor(
+      async () => {
+        results.push(...(await readResults(q)));
+        return results.some((r) => r.key === 'good') && results.some((r) => r.key === 'boom');
+      },
+      30_000,
+      'results of good and boom',
+    );
     expect(results.find((r) => r.key === 'good')!.ok).toBe(true);
     const boom = results.find((r) => r.key === 'boom')!;
     expect(boom.ok).toBe(false);
@@ -124,16 +155,22 @@ describe('qtune worker under faults', () => {
     expect(dead).toHaveLength(3);
     expect(dead.find((d) => d.body === 'not json{')?.reason).toMatch(/^MALFORMED_JSON/);
     expect(dead.find((d) => d.body.includes('"qtune":99'))?.reason).toMatch(/^UNSUPPORTED_VERSION/);
-    expect(dead.find((d) => d.body.includes('boom'))?.reason).toMatch(/HANDLER_FAILED.*asked to fail: boom/);
+    expect(dead.find((d) => d.body.includes('boom'))?.reason).toMatch(
+      /HANDLER_FAILED.*asked to fail: boom/,
+    );
     expect(w.exitCode).toBeNull();
 
     // requeue puts them back; the poison comes back to the dead-letter queue, nothing is lost.
     const rq = await runCli(['dlq', q, '--requeue', '--json', '--broker', env.url]);
     expect(JSON.parse(rq.stdout)).toEqual({ queue: q, requeued: 3 });
-    await waitFor(async () => {
-      const again = await runCli(['dlq', q, '--json', '--broker', env.url]);
-      return again.stdout.split('\n').filter((l) => l).length === 3;
-    }, 30_000, 'poison back in the dead-letter queue');
+    await waitFor(
+      async () => {
+        const again = await runCli(['dlq', q, '--json', '--broker', env.url]);
+        return again.stdout.split('\n').filter((l) => l).length === 3;
+      },
+      30_000,
+      'poison back in the dead-letter queue',
+    );
   });
 
   it('on SIGTERM finishes tasks in flight, hands the rest back and exits 0', async () => {
@@ -141,22 +178,35 @@ describe('qtune worker under faults', () => {
     const q = 'drain';
     const a = worker(q, '--concurrency', '2', '--prefetch', '6', '--grace', '10s');
     await waitFor(async () => (await consumers(q)) >= 1, 20_000, 'worker A');
-    await publish(q, Array.from({ length: 10 }, (_, i) => ({ id: i, ms: 800 })));
-    await waitFor(() => startedMarks(env.marks).filter((m) => m.pid === a.pid).length >= 2, 20_000, 'two tasks started');
+    await publish(
+      q,
+      Array.from({ length: 10 }, (_, i) => ({ id: i, ms: 800 })),
+    );
+    await waitFor(
+      () => startedMarks(env.marks).filter((m) => m.pid === a.pid).length >= 2,
+      20_000,
+      'two tasks started',
+    );
     a.kill('SIGTERM');
     const exit = await exited(a);
     expect(exit.code, a.stderrText()).toBe(0);
-    const startedByA = startedMarks(env.marks).filter((m) => m.pid === a.pid).map((m) => m.taskId);
+    const startedByA = startedMarks(env.marks)
+      .filter((m) => m.pid === a.pid)
+      .map((m) => m.taskId);
     const first = await readResults(q);
     // Every task A started was finished and its result published before it exited.
     for (const id of startedByA) expect(first.find((r) => r.taskId === id)?.ok).toBe(true);
 
     worker(q, '--concurrency', '5');
     const all = [...first];
-    await waitFor(async () => {
-      all.push(...(await readResults(q)));
-      return new Set(all.map((r) => r.key)).size === 10;
-    }, 30_000, 'all ten results');
+    await waitFor(
+      async () => {
+        all.push(...(await readResults(q)));
+        return new Set(all.map((r) => r.key)).size === 10;
+      },
+      30_000,
+      'all ten results',
+    );
     expect(new Set(all.map((r) => r.key)).size).toBe(10);
     expect(all.every((r) => r.ok)).toBe(true);
   });

@@ -18,7 +18,7 @@
  *   (pid gone on this host, or heartbeat a minute old) are reaped by any other handle.
  */
 import { randomUUID } from 'node:crypto';
-import { EventEmitter } from 'node:events';
+import { BrokerEventSource } from '../events.js';
 import { mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, resolve } from 'node:path';
@@ -27,7 +27,6 @@ import { BrokerError, ErrorCode, InputError, toError } from '../../protocol/erro
 import type {
   Broker,
   BrokerCapabilities,
-  BrokerEvents,
   Consumer,
   ConsumeOptions,
   DeliveryHandler,
@@ -127,7 +126,7 @@ function prepare(queue: string, messages: readonly OutgoingMessage[]): PreparedM
  * qtune's default broker: durable queues in one SQLite file that several processes on this
  * machine share. Open with {@link EmbeddedBroker.open}.
  */
-export class EmbeddedBroker implements Broker {
+export class EmbeddedBroker extends BrokerEventSource implements Broker {
   readonly kind = 'embedded';
   readonly capabilities: BrokerCapabilities = CAPABILITIES;
   /** Absolute path of the database file. */
@@ -136,7 +135,6 @@ export class EmbeddedBroker implements Broker {
   readonly #store: QueueStore;
   readonly #commit: GroupCommit;
   readonly #waker: Waker;
-  readonly #events = new EventEmitter();
   readonly #id = randomUUID();
   readonly #host: ConsumerHost;
   readonly #consumers = new Map<string, Set<EmbeddedConsumer>>();
@@ -196,6 +194,7 @@ export class EmbeddedBroker implements Broker {
   }
 
   private constructor(db: Database.Database, path: string, options: EmbeddedBrokerOptions) {
+    super();
     this.path = path;
     this.#db = db;
     this.#store = new QueueStore(db, options.leaseMs ?? QUEUE_DEFAULTS.leaseMs);
@@ -239,18 +238,8 @@ export class EmbeddedBroker implements Broker {
     this.#waker.setReferenced(false);
     this.#reap();
     setImmediate(() => {
-      if (!this.#closing) this.#events.emit('status', 'connected');
+      if (!this.#closing) this.emitStatus('connected');
     });
-  }
-
-  on<E extends keyof BrokerEvents>(event: E, listener: BrokerEvents[E]): this {
-    this.#events.on(event, listener);
-    return this;
-  }
-
-  off<E extends keyof BrokerEvents>(event: E, listener: BrokerEvents[E]): this {
-    this.#events.off(event, listener);
-    return this;
   }
 
   async declareQueue(name: string, options?: QueueOptions): Promise<void> {
@@ -411,7 +400,7 @@ export class EmbeddedBroker implements Broker {
       }
       await this.#commit.idle();
       this.#shutdown();
-      this.#events.emit('status', 'closed');
+      this.emitStatus('closed');
     })();
     return this.#closePromise;
   }
@@ -555,6 +544,6 @@ export class EmbeddedBroker implements Broker {
   }
 
   #reportError(error: Error): void {
-    if (this.#events.listenerCount('error') > 0) this.#events.emit('error', error);
+    this.emitError(error);
   }
 }

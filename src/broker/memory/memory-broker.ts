@@ -1,10 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { EventEmitter } from 'node:events';
+import { BrokerEventSource } from '../events.js';
 import { BrokerError, ErrorCode, InputError } from '../../protocol/errors.js';
 import type {
   Broker,
   BrokerCapabilities,
-  BrokerEvents,
   BrokerStatus,
   ConsumeOptions,
   Consumer,
@@ -28,7 +27,7 @@ type HandleState = 'open' | 'closing' | 'closed';
  * and single-process runs. Several handles on one bus share its queues like several clients of
  * one broker; nothing survives the process.
  */
-export class MemoryBroker implements Broker {
+export class MemoryBroker extends BrokerEventSource implements Broker {
   readonly kind = 'memory';
   readonly capabilities: BrokerCapabilities = Object.freeze({
     durable: false,
@@ -36,7 +35,6 @@ export class MemoryBroker implements Broker {
     listQueues: true,
   });
   readonly #core: BusCore;
-  readonly #events = new EventEmitter();
   readonly #consumers = new Set<ConsumerCore>();
   readonly #temporary = new Set<string>();
   readonly #connection: Connection;
@@ -45,6 +43,7 @@ export class MemoryBroker implements Broker {
 
   /** Opens a handle on `bus` (default: a fresh private bus). */
   constructor(bus: MemoryBus = new MemoryBus()) {
+    super();
     this.#core = busCore(bus);
     const isOpen = () => this.#state !== 'closed';
     this.#connection = {
@@ -131,16 +130,6 @@ export class MemoryBroker implements Broker {
   async listQueues(): Promise<string[]> {
     this.#assertUsable('listQueues');
     return [...this.#core.queues.keys()].sort();
-  }
-
-  on<E extends keyof BrokerEvents>(event: E, listener: BrokerEvents[E]): this {
-    this.#events.on(event, listener);
-    return this;
-  }
-
-  off<E extends keyof BrokerEvents>(event: E, listener: BrokerEvents[E]): this {
-    this.#events.off(event, listener);
-    return this;
   }
 
   /**
@@ -230,12 +219,12 @@ export class MemoryBroker implements Broker {
   }
 
   #emitStatus(status: BrokerStatus): void {
-    this.#events.emit('status', status);
+    this.emitStatus(status);
   }
 
   #emitError(error: Error): void {
     // An 'error' event nobody listens to would throw; a memory broker has nowhere else to say it.
-    if (this.#events.listenerCount('error') > 0) this.#events.emit('error', error);
+    this.emitError(error);
   }
 }
 

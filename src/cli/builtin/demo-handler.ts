@@ -2,7 +2,9 @@
  * Task handler used by `qtune demo`: counts the primes below `n` by trial division, a small
  * CPU-bound job standing in for real work.
  */
-export default async function countPrimes(payload: unknown): Promise<{ n: number; primes: number }> {
+export default async function countPrimes(
+  payload: unknown,
+): Promise<{ n: number; primes: number }> {
   const n = (payload as { n?: unknown } | null)?.n;
   if (typeof n !== 'number' || !Number.isInteger(n) || n < 0) {
     throw new Error(`payload.n must be a non-negative integer, got ${JSON.stringify(n)}`);

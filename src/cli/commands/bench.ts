@@ -29,16 +29,27 @@ const now = () => performance.timeOrigin + performance.now();
 
 export function benchCommand(): Command {
   return new Command('bench')
-    .description('measure end-to-end throughput and latency of no-op tasks through local worker processes')
+    .description(
+      'measure end-to-end throughput and latency of no-op tasks through local worker processes',
+    )
     .addOption(new Option('--tasks <n>', 'tasks to run').argParser(intAtLeast(1)).default(20_000))
     .addOption(new Option('--workers <n>', 'worker processes').argParser(intAtLeast(1)).default(2))
-    .addOption(new Option('--concurrency <n>', 'tasks run at once per worker').argParser(intAtLeast(1)).default(50))
-    .addOption(new Option('--prefetch <n>', 'tasks held per worker').argParser(intAtLeast(1)).default(500))
-    .addOption(new Option('--batch <n>', 'tasks per publish call').argParser(intAtLeast(1)).default(1000))
     .addOption(
-      new Option('--rate <n>', 'publish one task at a time at this many tasks/s (latency mode)').argParser(
-        intAtLeast(1),
-      ),
+      new Option('--concurrency <n>', 'tasks run at once per worker')
+        .argParser(intAtLeast(1))
+        .default(50),
+    )
+    .addOption(
+      new Option('--prefetch <n>', 'tasks held per worker').argParser(intAtLeast(1)).default(500),
+    )
+    .addOption(
+      new Option('--batch <n>', 'tasks per publish call').argParser(intAtLeast(1)).default(1000),
+    )
+    .addOption(
+      new Option(
+        '--rate <n>',
+        'publish one task at a time at this many tasks/s (latency mode)',
+      ).argParser(intAtLeast(1)),
     )
     .option('--json', 'print one JSON line')
     .addHelpText(
@@ -159,9 +170,9 @@ async function runLoad(broker: Broker, queue: string, opts: BenchOptions) {
     }
   }
   const giveUp = new AbortController();
-  const timeout = sleep(Math.max(60_000, opts.tasks * 5), undefined, { signal: giveUp.signal }).catch(
-    () => undefined,
-  );
+  const timeout = sleep(Math.max(60_000, opts.tasks * 5), undefined, {
+    signal: giveUp.signal,
+  }).catch(() => undefined);
   await Promise.race([done, timeout]);
   giveUp.abort();
   await consumer.cancel();

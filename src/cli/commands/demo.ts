@@ -20,7 +20,9 @@ export function demoCommand(): Command {
   return new Command('demo')
     .description('run a self-contained job on the embedded broker with local worker processes')
     .addOption(new Option('--tasks <n>', 'tasks to run').argParser(intAtLeast(1)).default(2000))
-    .addOption(new Option('--workers <n>', 'local worker processes').argParser(intAtLeast(1)).default(2))
+    .addOption(
+      new Option('--workers <n>', 'local worker processes').argParser(intAtLeast(1)).default(2),
+    )
     .option('--json', 'print the summary as JSON')
     .addHelpText(
       'after',
@@ -48,13 +50,22 @@ export function demoCommand(): Command {
         let failed = 0;
         let totalPrimes = 0;
         const bar = new SingleBar(
-          { format: 'demo |{bar}| {value}/{total} tasks | {rate} tasks/s | eta {eta}s', hideCursor: true, noTTYOutput: true, notTTYSchedule: 1000, stream: process.stderr },
+          {
+            format: 'demo |{bar}| {value}/{total} tasks | {rate} tasks/s | eta {eta}s',
+            hideCursor: true,
+            noTTYOutput: true,
+            notTTYSchedule: 1000,
+            stream: process.stderr,
+          },
           Presets.shades_classic,
         );
         const t0 = Date.now();
         try {
           await waitForConsumers(broker, queue, opts.workers);
-          ctx.logger.info({ broker: `${target.kind} ${url}`, queue, workers: opts.workers }, 'demo started');
+          ctx.logger.info(
+            { broker: `${target.kind} ${url}`, queue, workers: opts.workers },
+            'demo started',
+          );
           bar.start(opts.tasks, 0, { rate: '0' });
           const all = new Promise<void>((resolve) => {
             void broker.consume(
@@ -69,7 +80,9 @@ export function demoCommand(): Command {
                 } else failed++;
                 await d.ack();
                 const secs = (Date.now() - t0) / 1000;
-                bar.update(done + failed, { rate: ((done + failed) / Math.max(secs, 0.001)).toFixed(0) });
+                bar.update(done + failed, {
+                  rate: ((done + failed) / Math.max(secs, 0.001)).toFixed(0),
+                });
                 if (done + failed === opts.tasks) resolve();
               },
               { prefetch: 500 },

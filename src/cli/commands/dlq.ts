@@ -39,7 +39,11 @@ function view(d: Delivery, queue: string): DeadLetterView {
 function withoutDeadHeaders(headers: Headers): Headers {
   const out: Headers = {};
   for (const [k, v] of Object.entries(headers)) {
-    if (k !== DEAD_LETTER_REASON_HEADER && k !== DEAD_LETTER_QUEUE_HEADER && k !== DEAD_LETTER_DELIVERIES_HEADER) {
+    if (
+      k !== DEAD_LETTER_REASON_HEADER &&
+      k !== DEAD_LETTER_QUEUE_HEADER &&
+      k !== DEAD_LETTER_DELIVERIES_HEADER
+    ) {
       out[k] = v;
     }
   }
@@ -77,7 +81,12 @@ export function dlqCommand(): Command {
               seen.add(d.id);
               const target = String(d.headers[DEAD_LETTER_QUEUE_HEADER] ?? queue);
               await broker.publish(target, [
-                { id: d.id, body: d.body, priority: d.priority, headers: withoutDeadHeaders(d.headers) },
+                {
+                  id: d.id,
+                  body: d.body,
+                  priority: d.priority,
+                  headers: withoutDeadHeaders(d.headers),
+                },
               ]);
               await d.ack();
               requeued++;
@@ -114,7 +123,9 @@ export function dlqCommand(): Command {
         }
         for (const v of views) {
           const body = v.body.length > 120 ? v.body.slice(0, 117) + '...' : v.body;
-          process.stdout.write(`${v.id}  deliveries=${v.deliveries ?? '?'}  ${v.reason}\n    ${body}\n`);
+          process.stdout.write(
+            `${v.id}  deliveries=${v.deliveries ?? '?'}  ${v.reason}\n    ${body}\n`,
+          );
         }
         process.stdout.write(`${views.length} of ${total} dead letter(s) in "${dead}"\n`);
       }),

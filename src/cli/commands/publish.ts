@@ -21,7 +21,9 @@ export function publishCommand(): Command {
     .option('-f, --file <path>', 'JSON Lines file, or - for stdin (default: stdin)')
     .option('--key-field <name>', 'payload field whose value becomes the idempotency key')
     .addOption(
-      new Option('--priority <n>', 'priority 0-9, higher first').argParser(intAtLeast(0)).default(0),
+      new Option('--priority <n>', 'priority 0-9, higher first')
+        .argParser(intAtLeast(0))
+        .default(0),
     )
     .option('--json', 'print the outcome as JSON')
     .addHelpText(
@@ -58,7 +60,8 @@ export function publishCommand(): Command {
         } finally {
           await broker.close();
         }
-        if (opts.json) process.stdout.write(JSON.stringify({ queue, published: items.length }) + '\n');
+        if (opts.json)
+          process.stdout.write(JSON.stringify({ queue, published: items.length }) + '\n');
         else process.stdout.write(`published ${items.length} task(s) to "${queue}"\n`);
       }),
     );

@@ -80,7 +80,10 @@ export function resultsCommand(): Command {
               .payload as TaskResult;
           } catch (err) {
             const reason = err instanceof DecodeError ? `${err.code}: ${err.message}` : String(err);
-            ctx.logger.warn({ queue: source, id: d.id }, `dead-lettering unreadable result: ${reason}`);
+            ctx.logger.warn(
+              { queue: source, id: d.id },
+              `dead-lettering unreadable result: ${reason}`,
+            );
             await d.deadLetter(reason);
             return;
           }

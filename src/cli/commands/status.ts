@@ -51,13 +51,19 @@ function isInternal(name: string): boolean {
 function table(rows: (string | number)[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => String(r[i]).length)));
   return rows
-    .map((r) => r.map((c, i) => (i === 0 ? String(c).padEnd(widths[i]!) : String(c).padStart(widths[i]!))).join('  '))
+    .map((r) =>
+      r
+        .map((c, i) => (i === 0 ? String(c).padEnd(widths[i]!) : String(c).padStart(widths[i]!)))
+        .join('  '),
+    )
     .join('\n');
 }
 
 export function statusCommand(): Command {
   return new Command('status')
-    .description('show queues (ready, in flight, dead-lettered, consumers) and live workers per host')
+    .description(
+      'show queues (ready, in flight, dead-lettered, consumers) and live workers per host',
+    )
     .option('--json', 'print one JSON document')
     .option('--all', 'include internal queues (dead letters, reply queues, subscriptions)')
     .addOption(
@@ -73,7 +79,9 @@ export function statusCommand(): Command {
         let queues: QueueStats[];
         let reports: WorkerReport[];
         try {
-          const names = (await broker.listQueues()).filter((n) => opts.all || !isInternal(n)).sort();
+          const names = (await broker.listQueues())
+            .filter((n) => opts.all || !isInternal(n))
+            .sort();
           queues = await Promise.all(names.map((n) => broker.stats(n)));
           reports = await gatherWorkerReports(broker, opts.wait);
         } finally {
@@ -89,7 +97,14 @@ export function statusCommand(): Command {
           process.stdout.write(
             table([
               ['queue', 'ready', 'delayed', 'in flight', 'dead', 'consumers'],
-              ...queues.map((q) => [q.queue, q.ready, q.delayed, q.inFlight, q.deadLettered, q.consumers]),
+              ...queues.map((q) => [
+                q.queue,
+                q.ready,
+                q.delayed,
+                q.inFlight,
+                q.deadLettered,
+                q.consumers,
+              ]),
             ]) + '\n',
           );
         }
@@ -99,7 +114,15 @@ export function statusCommand(): Command {
           process.stdout.write(
             table([
               ['host', 'workers', 'done', 'failed', 'in flight', 'tasks/s', 'gpus'],
-              ...hosts.map((h) => [h.host, h.workers, h.done, h.failed, h.inFlight, h.rate.toFixed(1), h.gpus.join(', ') || '-']),
+              ...hosts.map((h) => [
+                h.host,
+                h.workers,
+                h.done,
+                h.failed,
+                h.inFlight,
+                h.rate.toFixed(1),
+                h.gpus.join(', ') || '-',
+              ]),
             ]) + '\n',
           );
         }

@@ -33,8 +33,12 @@ async function handlerFrom(opts: WorkerOptions): Promise<{ handler: TaskHandler;
   if (opts.module !== undefined) {
     return { handler: await loadModuleHandler(opts.module), label: `module ${opts.module}` };
   }
-  if (opts.exec !== undefined) return { handler: execHandler(opts.exec), label: `exec ${opts.exec}` };
-  const urls = opts.http!.split(',').map((u) => u.trim()).filter((u) => u !== '');
+  if (opts.exec !== undefined)
+    return { handler: execHandler(opts.exec), label: `exec ${opts.exec}` };
+  const urls = opts
+    .http!.split(',')
+    .map((u) => u.trim())
+    .filter((u) => u !== '');
   for (const u of urls) {
     try {
       new URL(u);
@@ -61,23 +65,48 @@ function rateMeter(windowMs = 10_000) {
 
 export function workerCommand(): Command {
   return new Command('worker')
-    .description('consume tasks from a queue and run them with a JS module, a command or HTTP endpoints')
+    .description(
+      'consume tasks from a queue and run them with a JS module, a command or HTTP endpoints',
+    )
     .argument('<queue>', 'queue to consume')
     .option('--module <path>', 'JS module whose default export is async (payload, ctx) => result')
     .option('--exec <command>', 'shell command: payload JSON on stdin, result JSON on stdout')
     .option('--http <urls>', 'comma-separated endpoints; POST the payload, least outstanding first')
-    .addOption(new Option('-c, --concurrency <n>', 'tasks run at once').argParser(intAtLeast(1)).default(1))
     .addOption(
-      new Option('--prefetch <n>', 'tasks held from the broker at once (default: 2 × concurrency)').argParser(
-        intAtLeast(1),
-      ),
+      new Option('-c, --concurrency <n>', 'tasks run at once').argParser(intAtLeast(1)).default(1),
     )
-    .addOption(new Option('--timeout <duration>', 'time limit per task, e.g. 30s, 10m (default: none)').argParser(parseDuration))
-    .addOption(new Option('--max-attempts <n>', 'attempts before a task is dead-lettered').argParser(intAtLeast(1)).default(3))
-    .addOption(new Option('--backoff <duration>', 'first retry delay, doubled each attempt').argParser(parseDuration).default(1000, '1s'))
-    .addOption(new Option('--backoff-max <duration>', 'longest retry delay').argParser(parseDuration).default(60_000, '60s'))
     .addOption(
-      new Option('--lease <duration>', "lease per task when this worker creates the queue; a live worker keeps extending it")
+      new Option(
+        '--prefetch <n>',
+        'tasks held from the broker at once (default: 2 × concurrency)',
+      ).argParser(intAtLeast(1)),
+    )
+    .addOption(
+      new Option(
+        '--timeout <duration>',
+        'time limit per task, e.g. 30s, 10m (default: none)',
+      ).argParser(parseDuration),
+    )
+    .addOption(
+      new Option('--max-attempts <n>', 'attempts before a task is dead-lettered')
+        .argParser(intAtLeast(1))
+        .default(3),
+    )
+    .addOption(
+      new Option('--backoff <duration>', 'first retry delay, doubled each attempt')
+        .argParser(parseDuration)
+        .default(1000, '1s'),
+    )
+    .addOption(
+      new Option('--backoff-max <duration>', 'longest retry delay')
+        .argParser(parseDuration)
+        .default(60_000, '60s'),
+    )
+    .addOption(
+      new Option(
+        '--lease <duration>',
+        'lease per task when this worker creates the queue; a live worker keeps extending it',
+      )
         .argParser(parseDuration)
         .default(30_000, '30s'),
     )
@@ -136,7 +165,8 @@ export function workerCommand(): Command {
         await new Promise<void>((resolve) => {
           installSignalHandlers(worker, {
             graceMs: opts.grace,
-            onSignal: (signal) => ctx.logger.info({ signal }, 'stopping: finishing tasks in flight'),
+            onSignal: (signal) =>
+              ctx.logger.info({ signal }, 'stopping: finishing tasks in flight'),
             onExit: () => resolve(),
           });
         });
@@ -144,7 +174,10 @@ export function workerCommand(): Command {
         await control.cancel();
         await broker.close();
         const s = worker.stats();
-        ctx.logger.info({ done: s.done, failed: s.failed, deadLettered: s.deadLettered }, 'worker stopped');
+        ctx.logger.info(
+          { done: s.done, failed: s.failed, deadLettered: s.deadLettered },
+          'worker stopped',
+        );
       }),
     );
 }
