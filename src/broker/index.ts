@@ -9,3 +9,7 @@ export {
 export { topicMatches, assertTopicPattern } from './topic.js';
 export { openBroker, parseBrokerUrl, redact, DEFAULT_EMBEDDED_PATH } from './open.js';
 export type { BrokerTarget } from './open.js';
+export { BrokerEventSource } from './events.js';
+export { MemoryBroker, MemoryBus, sharedMemoryBus } from './memory/index.js';
+export { EmbeddedBroker } from './embedded/index.js';
+export type { EmbeddedBrokerOptions } from './embedded/index.js';

@@ -52,6 +52,7 @@ export function decode(body: Buffer | string, ctx: DecodeContext = {}): Envelope
       );
     }
     const env = parsed.data as Envelope;
+    if (env.payload === undefined) env.payload = null;
     if (ctx.attempt !== undefined) env.attempt = ctx.attempt;
     return env;
   }

@@ -22,7 +22,7 @@ export const envelopeSchema = z.object({
   id: z.string().min(1).max(256),
   type: z.enum(['task', 'result', 'event', 'request', 'reply', 'control']),
   task: z.string().max(256).optional(),
-  payload: z.unknown(),
+  payload: z.unknown().optional(),
   correlationId: z.string().max(256).optional(),
   replyTo: z.string().max(256).optional(),
   key: z.string().max(1024).optional(),

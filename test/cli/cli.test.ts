@@ -1,11 +1,22 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { assertBuilt, runCli, tempBroker } from './helpers.js';
+import {
+  FIXTURES,
+  assertBuilt,
+  killAll,
+  runCli,
+  startCli,
+  tempBroker,
+  waitFor,
+} from './helpers.js';
 
 let env: ReturnType<typeof tempBroker> | undefined;
+const children: ReturnType<typeof startCli>[] = [];
 beforeAll(() => assertBuilt());
 afterEach(() => {
+  killAll(children);
+  children.length = 0;
   env?.cleanup();
   env = undefined;
 });
@@ -83,5 +94,58 @@ describe('qtune CLI', () => {
     expect(summary.done).toBe(200);
     expect(summary.failed).toBe(0);
     expect(Object.values(summary.perWorker).reduce((a, b) => a + b, 0)).toBe(200);
+  });
+
+  it('shows live workers per host in status and reads results as CSV', async () => {
+    env = tempBroker();
+    const w = startCli(
+      ['worker', 'csvq', '--broker', env.url, '--module', join(FIXTURES, 'handlers/sleepy.mjs')],
+      { MARK_DIR: env.marks },
+    );
+    children.push(w);
+    const res = await runCli(['publish', 'csvq', '--key-field', 'id', '--broker', env.url], {
+      input: '{"id":"a"}\n{"id":"b"}\n{"id":"c"}\n',
+    });
+    expect(res.code, res.stderr).toBe(0);
+    const status = await waitFor(
+      async () => {
+        const out = await runCli(['status', '--json', '--wait', '1s', '--broker', env!.url]);
+        const parsed = JSON.parse(out.stdout) as {
+          queues: { queue: string; consumers: number; ready: number }[];
+          hosts: { host: string; workers: number; done: number }[];
+        };
+        return parsed.hosts[0]?.done === 3 ? parsed : undefined;
+      },
+      20_000,
+      'the worker to report 3 tasks done',
+    );
+    expect(status.hosts).toHaveLength(1);
+    expect(status.hosts[0]!.workers).toBe(1);
+    expect(status.queues.find((q) => q.queue === 'csvq')).toMatchObject({ consumers: 1, ready: 0 });
+
+    const csv = await runCli(['results', 'csvq', '--format', 'csv', '--broker', env.url]);
+    expect(csv.code, csv.stderr).toBe(0);
+    const lines = csv.stdout.trim().split('\n');
+    expect(lines[0]).toMatch(/^taskId,key,task,ok,value,errorCode,/);
+    expect(
+      lines
+        .slice(1)
+        .map((l) => l.split(',')[1])
+        .sort(),
+    ).toEqual(['a', 'b', 'c']);
+    expect(lines.slice(1).every((l) => l.split(',')[3] === 'true')).toBe(true);
+  });
+
+  it('benchmarks a small run and reads every result back', async () => {
+    const res = await runCli(['bench', '--tasks', '300', '--workers', '1', '--json'], {
+      timeoutMs: 60_000,
+    });
+    expect(res.code, res.stderr).toBe(0);
+    const out = JSON.parse(res.stdout.trim().split('\n').pop()!) as {
+      received: number;
+      tasksPerSec: number;
+    };
+    expect(out.received).toBe(300);
+    expect(out.tasksPerSec).toBeGreaterThan(0);
   });
 });

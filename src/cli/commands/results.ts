@@ -31,6 +31,9 @@ const CSV_COLUMNS = [
   'attempt',
 ] as const;
 
+/** Booleans as `true` / `false` rather than csv-stringify's default `1` / empty. */
+const CSV_OPTIONS = { cast: { boolean: (v: boolean) => String(v) } };
+
 function csvRow(r: TaskResult): unknown[] {
   return [
     r.taskId,
@@ -71,7 +74,7 @@ export function resultsCommand(): Command {
         const source = resultQueueOf(queue);
         let count = 0;
         let lastActivity = Date.now();
-        if (opts.format === 'csv') process.stdout.write(stringify([[...CSV_COLUMNS]]));
+        if (opts.format === 'csv') process.stdout.write(stringify([[...CSV_COLUMNS]], CSV_OPTIONS));
         const onDelivery = async (d: Delivery) => {
           lastActivity = Date.now();
           let result: TaskResult;
@@ -88,7 +91,9 @@ export function resultsCommand(): Command {
             return;
           }
           const line =
-            opts.format === 'csv' ? stringify([csvRow(result)]) : JSON.stringify(result) + '\n';
+            opts.format === 'csv'
+              ? stringify([csvRow(result)], CSV_OPTIONS)
+              : JSON.stringify(result) + '\n';
           if (!process.stdout.write(line)) {
             await new Promise((r) => process.stdout.once('drain', r));
           }
