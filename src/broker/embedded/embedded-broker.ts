@@ -198,7 +198,11 @@ export class EmbeddedBroker extends BrokerEventSource implements Broker {
     this.path = path;
     this.#db = db;
     this.#store = new QueueStore(db, options.leaseMs ?? QUEUE_DEFAULTS.leaseMs);
-    this.#commit = new GroupCommit(db, (err) => this.#reportError(err));
+    this.#commit = new GroupCommit(
+      db,
+      (err) => this.#reportError(err),
+      options.busyTimeoutMs ?? 5_000,
+    );
     this.#dataVersion = db.prepare<[], number>('PRAGMA data_version').pluck();
     this.#host = {
       store: this.#store,
