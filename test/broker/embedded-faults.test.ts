@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { runInNewContext } from 'node:vm';
 import { setFlagsFromString } from 'node:v8';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { waitFor } from '../../src/broker/conformance/suite.js';
+import { onJsonLines, waitFor } from '../../src/broker/conformance/suite.js';
 import type { Delivery } from '../../src/broker/contract.js';
 import { EmbeddedBroker } from '../../src/broker/embedded/index.js';
 import { BrokerError } from '../../src/protocol/errors.js';
@@ -62,16 +62,7 @@ function spawnChild(path: string, queue: string, mode: 'hold' | 'ack', prefetch:
   });
   const events: ChildEvent[] = [];
   let stderr = '';
-  let buffer = '';
-  proc.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-    buffer += chunk;
-    let nl: number;
-    while ((nl = buffer.indexOf('\n')) >= 0) {
-      const line = buffer.slice(0, nl).trim();
-      buffer = buffer.slice(nl + 1);
-      if (line !== '') events.push(JSON.parse(line) as ChildEvent);
-    }
-  });
+  onJsonLines(proc.stdout!, (value) => events.push(value as ChildEvent));
   proc.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
   const child: Child = {
     proc,

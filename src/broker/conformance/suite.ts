@@ -47,6 +47,24 @@ const FIXTURE = fileURLToPath(
 );
 
 /** Resolves after `ms` milliseconds. */
+/** Calls `onValue` with each JSON value printed one per line on `stream` (a child's stdout). */
+export function onJsonLines(
+  stream: NodeJS.ReadableStream & { setEncoding(enc: BufferEncoding): unknown },
+  onValue: (value: unknown) => void,
+): void {
+  let buffer = '';
+  stream.setEncoding('utf8');
+  stream.on('data', (chunk: string) => {
+    buffer += chunk;
+    let nl: number;
+    while ((nl = buffer.indexOf('\n')) >= 0) {
+      const line = buffer.slice(0, nl).trim();
+      buffer = buffer.slice(nl + 1);
+      if (line !== '') onValue(JSON.parse(line));
+    }
+  });
+}
+
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
@@ -845,16 +863,7 @@ async function multiProcessRun(
       stderr: '',
       exit: new Promise((resolve) => proc.on('exit', (code) => resolve(code))),
     };
-    let buffer = '';
-    proc.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-      buffer += chunk;
-      let nl: number;
-      while ((nl = buffer.indexOf('\n')) >= 0) {
-        const line = buffer.slice(0, nl).trim();
-        buffer = buffer.slice(nl + 1);
-        if (line !== '') events.push(JSON.parse(line) as ChildEvent);
-      }
-    });
+    onJsonLines(proc.stdout!, (value) => events.push(value as ChildEvent));
     proc.stderr!.setEncoding('utf8').on('data', (chunk: string) => (child.stderr += chunk));
     children.push(child);
   }
