@@ -3,6 +3,8 @@ import { basename, dirname } from 'node:path';
 
 /** Poll period used when the directory cannot be watched. */
 const UNWATCHED_POLL_MS = 50;
+/** Delays of the re-checks after a file event whose check saw no commit yet. */
+const RECHECK_DELAYS_MS = [1, 2, 5, 10] as const;
 
 export interface WakeOptions {
   /** The database file; its directory is watched. */
@@ -79,20 +81,33 @@ export class Waker {
     this.#applyRef();
   }
 
-  /** Checks `data_version` now and reports an external change if there was one. */
-  check(): void {
+  /** Checks `data_version` now and reports an external change if there was one; true if so. */
+  check(): boolean {
     this.#checkPending = false;
-    if (this.#stopped) return;
+    if (this.#stopped) return false;
     let version: number;
     try {
       version = this.#o.dataVersion();
     } catch (err) {
       this.#o.onError(err instanceof Error ? err : new Error(String(err)));
-      return;
+      return false;
     }
-    if (version === this.#version) return;
+    if (version === this.#version) return false;
     this.#version = version;
     this.#guard(this.#o.onExternalChange);
+    return true;
+  }
+
+  /**
+   * Checks after a file event. A writer appends its frames to the `-wal` file (the event)
+   * before it publishes the commit in the shared-memory index, which raises no event of its
+   * own; a check that runs in between sees no change. So an event whose check found nothing is
+   * checked again a few times over the next milliseconds.
+   */
+  #checkAfterEvent(attempt: number): void {
+    if (this.check() || this.#stopped || attempt >= RECHECK_DELAYS_MS.length) return;
+    const t = setTimeout(() => this.#checkAfterEvent(attempt + 1), RECHECK_DELAYS_MS[attempt]);
+    if (!this.#referenced) t.unref();
   }
 
   /** Runs a callback from a timer or watcher, where a throw would crash the process. */
@@ -107,7 +122,7 @@ export class Waker {
   #scheduleCheck(): void {
     if (this.#checkPending || this.#stopped) return;
     this.#checkPending = true;
-    setImmediate(() => this.check());
+    setImmediate(() => this.#checkAfterEvent(0));
   }
 
   #startTimer(): void {
