@@ -1,8 +1,11 @@
 /**
  * qtune's public API. Sub-paths (`qtune/protocol`, `qtune/broker`, `qtune/patterns`,
- * `qtune/worker`) expose each layer on its own.
+ * `qtune/worker`, `qtune/automl`, `qtune/scheduler`, `qtune/store`) expose each layer on its own.
  */
 export * from './protocol/index.js';
 export * from './broker/index.js';
 export * from './patterns/index.js';
 export * from './worker/index.js';
+export * from './automl/index.js';
+export * from './store/index.js';
+export * from './scheduler/index.js';

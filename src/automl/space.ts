@@ -91,6 +91,7 @@ function checkParam(def: ParamDef, where: string): void {
     fail(where, name, 'a name must start with a letter or _ and hold only letters, digits, _ . -');
   }
   if (def.type === 'categorical') {
+    if (def.choices.length === 0) fail(where, name, 'needs at least one choice');
     const seen = new Set<string>();
     for (const c of def.choices) {
       const key = `${typeof c}:${String(c)}`;
@@ -109,7 +110,12 @@ function checkParam(def: ParamDef, where: string): void {
     if (def.log) fail(where, name, 'step and log cannot be combined');
   }
   if (def.type === 'int') {
-    if (!(def.step >= 1)) fail(where, name, `step must be a positive integer (step is ${def.step})`);
+    if (!Number.isInteger(def.low) || !Number.isInteger(def.high)) {
+      fail(where, name, `an int needs integer bounds (low ${def.low}, high ${def.high})`);
+    }
+    if (!(Number.isInteger(def.step) && def.step >= 1)) {
+      fail(where, name, `step must be a positive integer (step is ${def.step})`);
+    }
     if (def.log && def.step !== 1) fail(where, name, 'an int on a log scale must have step 1');
   }
 }
@@ -122,7 +128,8 @@ export class SearchSpace {
 
   /** Validates `params` (names, bounds, conditions); throws `InputError` naming the parameter. */
   constructor(params: readonly ParamDef[], where = 'space') {
-    if (params.length === 0) throw new InputError(`${where}: a search space needs at least one parameter`);
+    if (params.length === 0)
+      throw new InputError(`${where}: a search space needs at least one parameter`);
     const byName = new Map<string, ParamDef>();
     for (const def of params) {
       if (byName.has(def.name)) fail(where, def.name, 'declared twice');
@@ -140,11 +147,19 @@ export class SearchSpace {
           );
         }
         if (p.type !== 'categorical') {
-          fail(where, def.name, `its condition parent "${parent}" must be categorical (it is ${p.type})`);
+          fail(
+            where,
+            def.name,
+            `its condition parent "${parent}" must be categorical (it is ${p.type})`,
+          );
         }
         for (const v of values) {
           if (!p.choices.includes(v)) {
-            fail(where, def.name, `its condition value ${JSON.stringify(v)} is not a choice of "${parent}"`);
+            fail(
+              where,
+              def.name,
+              `its condition value ${JSON.stringify(v)} is not a choice of "${parent}"`,
+            );
           }
         }
       }
@@ -162,20 +177,37 @@ export class SearchSpace {
       const path = issue?.path ?? [];
       const name = path[0];
       const detail = `${path.slice(1).join('.') || 'definition'}: ${issue?.message ?? 'invalid'}`;
-      if (name === undefined) throw new InputError(`${where}: ${issue?.message ?? 'invalid search space'}`);
+      if (name === undefined)
+        throw new InputError(`${where}: ${issue?.message ?? 'invalid search space'}`);
       fail(where, String(name), detail);
     }
     const defs: ParamDef[] = Object.entries(parsed.data).map(([name, p]) => {
       const when =
         p.when === undefined
           ? undefined
-          : Object.fromEntries(Object.entries(p.when).map(([k, v]) => [k, Array.isArray(v) ? v : [v]]));
+          : Object.fromEntries(
+              Object.entries(p.when).map(([k, v]) => [k, Array.isArray(v) ? v : [v]]),
+            );
       const base = when === undefined ? { name } : { name, when };
       switch (p.type) {
         case 'float':
-          return { ...base, type: 'float', low: p.low, high: p.high, log: p.log ?? false, ...(p.step !== undefined ? { step: p.step } : {}) };
+          return {
+            ...base,
+            type: 'float',
+            low: p.low,
+            high: p.high,
+            log: p.log ?? false,
+            ...(p.step !== undefined ? { step: p.step } : {}),
+          };
         case 'int':
-          return { ...base, type: 'int', low: p.low, high: p.high, log: p.log ?? false, step: p.step ?? 1 };
+          return {
+            ...base,
+            type: 'int',
+            low: p.low,
+            high: p.high,
+            log: p.log ?? false,
+            step: p.step ?? 1,
+          };
         case 'categorical':
           return { ...base, type: 'categorical', choices: p.choices };
       }
@@ -228,7 +260,8 @@ export class SearchSpace {
         continue;
       }
       if (v === undefined) fail(where, def.name, 'is missing');
-      if (!this.contains(def, v)) fail(where, def.name, `value ${JSON.stringify(v)} is outside its domain`);
+      if (!this.contains(def, v))
+        fail(where, def.name, `value ${JSON.stringify(v)} is outside its domain`);
     }
   }
 
@@ -255,16 +288,18 @@ export class SearchSpace {
   }
 
   /**
-   * Internal bounds of a numeric parameter; an int or stepped float is widened by half a
-   * step on each side so every value gets an equal share of the interval.
+   * Internal bounds of a numeric parameter; an int or stepped float spans from half a step
+   * below its lowest value to half a step above its highest (the last multiple of the step
+   * from low, which may be below high), so every value gets an equal share of the interval.
    */
   static internalBounds(def: NumericParam): readonly [number, number] {
     if (def.log) {
       if (def.type === 'int') return [Math.log(def.low - 0.5), Math.log(def.high + 0.5)];
       return [Math.log(def.low), Math.log(def.high)];
     }
-    const half = def.type === 'int' ? def.step / 2 : def.step !== undefined ? def.step / 2 : 0;
-    return [def.low - half, def.high + half];
+    if (def.step === undefined) return [def.low, def.high];
+    const top = def.low + Math.floor((def.high - def.low) / def.step + 1e-9) * def.step;
+    return [def.low - def.step / 2, top + def.step / 2];
   }
 
   /** The value for an internal coordinate: clamped into the domain and rounded to the step. */
@@ -280,6 +315,9 @@ export class SearchSpace {
       const kMax = Math.floor((def.high - def.low) / def.step + 1e-9);
       v = def.low + Math.min(Math.max(k, 0), kMax) * def.step;
       // Keep the decimal representation tidy (0.1 + 2 * 0.1 → 0.3, not 0.30000000000000004).
+      v = Number(v.toPrecision(12));
+    } else if (def.log) {
+      // exp(log(v)) can miss v by a few ulps; 12 significant digits make the round trip exact.
       v = Number(v.toPrecision(12));
     }
     return Math.min(Math.max(v, def.low), def.high);
@@ -328,14 +366,24 @@ export class SpaceBuilder<T extends Params = Record<never, never>> {
     high: number,
     options: { log?: boolean; step?: number } & W = {} as W,
   ): SpaceBuilder<T & (W['when'] extends object ? { [P in K]?: number } : { [P in K]: number })> {
-    return this.#add({ name, type: 'int', low, high, log: options.log ?? false, step: options.step ?? 1, ...whenOf(options.when) });
+    return this.#add({
+      name,
+      type: 'int',
+      low,
+      high,
+      log: options.log ?? false,
+      step: options.step ?? 1,
+      ...whenOf(options.when),
+    });
   }
 
   categorical<K extends string, const C extends readonly Choice[], W extends WhenOption<T>>(
     name: K,
     choices: C,
     options: W = {} as W,
-  ): SpaceBuilder<T & (W['when'] extends object ? { [P in K]?: C[number] } : { [P in K]: C[number] })> {
+  ): SpaceBuilder<
+    T & (W['when'] extends object ? { [P in K]?: C[number] } : { [P in K]: C[number] })
+  > {
     return this.#add({ name, type: 'categorical', choices, ...whenOf(options.when) });
   }
 

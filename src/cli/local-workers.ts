@@ -15,7 +15,8 @@ export function builtinHandler(name: 'noop-handler' | 'demo-handler'): string {
 export interface LocalWorkerOptions {
   brokerUrl: string;
   queue: string;
-  module: string;
+  /** Handler module (`--module`); leave out when `args` choose the handler. */
+  module?: string;
   count: number;
   concurrency: number;
   prefetch?: number;
@@ -23,6 +24,11 @@ export interface LocalWorkerOptions {
   args?: string[];
   /** Where worker logs go (default: 'ignore'). */
   stdio?: 'ignore' | 'inherit';
+  /**
+   * Workers stop gracefully when this process exits, even by kill -9: each watches the end
+   * of a stdin pipe from this process (default: false).
+   */
+  exitWithParent?: boolean;
 }
 
 export interface LocalWorkers {
@@ -41,15 +47,17 @@ export function spawnLocalWorkers(options: LocalWorkerOptions): LocalWorkers {
       options.queue,
       '--broker',
       options.brokerUrl,
-      '--module',
-      options.module,
+      ...(options.module !== undefined ? ['--module', options.module] : []),
+      ...(options.exitWithParent ? ['--stop-on-stdin-end'] : []),
       '--concurrency',
       String(options.concurrency),
       ...(options.prefetch ? ['--prefetch', String(options.prefetch)] : []),
       ...(options.args ?? []),
     ];
     children.push(
-      spawn(process.execPath, args, { stdio: ['ignore', 'ignore', options.stdio ?? 'ignore'] }),
+      spawn(process.execPath, args, {
+        stdio: [options.exitWithParent ? 'pipe' : 'ignore', 'ignore', options.stdio ?? 'ignore'],
+      }),
     );
   }
   return {

@@ -4,6 +4,7 @@ import { Command, Option } from 'commander';
 import { benchCommand } from './commands/bench.js';
 import { demoCommand } from './commands/demo.js';
 import { dlqCommand } from './commands/dlq.js';
+import { experimentCommand } from './commands/experiment.js';
 import { publishCommand } from './commands/publish.js';
 import { resultsCommand } from './commands/results.js';
 import { statusCommand } from './commands/status.js';
@@ -57,6 +58,7 @@ export function buildProgram(): Command {
     dlqCommand(),
     benchCommand(),
     demoCommand(),
+    experimentCommand(),
   ]) {
     cmd.copyInheritedSettings(program);
     program.addCommand(cmd);

@@ -1,12 +1,13 @@
 import { InvalidArgumentError } from 'commander';
-
-const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+import { durationMs } from '../protocol/duration.js';
 
 /** Parses `1500`, `1500ms`, `30s`, `5m`, `2h` into milliseconds; commander argument parser. */
 export function parseDuration(value: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(value.trim());
-  if (!m) throw new InvalidArgumentError(`"${value}" is not a duration (e.g. 500ms, 30s, 5m, 2h)`);
-  return Math.round(Number(m[1]) * UNITS[m[2] ?? 'ms']!);
+  const ms = durationMs(value);
+  if (ms === undefined) {
+    throw new InvalidArgumentError(`"${value}" is not a duration (e.g. 500ms, 30s, 5m, 2h)`);
+  }
+  return ms;
 }
 
 /** Commander parser for an integer ≥ `min`. */

@@ -19,3 +19,18 @@ export type { HostInfoOptions } from './host-info.js';
 export { silentLogger } from './logger.js';
 export type { Logger } from './logger.js';
 export * from './handlers/index.js';
+export {
+  trialHandler,
+  type Trial,
+  type TrialHandlerOptions,
+  type TrialMetrics,
+  type TrialRun,
+} from './trial/trial-handler.js';
+export {
+  execTrialRun,
+  fillCommand,
+  httpTrialRun,
+  moduleTrialRun,
+  REPORT_PREFIX,
+  RESULT_PREFIX,
+} from './trial/runners.js';

@@ -6,6 +6,7 @@ import { decode } from '../../protocol/codec.js';
 import { DecodeError } from '../../protocol/errors.js';
 import type { TaskResult } from '../../protocol/result.js';
 import { action, contextOf } from '../context.js';
+import { CSV_OPTIONS } from '../format.js';
 import { waitForIdle } from '../idle.js';
 
 interface ResultsOptions {
@@ -30,9 +31,6 @@ const CSV_COLUMNS = [
   'durationMs',
   'attempt',
 ] as const;
-
-/** Booleans as `true` / `false` rather than csv-stringify's default `1` / empty. */
-const CSV_OPTIONS = { cast: { boolean: (v: boolean) => String(v) } };
 
 function csvRow(r: TaskResult): unknown[] {
   return [

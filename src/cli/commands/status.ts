@@ -2,6 +2,7 @@ import { Command, Option } from 'commander';
 import type { QueueStats } from '../../broker/contract.js';
 import { gatherWorkerReports, type WorkerReport } from '../../worker/control.js';
 import { action, contextOf } from '../context.js';
+import { table } from '../format.js';
 import { parseDuration } from '../options.js';
 
 interface StatusOptions {
@@ -46,17 +47,6 @@ function byHost(reports: WorkerReport[]): HostSummary[] {
 /** Internal queues (dead letters, reply and status queues, subscriptions) are hidden by default. */
 function isInternal(name: string): boolean {
   return name.endsWith('.dead') || name.startsWith('qtune.') || name.startsWith('amq.');
-}
-
-function table(rows: (string | number)[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => String(r[i]).length)));
-  return rows
-    .map((r) =>
-      r
-        .map((c, i) => (i === 0 ? String(c).padEnd(widths[i]!) : String(c).padStart(widths[i]!)))
-        .join('  '),
-    )
-    .join('\n');
 }
 
 export function statusCommand(): Command {

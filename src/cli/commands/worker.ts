@@ -1,5 +1,8 @@
 import { Command, Option } from 'commander';
+import { Requester } from '../../patterns/request-reply.js';
 import { InputError } from '../../protocol/errors.js';
+import { experimentQueues } from '../../protocol/trial.js';
+import { loadExperimentSpec, type ExperimentSpec } from '../../scheduler/spec.js';
 import { serveStatusRequests, type WorkerReport } from '../../worker/control.js';
 import { execHandler } from '../../worker/handlers/exec.js';
 import { httpPoolHandler } from '../../worker/handlers/http-pool.js';
@@ -7,6 +10,8 @@ import { loadModuleHandler } from '../../worker/handlers/module.js';
 import type { TaskHandler } from '../../worker/handlers/types.js';
 import { getHostInfo } from '../../worker/host-info.js';
 import { installSignalHandlers, startWorker } from '../../worker/runtime.js';
+import { trialHandler, type TrialRun } from '../../worker/trial/trial-handler.js';
+import { execTrialRun, httpTrialRun, moduleTrialRun } from '../../worker/trial/runners.js';
 import { action, contextOf } from '../context.js';
 import { intAtLeast, parseDuration } from '../options.js';
 
@@ -22,6 +27,25 @@ interface WorkerOptions {
   backoffMax: number;
   grace: number;
   lease: number;
+  trial?: boolean;
+  experiment?: string;
+  stopOnStdinEnd?: boolean;
+}
+
+/** The URLs of an --http flag or a spec's `http` runner. */
+function httpUrls(value: string | readonly string[], flag: string): string[] {
+  const urls = (typeof value === 'string' ? value.split(',') : [...value])
+    .map((u) => u.trim())
+    .filter((u) => u !== '');
+  for (const u of urls) {
+    try {
+      new URL(u);
+    } catch {
+      throw new InputError(`${flag}: "${u}" is not a valid URL`);
+    }
+  }
+  if (urls.length === 0) throw new InputError(`${flag}: give at least one URL`);
+  return urls;
 }
 
 /** Picks the handler from exactly one of --module, --exec, --http. */
@@ -35,19 +59,50 @@ async function handlerFrom(opts: WorkerOptions): Promise<{ handler: TaskHandler;
   }
   if (opts.exec !== undefined)
     return { handler: execHandler(opts.exec), label: `exec ${opts.exec}` };
-  const urls = opts
-    .http!.split(',')
-    .map((u) => u.trim())
-    .filter((u) => u !== '');
-  for (const u of urls) {
-    try {
-      new URL(u);
-    } catch {
-      throw new InputError(`--http: "${u}" is not a valid URL`);
-    }
-  }
-  if (urls.length === 0) throw new InputError('--http: give at least one URL');
+  const urls = httpUrls(opts.http!, '--http');
   return { handler: httpPoolHandler(urls), label: `http ${urls.join(',')}` };
+}
+
+/**
+ * Picks the trial runner: from --module / --exec / --http when one is given, else from the
+ * spec's `runner` (a module path and an exec command's working directory are relative to
+ * the spec file).
+ */
+async function trialRunFrom(
+  opts: WorkerOptions,
+  spec: ExperimentSpec | undefined,
+): Promise<{ run: TrialRun; label: string }> {
+  const chosen = [opts.module, opts.exec, opts.http].filter((v) => v !== undefined);
+  if (chosen.length > 1) {
+    throw new InputError('choose one trial runner: --module PATH, --exec "CMD" or --http URLS');
+  }
+  if (opts.module !== undefined) {
+    return { run: await moduleTrialRun(opts.module), label: `trial module ${opts.module}` };
+  }
+  if (opts.exec !== undefined)
+    return { run: execTrialRun(opts.exec), label: `trial exec ${opts.exec}` };
+  if (opts.http !== undefined) {
+    const urls = httpUrls(opts.http, '--http');
+    return { run: httpTrialRun(urls), label: `trial http ${urls.join(',')}` };
+  }
+  const runner = spec?.runner;
+  if (!runner || !opts.experiment) {
+    throw new InputError(
+      'a trial worker needs a runner: --module PATH, --exec "CMD" or --http URLS, or a spec with a `runner`',
+    );
+  }
+  // loadExperimentSpec made the module path absolute and set the command's cwd.
+  if ('module' in runner) {
+    return { run: await moduleTrialRun(runner.module), label: `trial module ${runner.module}` };
+  }
+  if ('exec' in runner) {
+    return {
+      run: execTrialRun(runner.exec, runner.cwd !== undefined ? { cwd: runner.cwd } : {}),
+      label: `trial exec ${runner.exec}`,
+    };
+  }
+  const urls = httpUrls(runner.http, 'runner.http');
+  return { run: httpTrialRun(urls), label: `trial http ${urls.join(',')}` };
 }
 
 /** Tasks per second over the last `windowMs`, from samples of the done counter. */
@@ -68,10 +123,24 @@ export function workerCommand(): Command {
     .description(
       'consume tasks from a queue and run them with a JS module, a command or HTTP endpoints',
     )
-    .argument('<queue>', 'queue to consume')
+    .argument('[queue]', "queue to consume (default with --experiment: the experiment's)")
     .option('--module <path>', 'JS module whose default export is async (payload, ctx) => result')
     .option('--exec <command>', 'shell command: payload JSON on stdin, result JSON on stdout')
     .option('--http <urls>', 'comma-separated endpoints; POST the payload, least outstanding first')
+    .option(
+      '--trial',
+      'run AutoML trials: --module exports async (params, trial) => value, --exec is a command template',
+    )
+    .option(
+      '--experiment <spec>',
+      'run the trials of the experiment in this spec file (queue, runner, timeout, retries from the spec)',
+    )
+    .addOption(
+      new Option(
+        '--stop-on-stdin-end',
+        'stop when stdin closes, handing running tasks back (for supervisors)',
+      ).hideHelp(),
+    )
     .addOption(
       new Option('-c, --concurrency <n>', 'tasks run at once').argParser(intAtLeast(1)).default(1),
     )
@@ -122,10 +191,29 @@ export function workerCommand(): Command {
         'Exit codes: 0 stopped cleanly, 2 bad input, 3 broker unavailable, 130 forced stop.',
     )
     .action(
-      action(async (queue: string, opts: WorkerOptions, cmd: Command) => {
+      action(async (queueArg: string | undefined, opts: WorkerOptions, cmd: Command) => {
         const ctx = contextOf(cmd);
-        const { handler, label } = await handlerFrom(opts);
+        const spec =
+          opts.experiment !== undefined ? loadExperimentSpec(opts.experiment) : undefined;
+        const queue = queueArg ?? (spec ? experimentQueues(spec.name).trials : undefined);
+        if (queue === undefined) throw new InputError('give a queue, or --experiment SPEC');
+        const trialMode = opts.trial === true || spec !== undefined;
+        const trialRun = trialMode ? await trialRunFrom(opts, spec) : undefined;
+        const plain = trialRun ? undefined : await handlerFrom(opts);
+        if (spec && cmd.getOptionValueSource('maxAttempts') === 'default') {
+          opts.maxAttempts = spec.maxRetries + 1;
+        }
         const broker = await ctx.openBroker();
+        let requester: Requester | undefined;
+        let handler: TaskHandler;
+        let label: string;
+        if (trialRun) {
+          requester = await Requester.create(broker);
+          handler = trialHandler(trialRun.run, { requester });
+          label = trialRun.label;
+        } else {
+          ({ handler, label } = plain!);
+        }
         // The first declaration of a queue fixes its policy; later ones keep it.
         await broker.declareQueue(queue, { leaseMs: opts.lease, maxDeliveries: opts.maxAttempts });
         const host = await getHostInfo();
@@ -163,6 +251,15 @@ export function workerCommand(): Command {
           'worker started',
         );
         await new Promise<void>((resolve) => {
+          if (opts.stopOnStdinEnd) {
+            process.stdin.on('error', () => {});
+            process.stdin.on('end', () => {
+              // The supervisor is gone: hand running tasks back at once for its successor.
+              ctx.logger.info('stdin closed: stopping, running tasks go back to the queue');
+              worker.stop({ graceMs: 0 }).then(resolve, resolve);
+            });
+            process.stdin.resume();
+          }
           installSignalHandlers(worker, {
             graceMs: opts.grace,
             onSignal: (signal) =>
@@ -170,8 +267,10 @@ export function workerCommand(): Command {
             onExit: () => resolve(),
           });
         });
+        if (opts.stopOnStdinEnd) process.stdin.destroy();
         clearInterval(rateTimer);
         await control.cancel();
+        await requester?.close();
         await broker.close();
         const s = worker.stats();
         ctx.logger.info(

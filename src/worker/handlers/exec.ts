@@ -13,6 +13,8 @@ export interface ExecHandlerOptions {
   stderrTailBytes?: number;
   /** Largest stdout accepted, in bytes; more fails the task (default: 64 MiB). */
   maxStdoutBytes?: number;
+  /** Called with each complete line of stdout (without its newline) as it arrives (default: none). */
+  onStdoutLine?: (line: string) => void;
 }
 
 const DEFAULTS = {
@@ -45,20 +47,25 @@ export function parseCommandOutput(stdout: string): unknown {
  * and QTUNE_TASK_NAME.
  */
 export function execHandler(command: string, options: ExecHandlerOptions = {}): TaskHandler {
-  const killGraceMs = options.killGraceMs ?? DEFAULTS.killGraceMs;
-  const tailBytes = options.stderrTailBytes ?? DEFAULTS.stderrTailBytes;
-  const maxStdout = options.maxStdoutBytes ?? DEFAULTS.maxStdoutBytes;
-  return (payload, ctx) =>
-    runCommand(command, payload, ctx, { ...options, killGraceMs, tailBytes, maxStdout });
+  return (payload, ctx) => runCommand(command, payload, ctx, options);
 }
 
-interface RunOptions extends ExecHandlerOptions {
-  killGraceMs: number;
-  tailBytes: number;
-  maxStdout: number;
-}
-
-function runCommand(command: string, payload: unknown, ctx: TaskContext, opts: RunOptions) {
+/**
+ * Runs `command` once for `payload` as {@link execHandler} does and resolves with its parsed
+ * stdout; for handlers that build the command per task.
+ */
+export function runCommand(
+  command: string,
+  payload: unknown,
+  ctx: TaskContext,
+  options: ExecHandlerOptions = {},
+): Promise<unknown> {
+  const opts = {
+    ...options,
+    killGraceMs: options.killGraceMs ?? DEFAULTS.killGraceMs,
+    tailBytes: options.stderrTailBytes ?? DEFAULTS.stderrTailBytes,
+    maxStdout: options.maxStdoutBytes ?? DEFAULTS.maxStdoutBytes,
+  };
   return new Promise<unknown>((resolve, reject) => {
     if (ctx.signal.aborted) return reject(abortReason(ctx.signal, command));
     const env: Record<string, string | undefined> = {
@@ -81,6 +88,7 @@ function runCommand(command: string, payload: unknown, ctx: TaskContext, opts: R
 
     const stdout: Buffer[] = [];
     let stdoutBytes = 0;
+    let partialLine = '';
     let stderrTail = Buffer.alloc(0);
     let failure: Error | undefined;
     let killTimer: NodeJS.Timeout | undefined;
@@ -116,6 +124,11 @@ function runCommand(command: string, payload: unknown, ctx: TaskContext, opts: R
         return;
       }
       stdout.push(chunk);
+      if (opts.onStdoutLine) {
+        const lines = (partialLine + chunk.toString('utf8')).split('\n');
+        partialLine = lines.pop() ?? '';
+        for (const line of lines) opts.onStdoutLine(line.replace(/\r$/, ''));
+      }
     });
     child.stderr.on('data', (chunk: Buffer) => {
       stderrTail = Buffer.concat([stderrTail, chunk]);
@@ -141,6 +154,7 @@ function runCommand(command: string, payload: unknown, ctx: TaskContext, opts: R
       if (settled) return;
       settled = true;
       cleanup();
+      if (opts.onStdoutLine && partialLine !== '') opts.onStdoutLine(partialLine);
       if (failure) return reject(failure);
       if (code === 0) return resolve(parseCommandOutput(Buffer.concat(stdout).toString('utf8')));
       const how =

@@ -10,6 +10,18 @@ import type { TaskContext, TaskHandler } from './types.js';
  * (e.g. `node --import tsx`). A CommonJS module may set `module.exports` to the function.
  */
 export async function loadModuleHandler(path: string): Promise<TaskHandler> {
+  const fn = await loadModuleFunction(path, '(payload, ctx) => result');
+  return async (payload: unknown, ctx: TaskContext) => (await fn(payload, ctx)) as unknown;
+}
+
+/**
+ * Imports the module at `path` (resolved against the working directory) and returns its
+ * default export, which must be a function; `signature` describes it in errors.
+ */
+export async function loadModuleFunction(
+  path: string,
+  signature: string,
+): Promise<(...args: unknown[]) => unknown> {
   const absolute = isAbsolute(path) ? path : resolve(process.cwd(), path);
   let mod: unknown;
   try {
@@ -29,13 +41,13 @@ export async function loadModuleHandler(path: string): Promise<TaskHandler> {
   if (!fn) {
     const found = describeDefault(mod);
     throw new InputError(
-      `handler module "${path}": expected a default export that is a function (payload, ctx) => result, found ${found}`,
+      `handler module "${path}": expected a default export that is a function ${signature}, found ${found}`,
     );
   }
-  return async (payload: unknown, ctx: TaskContext) => (await fn(payload, ctx)) as unknown;
+  return fn;
 }
 
-type AnyHandler = (payload: unknown, ctx: TaskContext) => unknown;
+type AnyHandler = (...args: unknown[]) => unknown;
 
 function defaultFunction(mod: unknown): AnyHandler | undefined {
   let candidate: unknown = (mod as { default?: unknown } | null)?.default;

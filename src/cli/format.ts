@@ -1,0 +1,17 @@
+/** Text output shared by commands: aligned tables and CSV settings. */
+
+/** Rows as aligned columns: the first left-aligned, the others right-aligned. */
+export function table(rows: (string | number)[][]): string {
+  if (rows.length === 0) return '';
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => String(r[i] ?? '').length)));
+  return rows
+    .map((r) =>
+      r
+        .map((c, i) => (i === 0 ? String(c).padEnd(widths[i]!) : String(c).padStart(widths[i]!)))
+        .join('  '),
+    )
+    .join('\n');
+}
+
+/** csv-stringify options: booleans as `true` / `false` rather than its default `1` / empty. */
+export const CSV_OPTIONS = { cast: { boolean: (v: boolean) => String(v) } };

@@ -1,0 +1,4 @@
+/** The experiment scheduler, its spec, and the sampler/pruner factory. */
+export * from './scheduler.js';
+export * from './spec.js';
+export { createPruner, createSampler } from './search.js';

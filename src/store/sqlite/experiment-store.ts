@@ -1,0 +1,398 @@
+import { mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import Database from 'better-sqlite3';
+import { InputError, QtuneError, ErrorCode } from '../../protocol/errors.js';
+import type {
+  ExperimentRecord,
+  ExperimentStatus,
+  ExperimentStore,
+  HistoryEntry,
+  TrialCounts,
+  TrialFinish,
+  TrialRecord,
+  TrialStatus,
+} from '../experiments.js';
+
+/** Default location of the experiment store, relative to the working directory. */
+export const DEFAULT_STORE_PATH = '.qtune/experiments.db';
+
+const SCHEMA_VERSION = 1;
+const DDL = `
+CREATE TABLE IF NOT EXISTS experiments (
+  name       TEXT PRIMARY KEY,
+  spec       TEXT NOT NULL,
+  status     TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS trials (
+  experiment  TEXT NOT NULL,
+  number      INTEGER NOT NULL,
+  params      TEXT NOT NULL,
+  status      TEXT NOT NULL,
+  task_id     TEXT NOT NULL,
+  value       REAL,
+  step        INTEGER,
+  metrics     TEXT,
+  error       TEXT,
+  attempt     INTEGER,
+  worker      TEXT,
+  created_at  INTEGER NOT NULL,
+  started_at  INTEGER,
+  finished_at INTEGER,
+  PRIMARY KEY (experiment, number)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS reports (
+  experiment TEXT NOT NULL,
+  number     INTEGER NOT NULL,
+  step       INTEGER NOT NULL,
+  value      REAL NOT NULL,
+  metrics    TEXT,
+  decision   TEXT NOT NULL,
+  at         INTEGER NOT NULL,
+  PRIMARY KEY (experiment, number, step)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS history (
+  seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+  experiment TEXT NOT NULL,
+  kind       TEXT NOT NULL,
+  number     INTEGER NOT NULL,
+  step       INTEGER,
+  value      REAL,
+  status     TEXT
+);
+CREATE INDEX IF NOT EXISTS history_experiment ON history(experiment, seq);
+`;
+
+interface TrialRow {
+  experiment: string;
+  number: number;
+  params: string;
+  status: TrialStatus;
+  task_id: string;
+  value: number | null;
+  step: number | null;
+  metrics: string | null;
+  error: string | null;
+  attempt: number | null;
+  worker: string | null;
+  created_at: number;
+  started_at: number | null;
+  finished_at: number | null;
+}
+
+function toTrial(row: TrialRow): TrialRecord {
+  const t: TrialRecord = {
+    experiment: row.experiment,
+    number: row.number,
+    params: JSON.parse(row.params) as TrialRecord['params'],
+    status: row.status,
+    taskId: row.task_id,
+    createdAt: row.created_at,
+  };
+  if (row.value !== null) t.value = row.value;
+  if (row.step !== null) t.step = row.step;
+  if (row.metrics !== null) t.metrics = JSON.parse(row.metrics) as Record<string, unknown>;
+  if (row.error !== null) t.error = row.error;
+  if (row.attempt !== null) t.attempt = row.attempt;
+  if (row.worker !== null) t.worker = JSON.parse(row.worker) as TrialRecord['worker'];
+  if (row.started_at !== null) t.startedAt = row.started_at;
+  if (row.finished_at !== null) t.finishedAt = row.finished_at;
+  return t;
+}
+
+interface ExperimentRow {
+  name: string;
+  spec: string;
+  status: ExperimentStatus;
+  created_at: number;
+  updated_at: number;
+}
+
+function toExperiment(row: ExperimentRow): ExperimentRecord {
+  return {
+    name: row.name,
+    spec: JSON.parse(row.spec) as unknown,
+    status: row.status,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+  };
+}
+
+export interface SqliteExperimentStoreOptions {
+  /** Database file; created with its folder when missing (default: `./.qtune/experiments.db`). */
+  path?: string;
+  /** Time to wait for another process's write lock, in ms (default: 10000). */
+  busyTimeoutMs?: number;
+}
+
+/**
+ * The experiment store in a SQLite file (WAL), shared safely by the scheduler and the
+ * `experiment status | trials | stop` commands running in other processes. Each call is
+ * one transaction, committed before its promise resolves.
+ */
+export class SqliteExperimentStore implements ExperimentStore {
+  readonly #db: Database.Database;
+  readonly #stmts;
+
+  constructor(options: SqliteExperimentStoreOptions = {}) {
+    const path = resolve(options.path ?? DEFAULT_STORE_PATH);
+    try {
+      mkdirSync(dirname(path), { recursive: true });
+      this.#db = new Database(path);
+      this.#db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 10_000}`);
+      this.#db.pragma('journal_mode = WAL');
+      this.#db.pragma('synchronous = NORMAL');
+      this.#migrate();
+    } catch (err) {
+      if (err instanceof QtuneError) throw err;
+      throw new QtuneError(
+        ErrorCode.BrokerUnavailable,
+        `experiment store "${path}": ${(err as Error).message}`,
+        {
+          cause: err,
+        },
+      );
+    }
+    const db = this.#db;
+    this.#stmts = {
+      insertExperiment: db.prepare(
+        'INSERT INTO experiments (name, spec, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING',
+      ),
+      getExperiment: db.prepare<[string], ExperimentRow>(
+        'SELECT * FROM experiments WHERE name = ?',
+      ),
+      listExperiments: db.prepare<[], ExperimentRow>(
+        'SELECT * FROM experiments ORDER BY created_at, name',
+      ),
+      setStatus: db.prepare('UPDATE experiments SET status = ?, updated_at = ? WHERE name = ?'),
+      addTrial: db.prepare(
+        `INSERT INTO trials (experiment, number, params, status, task_id, created_at)
+         VALUES (?, ?, ?, 'pending', ?, ?) ON CONFLICT DO NOTHING`,
+      ),
+      markRunning: db.prepare(
+        "UPDATE trials SET status = 'running' WHERE experiment = ? AND number = ? AND status = 'pending'",
+      ),
+      getReport: db.prepare<[string, number, number], { decision: string }>(
+        'SELECT decision FROM reports WHERE experiment = ? AND number = ? AND step = ?',
+      ),
+      insertReport: db.prepare(
+        'INSERT INTO reports (experiment, number, step, value, metrics, decision, at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      ),
+      touchTrial: db.prepare(
+        'UPDATE trials SET step = ?, value = ?, started_at = COALESCE(started_at, ?) WHERE experiment = ? AND number = ?',
+      ),
+      finishTrial: db.prepare(
+        `UPDATE trials SET status = @status, value = COALESCE(@value, value), step = COALESCE(@step, step),
+           metrics = @metrics, error = @error, attempt = @attempt, worker = @worker,
+           started_at = COALESCE(@startedAt, started_at), finished_at = @finishedAt
+         WHERE experiment = @experiment AND number = @number AND status IN ('pending', 'running')`,
+      ),
+      appendHistory: db.prepare(
+        'INSERT INTO history (experiment, kind, number, step, value, status) VALUES (?, ?, ?, ?, ?, ?)',
+      ),
+      getTrial: db.prepare<[string, number], TrialRow>(
+        'SELECT * FROM trials WHERE experiment = ? AND number = ?',
+      ),
+      listTrials: db.prepare<[string], TrialRow>(
+        'SELECT * FROM trials WHERE experiment = ? ORDER BY number',
+      ),
+      history: db.prepare<
+        [string],
+        {
+          seq: number;
+          kind: 'report' | 'finish';
+          number: number;
+          step: number | null;
+          value: number | null;
+          status: string | null;
+        }
+      >(
+        'SELECT seq, kind, number, step, value, status FROM history WHERE experiment = ? ORDER BY seq',
+      ),
+      reports: db.prepare<[string, number], { step: number; value: number; at: number }>(
+        'SELECT step, value, at FROM reports WHERE experiment = ? AND number = ? ORDER BY step',
+      ),
+      counts: db.prepare<[string], { status: TrialStatus; n: number }>(
+        'SELECT status, COUNT(*) AS n FROM trials WHERE experiment = ? GROUP BY status',
+      ),
+    };
+  }
+
+  #migrate(): void {
+    const version = Number(this.#db.pragma('user_version', { simple: true }));
+    if (version > SCHEMA_VERSION) {
+      throw new QtuneError(
+        ErrorCode.BrokerState,
+        `experiment store "${this.#db.name}": schema version ${version} is newer than this qtune supports (${SCHEMA_VERSION})`,
+      );
+    }
+    if (version === SCHEMA_VERSION) return;
+    this.#db
+      .transaction(() => {
+        this.#db.exec(DDL);
+        this.#db.pragma(`user_version = ${SCHEMA_VERSION}`);
+      })
+      .immediate();
+  }
+
+  async createExperiment(name: string, spec: unknown, now = Date.now()): Promise<ExperimentRecord> {
+    const r = this.#stmts.insertExperiment.run(name, JSON.stringify(spec), 'running', now, now);
+    if (r.changes === 0)
+      throw new InputError(
+        `experiment "${name}" already exists (resume it, or choose another name)`,
+      );
+    return { name, spec, status: 'running', createdAt: now, updatedAt: now };
+  }
+
+  async getExperiment(name: string): Promise<ExperimentRecord | undefined> {
+    const row = this.#stmts.getExperiment.get(name);
+    return row ? toExperiment(row) : undefined;
+  }
+
+  async listExperiments(): Promise<ExperimentRecord[]> {
+    return this.#stmts.listExperiments.all().map(toExperiment);
+  }
+
+  async setExperimentStatus(name: string, status: ExperimentStatus): Promise<void> {
+    this.#stmts.setStatus.run(status, Date.now(), name);
+  }
+
+  async addTrial(trial: {
+    experiment: string;
+    number: number;
+    params: TrialRecord['params'];
+    taskId: string;
+    createdAt: number;
+  }): Promise<boolean> {
+    const r = this.#stmts.addTrial.run(
+      trial.experiment,
+      trial.number,
+      JSON.stringify(trial.params),
+      trial.taskId,
+      trial.createdAt,
+    );
+    return r.changes === 1;
+  }
+
+  async markRunning(experiment: string, numbers: readonly number[]): Promise<void> {
+    this.#db.transaction(() => {
+      for (const n of numbers) this.#stmts.markRunning.run(experiment, n);
+    })();
+  }
+
+  async recordReport(
+    experiment: string,
+    report: {
+      number: number;
+      step: number;
+      value: number;
+      metrics?: Record<string, unknown>;
+      decision: string;
+      at: number;
+    },
+  ): Promise<{ duplicate: boolean; decision: string }> {
+    return this.#db
+      .transaction(() => {
+        const existing = this.#stmts.getReport.get(experiment, report.number, report.step);
+        if (existing) return { duplicate: true, decision: existing.decision };
+        this.#stmts.insertReport.run(
+          experiment,
+          report.number,
+          report.step,
+          report.value,
+          report.metrics === undefined ? null : JSON.stringify(report.metrics),
+          report.decision,
+          report.at,
+        );
+        this.#stmts.touchTrial.run(report.step, report.value, report.at, experiment, report.number);
+        this.#stmts.appendHistory.run(
+          experiment,
+          'report',
+          report.number,
+          report.step,
+          report.value,
+          null,
+        );
+        return { duplicate: false, decision: report.decision };
+      })
+      .immediate();
+  }
+
+  async finishTrial(experiment: string, number: number, finish: TrialFinish): Promise<boolean> {
+    return this.#db
+      .transaction(() => {
+        const r = this.#stmts.finishTrial.run({
+          experiment,
+          number,
+          status: finish.status,
+          value: finish.value ?? null,
+          step: finish.step ?? null,
+          metrics: finish.metrics === undefined ? null : JSON.stringify(finish.metrics),
+          error: finish.error ?? null,
+          attempt: finish.attempt ?? null,
+          worker: finish.worker === undefined ? null : JSON.stringify(finish.worker),
+          startedAt: finish.startedAt ?? null,
+          finishedAt: finish.finishedAt,
+        });
+        if (r.changes === 0) return false;
+        const row = this.#stmts.getTrial.get(experiment, number)!;
+        this.#stmts.appendHistory.run(
+          experiment,
+          'finish',
+          number,
+          row.step,
+          row.value,
+          finish.status,
+        );
+        return true;
+      })
+      .immediate();
+  }
+
+  async getTrial(experiment: string, number: number): Promise<TrialRecord | undefined> {
+    const row = this.#stmts.getTrial.get(experiment, number);
+    return row ? toTrial(row) : undefined;
+  }
+
+  async listTrials(experiment: string, statuses?: readonly TrialStatus[]): Promise<TrialRecord[]> {
+    const rows = this.#stmts.listTrials.all(experiment).map(toTrial);
+    return statuses === undefined ? rows : rows.filter((t) => statuses.includes(t.status));
+  }
+
+  async history(experiment: string): Promise<HistoryEntry[]> {
+    return this.#stmts.history.all(experiment).map((h): HistoryEntry => {
+      if (h.kind === 'report')
+        return { seq: h.seq, kind: 'report', number: h.number, step: h.step!, value: h.value! };
+      const e: HistoryEntry = {
+        seq: h.seq,
+        kind: 'finish',
+        number: h.number,
+        status: h.status as 'complete' | 'pruned' | 'failed',
+      };
+      if (h.value !== null) e.value = h.value;
+      if (h.step !== null) e.step = h.step;
+      return e;
+    });
+  }
+
+  async reports(
+    experiment: string,
+    number: number,
+  ): Promise<{ step: number; value: number; at: number }[]> {
+    return this.#stmts.reports.all(experiment, number);
+  }
+
+  async counts(experiment: string): Promise<TrialCounts> {
+    const c: TrialCounts = { pending: 0, running: 0, complete: 0, pruned: 0, failed: 0, total: 0 };
+    for (const { status, n } of this.#stmts.counts.all(experiment)) {
+      c[status] = n;
+      c.total += n;
+    }
+    return c;
+  }
+
+  async close(): Promise<void> {
+    if (this.#db.open) this.#db.close();
+  }
+}

@@ -1,0 +1,239 @@
+import { execFileSync } from 'node:child_process';
+import { readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { SqliteExperimentStore } from '../../src/store/sqlite/experiment-store.js';
+import { assertBuilt, exited, FIXTURES, runCli, startCli, tempBroker } from './helpers.js';
+
+beforeAll(assertBuilt);
+
+const cleanups: (() => void)[] = [];
+afterEach(() => {
+  for (const c of cleanups.splice(0)) c();
+});
+
+function setup(spec: Record<string, unknown>) {
+  const env = tempBroker();
+  cleanups.push(env.cleanup);
+  const specPath = join(env.dir, 'spec.json');
+  writeFileSync(
+    specPath,
+    JSON.stringify({
+      objective: { metric: 'loss' },
+      space: {
+        x: { type: 'float', low: 0, high: 1 },
+        k: { type: 'categorical', choices: ['a', 'b'] },
+      },
+      sampler: { name: 'tpe', seed: 3 },
+      pruner: { name: 'median', options: { startupTrials: 3 } },
+      concurrency: 4,
+      runner: { module: join(FIXTURES, 'trials/sleepy.mjs') },
+      ...spec,
+    }),
+  );
+  const store = join(env.dir, 'experiments.db');
+  const args = ['--broker', env.url];
+  const storeArgs = ['--store', store];
+  return { env, specPath, store, args, storeArgs };
+}
+
+async function finishedCount(store: string, name: string): Promise<number> {
+  const s = new SqliteExperimentStore({ path: store });
+  try {
+    const c = await s.counts(name);
+    return c.complete + c.pruned + c.failed;
+  } catch {
+    return 0;
+  } finally {
+    await s.close();
+  }
+}
+
+async function waitFinished(
+  store: string,
+  name: string,
+  n: number,
+  timeoutMs = 30_000,
+): Promise<number> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const c = await finishedCount(store, name);
+    if (c >= n) return c;
+    if (Date.now() > until) throw new Error(`only ${c} of ${n} trials finished in time`);
+    await sleep(25);
+  }
+}
+
+/** PIDs of processes whose command line mentions `text` (our temp dir). */
+function processesMentioning(text: string): number[] {
+  try {
+    return execFileSync('pgrep', ['-f', text], { encoding: 'utf8' })
+      .split('\n')
+      .filter(Boolean)
+      .map(Number)
+      .filter((p) => p !== process.pid);
+  } catch {
+    return [];
+  }
+}
+
+describe('qtune experiment', () => {
+  it('survives kill -9 of the scheduler twice: resume finishes exactly maxTrials trials, none counted twice', async () => {
+    const { env, specPath, store, args, storeArgs } = setup({ name: 'crashy', maxTrials: 60 });
+    for (const killAt of [10, 30]) {
+      const run =
+        killAt === 10
+          ? startCli([...args, 'experiment', ...storeArgs, 'run', specPath, '--workers', '2'])
+          : startCli([...args, 'experiment', ...storeArgs, 'resume', 'crashy', '--workers', '2']);
+      await waitFinished(store, 'crashy', killAt);
+      run.kill('SIGKILL');
+      await exited(run);
+      // Its local workers see their stdin close and stop by themselves.
+      const until = Date.now() + 15_000;
+      while (processesMentioning(env.dir).length > 0 && Date.now() < until) await sleep(100);
+      expect(processesMentioning(env.dir)).toEqual([]);
+    }
+    const before = await finishedCount(store, 'crashy');
+    expect(before).toBeGreaterThanOrEqual(30);
+    expect(before).toBeLessThan(60);
+    const last = await runCli(
+      [...args, 'experiment', ...storeArgs, 'resume', 'crashy', '--workers', '2', '--json'],
+      {
+        timeoutMs: 60_000,
+      },
+    );
+    expect(last.stderr).toBe('');
+    expect(last.code).toBe(0);
+    const summary = JSON.parse(last.stdout) as {
+      status: string;
+      counts: { [k in 'running' | 'pending' | 'complete' | 'pruned' | 'failed' | 'total']: number };
+    };
+    expect(summary.status).toBe('done');
+    expect(summary.counts.total).toBe(60);
+    expect(summary.counts.running + summary.counts.pending).toBe(0);
+    expect(summary.counts.complete + summary.counts.pruned + summary.counts.failed).toBe(60);
+
+    const s = new SqliteExperimentStore({ path: store });
+    const trials = await s.listTrials('crashy');
+    const finishes = (await s.history('crashy')).filter((h) => h.kind === 'finish');
+    await s.close();
+    expect(trials.map((t) => t.number)).toEqual([...Array(60).keys()]);
+    expect(finishes).toHaveLength(60);
+    expect(new Set(finishes.map((h) => h.number)).size).toBe(60);
+    expect(processesMentioning(env.dir)).toEqual([]);
+  }, 120_000);
+
+  it('completes the trial of a worker killed with SIGKILL mid-trial on another worker', async () => {
+    const { env, specPath, store, args, storeArgs } = setup({
+      name: 'workerdeath',
+      maxTrials: 12,
+      lease: '1500ms',
+      pruner: { name: 'none' },
+    });
+    const marks = join(env.dir, 'marks');
+    const scheduler = startCli([
+      ...args,
+      'experiment',
+      ...storeArgs,
+      'run',
+      specPath,
+      '--workers',
+      '0',
+    ]);
+    const workerEnv = { TRIAL_STEP_MS: '150', TRIAL_MARKS: marks };
+    const a = startCli(
+      [...args, 'worker', '--experiment', specPath, '--concurrency', '2'],
+      workerEnv,
+    );
+    const b = startCli(
+      [...args, 'worker', '--experiment', specPath, '--concurrency', '2'],
+      workerEnv,
+    );
+    // Wait until worker a is in the middle of a trial, then kill it.
+    const until = Date.now() + 20_000;
+    while (!readdirSync(marks).some((m) => m.split('-')[1] === String(a.pid)) && Date.now() < until)
+      await sleep(20);
+    a.kill('SIGKILL');
+    const killed = readdirSync(marks)
+      .filter((m) => m.split('-')[1] === String(a.pid))
+      .map((m) => Number(m.split('-')[0]));
+    expect(killed.length).toBeGreaterThan(0);
+    const done = await exited(scheduler);
+    expect(done.code).toBe(0);
+    b.kill('SIGTERM');
+    await exited(b);
+    const s = new SqliteExperimentStore({ path: store });
+    const counts = await s.counts('workerdeath');
+    const trials = await s.listTrials('workerdeath');
+    await s.close();
+    expect(counts).toMatchObject({ complete: 12, failed: 0, total: 12 });
+    for (const n of killed) {
+      const t = trials.find((x) => x.number === n)!;
+      expect(t.status).toBe('complete');
+      expect(t.worker?.pid).toBe(b.pid);
+      expect(t.attempt).toBe(2);
+    }
+  }, 60_000);
+
+  it('rejects a bad spec with exit code 2 and names the parameter', async () => {
+    const { specPath, args, storeArgs } = setup({
+      name: 'bad',
+      maxTrials: 5,
+      space: { lr: { type: 'float', low: 1, high: 0.1 } },
+    });
+    const r = await runCli([...args, 'experiment', ...storeArgs, 'run', specPath]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/parameter "lr": low \(1\) is above high \(0\.1\)/);
+  });
+
+  it('reports status, best, trials and export of a finished experiment', async () => {
+    const { specPath, args, storeArgs } = setup({ name: 'small', maxTrials: 8 });
+    const run = await runCli(
+      [...args, 'experiment', ...storeArgs, 'run', specPath, '--workers', '1'],
+      { timeoutMs: 60_000 },
+    );
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/experiment small: done\n {2}trials: 8 finished of 8/);
+    const status = JSON.parse(
+      (await runCli([...args, 'experiment', ...storeArgs, 'status', 'small', '--json'])).stdout,
+    );
+    expect(status).toMatchObject({
+      name: 'small',
+      status: 'done',
+      finished: 8,
+      maxTrials: 8,
+      running: 0,
+    });
+    const trials = JSON.parse(
+      (await runCli([...args, 'experiment', ...storeArgs, 'trials', 'small', '--json'])).stdout,
+    ) as {
+      status: string;
+      value: number | null;
+    }[];
+    expect(trials).toHaveLength(8);
+    const best = JSON.parse(
+      (await runCli([...args, 'experiment', ...storeArgs, 'best', 'small', '--json'])).stdout,
+    );
+    const completeValues = trials.filter((t) => t.status === 'complete').map((t) => t.value!);
+    expect(best.value).toBe(Math.min(...completeValues));
+    expect(status.best.value).toBe(best.value);
+    const csv = (
+      await runCli([...args, 'experiment', ...storeArgs, 'export', 'small', '--format', 'csv'])
+    ).stdout
+      .trim()
+      .split('\n');
+    expect(csv[0]).toBe(
+      'number,status,value,step,param_x,param_k,error,attempt,host,gpu,durationMs',
+    );
+    expect(csv).toHaveLength(9);
+    const doc = JSON.parse(
+      (await runCli([...args, 'experiment', ...storeArgs, 'export', 'small'])).stdout,
+    );
+    expect(doc.trials).toHaveLength(8);
+    expect(doc.trials[0].reports.length).toBeGreaterThan(0);
+    const missing = await runCli([...args, 'experiment', ...storeArgs, 'status', 'nope']);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/experiment "nope" does not exist/);
+  }, 60_000);
+});
