@@ -46,6 +46,9 @@ import type {
 import { createPruner, createSampler } from './search.js';
 import { parseExperimentSpec, type ExperimentSpec } from './spec.js';
 
+/** Lease of the result and report queues, in ms: how soon a crashed scheduler's unsettled messages come back. */
+export const SCHEDULER_LEASE_MS = 3_000;
+
 /** Topic of an experiment's trial events: `qtune.experiment.<name>.trial.<event>`. */
 export function experimentTopic(experiment: string, event: string): string {
   return `qtune.experiment.${experiment}.trial.${event}`;
@@ -259,8 +262,10 @@ export class Scheduler {
       maxDeliveries: this.spec.maxRetries + 1,
       leaseMs: this.spec.lease,
     });
-    await this.#broker.declareQueue(q.results);
-    await this.#broker.declareQueue(q.reports);
+    // Only this scheduler consumes results and reports, and it settles each within
+    // milliseconds: a short lease brings back what a crashed scheduler held, for its successor.
+    await this.#broker.declareQueue(q.results, { leaseMs: SCHEDULER_LEASE_MS });
+    await this.#broker.declareQueue(q.reports, { leaseMs: SCHEDULER_LEASE_MS });
     await this.#broker.declareQueue(q.dead);
     this.#declared = true;
   }

@@ -50,6 +50,15 @@ async function finishedCount(store: string, name: string): Promise<number> {
   }
 }
 
+async function experimentExists(store: string, name: string): Promise<boolean> {
+  const s = new SqliteExperimentStore({ path: store });
+  try {
+    return (await s.getExperiment(name)) !== undefined;
+  } finally {
+    await s.close();
+  }
+}
+
 async function waitFinished(
   store: string,
   name: string,
@@ -81,12 +90,18 @@ function processesMentioning(text: string): number[] {
 describe('qtune experiment', () => {
   it('survives kill -9 of the scheduler twice: resume finishes exactly maxTrials trials, none counted twice', async () => {
     const { env, specPath, store, args, storeArgs } = setup({ name: 'crashy', maxTrials: 60 });
-    for (const killAt of [10, 30]) {
-      const run =
-        killAt === 10
-          ? startCli([...args, 'experiment', ...storeArgs, 'run', specPath, '--workers', '2'])
-          : startCli([...args, 'experiment', ...storeArgs, 'resume', 'crashy', '--workers', '2']);
-      await waitFinished(store, 'crashy', killAt);
+    // First at an arbitrary early moment (start-up, first publishes), then mid-run twice.
+    for (const killAt of [
+      { afterMs: 150 + Math.floor(Math.random() * 500) },
+      { finished: 10 },
+      { finished: 30 },
+    ]) {
+      const exists = await experimentExists(store, 'crashy');
+      const run = exists
+        ? startCli([...args, 'experiment', ...storeArgs, 'resume', 'crashy', '--workers', '2'])
+        : startCli([...args, 'experiment', ...storeArgs, 'run', specPath, '--workers', '2']);
+      if ('afterMs' in killAt) await sleep(killAt.afterMs);
+      else await waitFinished(store, 'crashy', killAt.finished);
       run.kill('SIGKILL');
       await exited(run);
       // Its local workers see their stdin close and stop by themselves.
@@ -97,13 +112,28 @@ describe('qtune experiment', () => {
     const before = await finishedCount(store, 'crashy');
     expect(before).toBeGreaterThanOrEqual(30);
     expect(before).toBeLessThan(60);
+    const t0 = Date.now();
     const last = await runCli(
-      [...args, 'experiment', ...storeArgs, 'resume', 'crashy', '--workers', '2', '--json'],
+      [
+        ...args,
+        '--log-level',
+        'warn',
+        'experiment',
+        ...storeArgs,
+        'resume',
+        'crashy',
+        '--workers',
+        '2',
+        '--json',
+      ],
       {
         timeoutMs: 60_000,
       },
     );
     expect(last.stderr).toBe('');
+    // What the crashed schedulers held unsettled comes back after the short scheduler lease,
+    // not after a worker's 30 s one.
+    expect(Date.now() - t0).toBeLessThan(25_000);
     expect(last.code).toBe(0);
     const summary = JSON.parse(last.stdout) as {
       status: string;

@@ -1,15 +1,16 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { MemoryBroker } from '../../src/broker/memory/index.js';
 import { Requester } from '../../src/patterns/request-reply.js';
+import { subscribeEvents } from '../../src/patterns/pubsub.js';
 import { publishResult } from '../../src/patterns/work-queue.js';
 import { encode } from '../../src/protocol/codec.js';
 import { createEnvelope, MessageType } from '../../src/protocol/envelope.js';
 import type { WorkerInfo } from '../../src/protocol/result.js';
 import { experimentQueues } from '../../src/protocol/trial.js';
-import { Scheduler } from '../../src/scheduler/scheduler.js';
+import { Scheduler, type TrialEvent } from '../../src/scheduler/scheduler.js';
 import { parseExperimentSpec, type ExperimentSpecInput } from '../../src/scheduler/spec.js';
 import { SqliteExperimentStore } from '../../src/store/sqlite/experiment-store.js';
 import { startWorker, type Worker } from '../../src/worker/runtime.js';
@@ -111,6 +112,33 @@ describe('Scheduler', () => {
     expect(summary.best?.value).toBe(min);
     expect(trials.every((t) => t.worker?.host === 'test-host' && t.attempt === 1)).toBe(true);
     expect((await store.getExperiment(s.name))?.status).toBe('done');
+  });
+
+  it('publishes trial lifecycle events on the experiment topic', async () => {
+    const { broker, store } = setup();
+    const s = spec({ maxTrials: 4, concurrency: 2 });
+    const seen: { topic: string; e: TrialEvent }[] = [];
+    const sub = await subscribeEvents<TrialEvent>(
+      broker,
+      `qtune.experiment.${s.name}.trial.#`,
+      (e, topic) => {
+        seen.push({ topic, e });
+      },
+    );
+    const scheduler = await Scheduler.start({ broker, store, spec: s });
+    await worker(broker, s.name, async (t) => {
+      await t.report(1, 5);
+      return t.number === 1 ? Promise.reject(new Error('boom')) : 1;
+    });
+    await scheduler.done;
+    await vi.waitFor(() => expect(seen.filter((x) => x.topic.endsWith('.failed'))).toHaveLength(1));
+    await sub.cancel();
+    const kinds = (n: number) =>
+      seen.filter((x) => x.e.number === n).map((x) => x.topic.split('.').at(-1));
+    expect(kinds(0)).toEqual(['started', 'reported', 'completed']);
+    expect(kinds(1)).toContain('failed');
+    expect(seen.find((x) => x.topic.endsWith('.started'))?.e.params).toBeDefined();
+    expect(seen.find((x) => x.topic.endsWith('.failed'))?.e.error).toMatch(/boom/);
   });
 
   it('keeps at most `concurrency` trials in flight', async () => {

@@ -147,7 +147,7 @@ export function workerCommand(): Command {
     .addOption(
       new Option(
         '--prefetch <n>',
-        'tasks held from the broker at once (default: 2 × concurrency)',
+        'tasks held from the broker at once (default: 2 × concurrency; trials: concurrency)',
       ).argParser(intAtLeast(1)),
     )
     .addOption(
@@ -200,9 +200,13 @@ export function workerCommand(): Command {
         const trialMode = opts.trial === true || spec !== undefined;
         const trialRun = trialMode ? await trialRunFrom(opts, spec) : undefined;
         const plain = trialRun ? undefined : await handlerFrom(opts);
+        // A worker may declare the experiment's queue before its scheduler does: same policy.
         if (spec && cmd.getOptionValueSource('maxAttempts') === 'default') {
           opts.maxAttempts = spec.maxRetries + 1;
         }
+        if (spec && cmd.getOptionValueSource('lease') === 'default') opts.lease = spec.lease;
+        // Trials are long: a worker holds only those it runs, leaving the rest to idle workers.
+        if (trialMode && opts.prefetch === undefined) opts.prefetch = opts.concurrency;
         const broker = await ctx.openBroker();
         let requester: Requester | undefined;
         let handler: TaskHandler;
