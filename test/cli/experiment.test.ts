@@ -88,7 +88,7 @@ function processesMentioning(text: string): number[] {
 }
 
 describe('qtune experiment', () => {
-  it('survives kill -9 of the scheduler twice: resume finishes exactly maxTrials trials, none counted twice', async () => {
+  it('survives kill -9 of the scheduler three times (once during start-up): resume finishes exactly maxTrials trials, none counted twice', async () => {
     const { env, specPath, store, args, storeArgs } = setup({ name: 'crashy', maxTrials: 60 });
     // First at an arbitrary early moment (start-up, first publishes), then mid-run twice.
     for (const killAt of [
@@ -205,6 +205,63 @@ describe('qtune experiment', () => {
       expect(t.attempt).toBe(2);
     }
   }, 60_000);
+
+  it('stops on request: no new trials, running ones told to stop, status stopped, then resumable', async () => {
+    const { specPath, store, args, storeArgs } = setup({
+      name: 'stoppable',
+      maxTrials: 200,
+      pruner: { name: 'none' },
+    });
+    const run = startCli([...args, 'experiment', ...storeArgs, 'run', specPath, '--workers', '2'], {
+      TRIAL_STEP_MS: '100',
+    });
+    await waitFinished(store, 'stoppable', 4);
+    const stop = await runCli([
+      ...args,
+      'experiment',
+      ...storeArgs,
+      'stop',
+      'stoppable',
+      '--wait',
+      '--timeout',
+      '20s',
+    ]);
+    expect(stop.stderr).toBe('');
+    expect(stop.code).toBe(0);
+    expect((await exited(run)).code).toBe(0);
+    const s = new SqliteExperimentStore({ path: store });
+    const counts = await s.counts('stoppable');
+    const pruned = await s.listTrials('stoppable', ['pruned']);
+    expect((await s.getExperiment('stoppable'))?.status).toBe('stopped');
+    await s.close();
+    expect(counts.running + counts.pending).toBe(0);
+    expect(counts.total).toBeLessThan(200);
+    // The trials running at the stop were told to stop at their next report.
+    expect(pruned.length).toBeGreaterThan(0);
+    const again = await runCli([...args, 'experiment', ...storeArgs, 'stop', 'stoppable']);
+    expect(again.stdout).toMatch(/already stopped/);
+  }, 60_000);
+
+  it('stop --wait gives up with exit code 1 when no scheduler runs', async () => {
+    const { specPath, store, args, storeArgs } = setup({ name: 'orphan', maxTrials: 2 });
+    const run = startCli([...args, 'experiment', ...storeArgs, 'run', specPath, '--workers', '0']);
+    const until = Date.now() + 10_000;
+    while (!(await experimentExists(store, 'orphan')) && Date.now() < until) await sleep(50);
+    run.kill('SIGKILL');
+    await exited(run);
+    const stop = await runCli([
+      ...args,
+      'experiment',
+      ...storeArgs,
+      'stop',
+      'orphan',
+      '--wait',
+      '--timeout',
+      '300ms',
+    ]);
+    expect(stop.code).toBe(1);
+    expect(stop.stderr).toMatch(/did not stop within 300 ms; is its scheduler running/);
+  }, 30_000);
 
   it('rejects a bad spec with exit code 2 and names the parameter', async () => {
     const { specPath, args, storeArgs } = setup({

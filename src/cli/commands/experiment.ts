@@ -20,7 +20,7 @@ import { action, contextOf, type CommandContext } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
 import { CSV_OPTIONS, table } from '../format.js';
 import { spawnLocalWorkers, type LocalWorkers } from '../local-workers.js';
-import { intAtLeast } from '../options.js';
+import { intAtLeast, parseDuration } from '../options.js';
 
 interface StoreOption {
   store?: string;
@@ -542,12 +542,18 @@ export function experimentCommand(): Command {
     .description('stop an experiment: no new trials; running ones stop at their next report')
     .argument('<name>', 'experiment name')
     .option('--wait', 'wait until the scheduler has stopped')
+    .addOption(
+      new Option('--timeout <duration>', 'longest wait with --wait')
+        .argParser(parseDuration)
+        .default(60_000, '60s'),
+    )
     .addHelpText(
       'after',
-      '\nA stopped experiment can be resumed. Exit codes: 0 ok, 2 unknown experiment.',
+      '\nA stopped experiment can be resumed. Exit codes: 0 ok, 1 not stopped within --timeout\n' +
+        '(is its scheduler running? the request stays for the next one), 2 unknown experiment.',
     )
     .action(
-      action(async (name: string, opts: { wait?: boolean }, cmd: Command) =>
+      action(async (name: string, opts: { wait?: boolean; timeout: number }, cmd: Command) =>
         withStore(cmd, async (store) => {
           const { exp } = await experimentOf(store, name);
           if (exp.status === 'done' || exp.status === 'stopped') {
@@ -556,13 +562,21 @@ export function experimentCommand(): Command {
           }
           await store.setExperimentStatus(name, 'stopping');
           if (opts.wait) {
+            const until = Date.now() + opts.timeout;
             for (;;) {
               const e = await store.getExperiment(name);
               if (e && e.status !== 'stopping') break;
+              if (Date.now() >= until) {
+                process.stderr.write(
+                  `qtune: experiment "${name}" did not stop within ${opts.timeout} ms; is its scheduler running? The stop request stays.\n`,
+                );
+                return ExitCode.Failure;
+              }
               await sleep(200);
             }
           }
           process.stdout.write(`experiment ${name}: ${opts.wait ? 'stopped' : 'stop requested'}\n`);
+          return ExitCode.Ok;
         }),
       ),
     );
