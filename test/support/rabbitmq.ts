@@ -1,0 +1,162 @@
+/**
+ * Starts throwaway RabbitMQ nodes from Debian's rabbitmq-server package for tests and
+ * benchmarks: each node on loopback with its own node name, AMQP, distribution and epmd ports,
+ * data and log directories, and Erlang cookie; stopped and removed by `stop()`.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const BIN = '/usr/lib/rabbitmq/bin';
+
+/** True when the rabbitmq-server package is installed. */
+export function rabbitAvailable(): boolean {
+  return existsSync(join(BIN, 'rabbitmq-server'));
+}
+
+/** A TCP port that was free a moment ago. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export interface RabbitNodeOptions {
+  /** Extra lines for rabbitmq.conf. */
+  config?: string[];
+  /** Plugins to enable (default: none). */
+  plugins?: string[];
+  /** Shared with the other nodes of a cluster (default: a fresh one). */
+  cookie?: string;
+  epmdPort?: number;
+  /** Parent directory (default: a fresh temp dir). */
+  dir?: string;
+  /** Short node name (default: a unique one). */
+  name?: string;
+}
+
+export class RabbitNode {
+  readonly name: string;
+  readonly port: number;
+  readonly distPort: number;
+  readonly dir: string;
+  readonly #env: NodeJS.ProcessEnv;
+  #proc: ChildProcess | undefined;
+
+  private constructor(name: string, port: number, distPort: number, dir: string, env: NodeJS.ProcessEnv) {
+    this.name = name;
+    this.port = port;
+    this.distPort = distPort;
+    this.dir = dir;
+    this.#env = env;
+  }
+
+  /** An AMQP URL for this node (guest/guest on the default vhost). */
+  get url(): string {
+    return `amqp://guest:guest@127.0.0.1:${this.port}`;
+  }
+
+  /** Prepares a node's directories and configuration; `start()` runs it. */
+  static async create(options: RabbitNodeOptions = {}): Promise<RabbitNode> {
+    const port = await freePort();
+    const distPort = await freePort();
+    const epmdPort = options.epmdPort ?? (await freePort());
+    const short = options.name ?? `qtune${port}`;
+    const name = `${short}@localhost`;
+    const dir = mkdtempSync(join(options.dir ?? tmpdir(), `rabbit-${short}-`));
+    mkdirSync(join(dir, 'log'), { recursive: true });
+    const cookie = options.cookie ?? `QTUNE${Math.random().toString(36).slice(2).toUpperCase()}`;
+    writeFileSync(join(dir, '.erlang.cookie'), cookie, { mode: 0o400 });
+    writeFileSync(
+      join(dir, 'rabbitmq.conf'),
+      [
+        `listeners.tcp.default = 127.0.0.1:${port}`,
+        'loopback_users = none',
+        'log.console = false',
+        'log.file.level = warning',
+        ...(options.config ?? []),
+      ].join('\n') + '\n',
+    );
+    writeFileSync(join(dir, 'enabled_plugins'), `[${(options.plugins ?? []).join(',')}].\n`);
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      HOME: dir,
+      RABBITMQ_NODENAME: name,
+      RABBITMQ_NODE_IP_ADDRESS: '127.0.0.1',
+      RABBITMQ_NODE_PORT: String(port),
+      RABBITMQ_DIST_PORT: String(distPort),
+      RABBITMQ_MNESIA_BASE: join(dir, 'mnesia'),
+      RABBITMQ_LOG_BASE: join(dir, 'log'),
+      RABBITMQ_CONFIG_FILE: join(dir, 'rabbitmq.conf'),
+      RABBITMQ_ENABLED_PLUGINS_FILE: join(dir, 'enabled_plugins'),
+      RABBITMQ_PID_FILE: join(dir, 'pid'),
+      ERL_EPMD_PORT: String(epmdPort),
+      ERL_EPMD_ADDRESS: '127.0.0.1',
+    };
+    return new RabbitNode(name, port, distPort, dir, env);
+  }
+
+  /** Starts the node and waits until it accepts connections (about 5–10 s). */
+  async start(timeoutMs = 90_000): Promise<void> {
+    this.#proc = spawn(join(BIN, 'rabbitmq-server'), [], { env: this.#env, stdio: 'ignore', detached: true });
+    this.#proc.unref();
+    await this.ctl(['wait', join(this.dir, 'pid'), '--timeout', String(Math.ceil(timeoutMs / 1000))], timeoutMs + 5000);
+  }
+
+  /** Runs rabbitmqctl (or another CLI tool in the package) against this node. */
+  async ctl(args: string[], timeoutMs = 60_000, tool = 'rabbitmqctl'): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const p = spawn(join(BIN, tool), ['-n', this.name, ...args], { env: this.#env });
+      let out = '';
+      p.stdout.on('data', (b: Buffer) => (out += b.toString()));
+      p.stderr.on('data', (b: Buffer) => (out += b.toString()));
+      const timer = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
+      p.on('close', (code) => {
+        clearTimeout(timer);
+        if (code === 0) resolve(out);
+        else reject(new Error(`${tool} ${args.join(' ')} on ${this.name} exited ${code}: ${out.trim()}`));
+      });
+    });
+  }
+
+  /** Stops the node cleanly (its data stays, `start()` brings it back). */
+  async stopNode(): Promise<void> {
+    await this.ctl(['stop', join(this.dir, 'pid')]).catch(() => this.kill());
+  }
+
+  /** Kills the node's Erlang VM at once (kill -9). */
+  kill(): void {
+    const pid = spawnSync('cat', [join(this.dir, 'pid')], { encoding: 'utf8' }).stdout.trim();
+    if (pid) {
+      try {
+        process.kill(Number(pid), 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+  }
+
+  /** Stops the node and its epmd, and removes its directory. */
+  async stop(): Promise<void> {
+    await this.stopNode();
+    spawnSync('epmd', ['-kill'], { env: this.#env });
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** Starts one node with settings the tests need: long consumer timeout, quorum defaults. */
+export async function startRabbit(options: RabbitNodeOptions = {}): Promise<RabbitNode> {
+  const node = await RabbitNode.create({
+    ...options,
+    config: ['consumer_timeout = 86400000', ...(options.config ?? [])],
+  });
+  await node.start();
+  return node;
+}
