@@ -1,9 +1,10 @@
+// @ts-check
 /**
  * Starts throwaway RabbitMQ nodes from Debian's rabbitmq-server package for tests and
  * benchmarks: each node on loopback with its own node name, AMQP, distribution and epmd ports,
  * data and log directories, and Erlang cookie; stopped and removed by `stop()`.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -12,59 +13,46 @@ import { join } from 'node:path';
 const BIN = '/usr/lib/rabbitmq/bin';
 
 /** True when the rabbitmq-server package is installed. */
-export function rabbitAvailable(): boolean {
+export function rabbitAvailable() {
   return existsSync(join(BIN, 'rabbitmq-server'));
 }
 
 /** A TCP port that was free a moment ago. */
-export async function freePort(): Promise<number> {
+export async function freePort() {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.once('error', reject);
     srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
+      const port = srv.address().port;
       srv.close(() => resolve(port));
     });
   });
 }
 
-export interface RabbitNodeOptions {
-  /** Extra lines for rabbitmq.conf. */
-  config?: string[];
-  /** Plugins to enable (default: none). */
-  plugins?: string[];
-  /** Shared with the other nodes of a cluster (default: a fresh one). */
-  cookie?: string;
-  epmdPort?: number;
-  /** Parent directory (default: a fresh temp dir). */
-  dir?: string;
-  /** Short node name (default: a unique one). */
-  name?: string;
-}
-
 export class RabbitNode {
-  readonly name: string;
-  readonly port: number;
-  readonly distPort: number;
-  readonly dir: string;
-  readonly #env: NodeJS.ProcessEnv;
-  #proc: ChildProcess | undefined;
+  #env;
+  #proc;
 
-  private constructor(name: string, port: number, distPort: number, dir: string, env: NodeJS.ProcessEnv) {
+  /** Use {@link RabbitNode.create}. */
+  constructor(name, port, distPort, dir, env) {
+    /** Full node name, `<short>@localhost`. */
     this.name = name;
+    /** AMQP port on 127.0.0.1. */
     this.port = port;
+    /** Erlang distribution port. */
     this.distPort = distPort;
+    /** The node's directory: config, cookie, data, logs. */
     this.dir = dir;
     this.#env = env;
   }
 
   /** An AMQP URL for this node (guest/guest on the default vhost). */
-  get url(): string {
+  get url() {
     return `amqp://guest:guest@127.0.0.1:${this.port}`;
   }
 
   /** Prepares a node's directories and configuration; `start()` runs it. */
-  static async create(options: RabbitNodeOptions = {}): Promise<RabbitNode> {
+  static async create(options = {}) {
     const port = await freePort();
     const distPort = await freePort();
     const epmdPort = options.epmdPort ?? (await freePort());
@@ -85,7 +73,7 @@ export class RabbitNode {
       ].join('\n') + '\n',
     );
     writeFileSync(join(dir, 'enabled_plugins'), `[${(options.plugins ?? []).join(',')}].\n`);
-    const env: NodeJS.ProcessEnv = {
+    const env = {
       ...process.env,
       HOME: dir,
       RABBITMQ_NODENAME: name,
@@ -104,35 +92,45 @@ export class RabbitNode {
   }
 
   /** Starts the node and waits until it accepts connections (about 5–10 s). */
-  async start(timeoutMs = 90_000): Promise<void> {
-    this.#proc = spawn(join(BIN, 'rabbitmq-server'), [], { env: this.#env, stdio: 'ignore', detached: true });
+  async start(timeoutMs = 90_000) {
+    this.#proc = spawn(join(BIN, 'rabbitmq-server'), [], {
+      env: this.#env,
+      stdio: 'ignore',
+      detached: true,
+    });
     this.#proc.unref();
-    await this.ctl(['wait', join(this.dir, 'pid'), '--timeout', String(Math.ceil(timeoutMs / 1000))], timeoutMs + 5000);
+    await this.ctl(
+      ['wait', join(this.dir, 'pid'), '--timeout', String(Math.ceil(timeoutMs / 1000))],
+      timeoutMs + 5000,
+    );
   }
 
   /** Runs rabbitmqctl (or another CLI tool in the package) against this node. */
-  async ctl(args: string[], timeoutMs = 60_000, tool = 'rabbitmqctl'): Promise<string> {
+  async ctl(args, timeoutMs = 60_000, tool = 'rabbitmqctl') {
     return new Promise((resolve, reject) => {
       const p = spawn(join(BIN, tool), ['-n', this.name, ...args], { env: this.#env });
       let out = '';
-      p.stdout.on('data', (b: Buffer) => (out += b.toString()));
-      p.stderr.on('data', (b: Buffer) => (out += b.toString()));
+      p.stdout.on('data', (b) => (out += b.toString()));
+      p.stderr.on('data', (b) => (out += b.toString()));
       const timer = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
       p.on('close', (code) => {
         clearTimeout(timer);
         if (code === 0) resolve(out);
-        else reject(new Error(`${tool} ${args.join(' ')} on ${this.name} exited ${code}: ${out.trim()}`));
+        else
+          reject(
+            new Error(`${tool} ${args.join(' ')} on ${this.name} exited ${code}: ${out.trim()}`),
+          );
       });
     });
   }
 
   /** Stops the node cleanly (its data stays, `start()` brings it back). */
-  async stopNode(): Promise<void> {
+  async stopNode() {
     await this.ctl(['stop', join(this.dir, 'pid')]).catch(() => this.kill());
   }
 
   /** Kills the node's Erlang VM at once (kill -9). */
-  kill(): void {
+  kill() {
     const pid = spawnSync('cat', [join(this.dir, 'pid')], { encoding: 'utf8' }).stdout.trim();
     if (pid) {
       try {
@@ -144,7 +142,7 @@ export class RabbitNode {
   }
 
   /** Stops the node and its epmd, and removes its directory. */
-  async stop(): Promise<void> {
+  async stop() {
     await this.stopNode();
     spawnSync('epmd', ['-kill'], { env: this.#env });
     rmSync(this.dir, { recursive: true, force: true });
@@ -152,7 +150,7 @@ export class RabbitNode {
 }
 
 /** Starts one node with settings the tests need: long consumer timeout, quorum defaults. */
-export async function startRabbit(options: RabbitNodeOptions = {}): Promise<RabbitNode> {
+export async function startRabbit(options = {}) {
   const node = await RabbitNode.create({
     ...options,
     config: ['consumer_timeout = 86400000', ...(options.config ?? [])],
