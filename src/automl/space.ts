@@ -326,6 +326,15 @@ export class SearchSpace {
 
 type Choice = string | number | boolean;
 type WhenOption<T> = { when?: { [K in keyof T]?: T[K] | readonly T[K][] } };
+/** Makes a condition naming a parameter not declared yet a compile error. */
+type KnownParents<T, W extends WhenOption<T>> = {
+  when?: { [K in Exclude<keyof W['when'], keyof T>]: never };
+};
+type Simplify<T> = { [K in keyof T]: T[K] } & {};
+/** `T` plus parameter `K` of type `V`, optional when it has a condition. */
+type With<T, K extends string, W, V> = Simplify<
+  T & (W extends { when: object } ? { [P in K]?: V } : { [P in K]: V })
+>;
 
 /**
  * A typed builder: each call adds a parameter and widens the params type, so
@@ -347,16 +356,16 @@ export class SpaceBuilder<T extends Params = Record<never, never>> {
     name: K,
     low: number,
     high: number,
-    options: { log?: boolean; step?: number } & W = {} as W,
-  ): SpaceBuilder<T & (W['when'] extends object ? { [P in K]?: number } : { [P in K]: number })> {
+    options?: { log?: boolean; step?: number } & W & KnownParents<T, W>,
+  ): SpaceBuilder<With<T, K, W, number>> {
     return this.#add({
       name,
       type: 'float',
       low,
       high,
-      log: options.log ?? false,
-      ...(options.step !== undefined ? { step: options.step } : {}),
-      ...whenOf(options.when),
+      log: options?.log ?? false,
+      ...(options?.step !== undefined ? { step: options.step } : {}),
+      ...whenOf(options?.when),
     });
   }
 
@@ -364,27 +373,25 @@ export class SpaceBuilder<T extends Params = Record<never, never>> {
     name: K,
     low: number,
     high: number,
-    options: { log?: boolean; step?: number } & W = {} as W,
-  ): SpaceBuilder<T & (W['when'] extends object ? { [P in K]?: number } : { [P in K]: number })> {
+    options?: { log?: boolean; step?: number } & W & KnownParents<T, W>,
+  ): SpaceBuilder<With<T, K, W, number>> {
     return this.#add({
       name,
       type: 'int',
       low,
       high,
-      log: options.log ?? false,
-      step: options.step ?? 1,
-      ...whenOf(options.when),
+      log: options?.log ?? false,
+      step: options?.step ?? 1,
+      ...whenOf(options?.when),
     });
   }
 
   categorical<K extends string, const C extends readonly Choice[], W extends WhenOption<T>>(
     name: K,
     choices: C,
-    options: W = {} as W,
-  ): SpaceBuilder<
-    T & (W['when'] extends object ? { [P in K]?: C[number] } : { [P in K]: C[number] })
-  > {
-    return this.#add({ name, type: 'categorical', choices, ...whenOf(options.when) });
+    options?: W & KnownParents<T, W>,
+  ): SpaceBuilder<With<T, K, W, C[number]>> {
+    return this.#add({ name, type: 'categorical', choices, ...whenOf(options?.when) });
   }
 
   /** Validates and returns the space; throws `InputError` naming a bad parameter. */
@@ -405,6 +412,9 @@ function whenOf(when: Record<string, unknown> | undefined): { when?: Condition }
 
 /** A search space that remembers the TypeScript type of its params. */
 export type TypedSpace<T extends Params> = SearchSpace & { readonly __params?: T };
+
+/** The params type of a space built with {@link space}: `ParamsOf<typeof s>`. */
+export type ParamsOf<S> = S extends TypedSpace<infer T> ? T : Params;
 
 /** Starts a typed space builder. */
 export function space(): SpaceBuilder {

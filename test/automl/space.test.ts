@@ -7,7 +7,7 @@ import {
   type NumericParam,
   type ParamDef,
   type Params,
-  type TypedSpace,
+  type ParamsOf,
 } from '../../src/automl/space.js';
 import { ErrorCode, InputError } from '../../src/protocol/errors.js';
 
@@ -394,8 +394,6 @@ describe('internal coordinates', () => {
   });
 });
 
-type ParamsOf<S> = S extends TypedSpace<infer T> ? T : never;
-
 describe('typed builder', () => {
   it('types params from the calls, conditional ones optional', () => {
     const s = space()
@@ -403,9 +401,7 @@ describe('typed builder', () => {
       .categorical('opt', ['sgd', 'adam'])
       .float('m', 0, 1, { when: { opt: 'sgd' } })
       .build();
-    // The builder's type is an intersection ({ lr } & { opt } & { m? }): `branded` compares
-    // it with the flat object type property by property.
-    expectTypeOf<ParamsOf<typeof s>>().branded.toEqualTypeOf<{
+    expectTypeOf<ParamsOf<typeof s>>().toEqualTypeOf<{
       lr: number;
       opt: 'sgd' | 'adam';
       m?: number;
@@ -417,6 +413,9 @@ describe('typed builder', () => {
     expectTypeOf<{ lr: number; opt: 'adam' }>().toMatchTypeOf<P>();
     expectTypeOf<{ opt: 'sgd'; m: number }>().not.toMatchTypeOf<P>();
     expectTypeOf<{ lr: number; opt: 'lbfgs' }>().not.toMatchTypeOf<P>();
+    // A condition on a parameter that is not declared (yet) does not compile.
+    // @ts-expect-error "later" is not a parameter declared before "x"
+    expect(() => space().float('x', 0, 1, { when: { later: 'a' } })).not.toThrow();
 
     expect(s.params).toEqual(
       SearchSpace.parse({
