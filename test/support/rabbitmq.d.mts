@@ -32,3 +32,6 @@ export class RabbitNode {
 }
 
 export function startRabbit(options?: RabbitNodeOptions): Promise<RabbitNode>;
+
+/** Starts a cluster of `size` nodes on loopback; the first node first. */
+export function startCluster(size: number, options?: RabbitNodeOptions): Promise<RabbitNode[]>;

@@ -158,3 +158,35 @@ export async function startRabbit(options = {}) {
   await node.start();
   return node;
 }
+
+/**
+ * Starts a cluster of `size` nodes on loopback (shared cookie and epmd port): the first node
+ * starts alone, each other one joins it. Returns the nodes, first one first.
+ * @param {number} size
+ * @param {import('./rabbitmq.d.mts').RabbitNodeOptions} [options]
+ * @returns {Promise<RabbitNode[]>}
+ */
+export async function startCluster(size, options = {}) {
+  const cookie = `QTUNE${Math.random().toString(36).slice(2).toUpperCase()}`;
+  const epmdPort = await freePort();
+  const nodes = [];
+  for (let i = 0; i < size; i++) {
+    nodes.push(
+      await RabbitNode.create({
+        ...options,
+        cookie,
+        epmdPort,
+        config: ['consumer_timeout = 86400000', ...(options.config ?? [])],
+      }),
+    );
+  }
+  const [first, ...others] = nodes;
+  await first.start();
+  for (const node of others) {
+    await node.start();
+    await node.ctl(['stop_app']);
+    await node.ctl(['join_cluster', first.name]);
+    await node.ctl(['start_app']);
+  }
+  return nodes;
+}
