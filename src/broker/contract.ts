@@ -19,6 +19,12 @@ export interface QueueOptions {
    * reply queues and subscriptions.
    */
   temporary?: boolean;
+  /**
+   * RabbitMQ queue type: replicated `quorum` queues, or `classic` ones (needed for priorities on
+   * RabbitMQ 3.x). Other brokers ignore it (default: 'quorum', or 'classic' when `priorities`
+   * is given or `durable` is false).
+   */
+  type?: 'quorum' | 'classic';
 }
 
 /** A message to publish. The body is opaque bytes to the broker (qtune puts JSON envelopes). */

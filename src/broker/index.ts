@@ -13,3 +13,5 @@ export { BrokerEventSource } from './events.js';
 export { MemoryBroker, MemoryBus, sharedMemoryBus } from './memory/index.js';
 export { EmbeddedBroker } from './embedded/index.js';
 export type { EmbeddedBrokerOptions } from './embedded/index.js';
+export { AmqpBroker, parseAmqpUrl } from './amqp/index.js';
+export type { AmqpBrokerOptions } from './amqp/index.js';

@@ -6,14 +6,15 @@ import type { Broker } from './contract.js';
 export const DEFAULT_EMBEDDED_PATH = '.qtune/broker.db';
 
 export interface BrokerTarget {
-  kind: 'memory' | 'embedded';
-  /** Embedded: absolute path of the SQLite file. Memory: the bus name. */
+  kind: 'memory' | 'embedded' | 'amqp';
+  /** Embedded: absolute path of the SQLite file. Memory: the bus name. AMQP: the URL. */
   location: string;
 }
 
 /**
  * Parses a broker URL. Accepted forms: unset or empty (embedded at `./.qtune/broker.db`),
- * `embedded:PATH` / `sqlite:PATH` / a plain file path (embedded), `memory:` or `memory://NAME`.
+ * `embedded:PATH` / `sqlite:PATH` / a plain file path (embedded), `memory:` or `memory://NAME`,
+ * `amqp://user:pass@host:port/vhost` or `amqps://...` (RabbitMQ).
  */
 export function parseBrokerUrl(url: string | undefined, cwd = process.cwd()): BrokerTarget {
   const raw = (url ?? '').trim();
@@ -28,13 +29,14 @@ export function parseBrokerUrl(url: string | undefined, cwd = process.cwd()): Br
     rest = rest.replace(/^\/\//, '');
     return { kind: 'memory', location: rest === '' ? 'default' : rest };
   }
+  if (name === 'amqp' || name === 'amqps') return { kind: 'amqp', location: raw };
   if (name === 'embedded' || name === 'sqlite' || name === 'file') {
     rest = rest.replace(/^\/\//, '');
     if (rest === '') return { kind: 'embedded', location: resolve(cwd, DEFAULT_EMBEDDED_PATH) };
     return { kind: 'embedded', location: resolve(cwd, rest) };
   }
   throw new InputError(
-    `broker URL "${redact(raw)}": unknown scheme "${name}:" (expected embedded:PATH, memory://NAME)`,
+    `broker URL "${redact(raw)}": unknown scheme "${name}:" (expected embedded:PATH, memory://NAME, amqp://HOST, amqps://HOST)`,
   );
 }
 
@@ -44,6 +46,10 @@ export async function openBroker(url?: string): Promise<Broker> {
   if (target.kind === 'memory') {
     const { MemoryBroker, sharedMemoryBus } = await import('./memory/index.js');
     return new MemoryBroker(sharedMemoryBus(target.location));
+  }
+  if (target.kind === 'amqp') {
+    const { AmqpBroker } = await import('./amqp/index.js');
+    return AmqpBroker.open(target.location);
   }
   const { EmbeddedBroker } = await import('./embedded/index.js');
   return EmbeddedBroker.open({ path: target.location });
