@@ -4,7 +4,10 @@
 // worker processes, measured in the same run on this machine.
 //
 //   npm run build && node bench/automl-trials.mjs [--rounds 3] [--trials 2000]
-//        [--optuna-trials 500] [--workers 2] [--concurrency 2,16] [--no-optuna]
+//        [--optuna-trials 500] [--workers 2] [--concurrency 2,16] [--no-optuna] [--amqp]
+//
+// --amqp runs qtune on a RabbitMQ node started for the run (test/support/rabbitmq.mjs)
+// instead of the embedded broker.
 //
 // Both sides search the same space (a log float and a categorical) with a random sampler,
 // then with TPE; the objective returns 0 at once. qtune's rate runs from the experiment's
@@ -25,6 +28,7 @@ const CLI = path.join(DIST, 'cli', 'main.js');
 
 function args(argv) {
   const o = {
+    amqp: false,
     rounds: 3,
     trials: 2000,
     optunaTrials: 500,
@@ -41,6 +45,7 @@ function args(argv) {
     else if (a === '--workers') o.workers = Number(v());
     else if (a === '--concurrency') o.concurrency = v().split(',').map(Number);
     else if (a === '--no-optuna') o.optuna = false;
+    else if (a === '--amqp') o.amqp = true;
     else if (a === '--help') {
       console.log(
         'node bench/automl-trials.mjs [--rounds 3] [--trials 2000] [--optuna-trials 500] [--workers 2] [--concurrency 2,16] [--no-optuna]',
@@ -62,7 +67,7 @@ async function qtuneRun(opts, sampler, concurrency) {
   try {
     writeFileSync(path.join(dir, 'noop.mjs'), 'export default async () => 0;\n');
     const spec = {
-      name: `noop-${sampler}-${concurrency}`,
+      name: `noop-${sampler}-${concurrency}-${path.basename(dir).slice(-6)}`,
       space: {
         lr: { type: 'float', low: 1e-5, high: 1e-1, log: true },
         optimizer: { type: 'categorical', choices: ['sgd', 'adam'] },
@@ -80,7 +85,7 @@ async function qtuneRun(opts, sampler, concurrency) {
       [
         CLI,
         '--broker',
-        path.join(dir, 'broker.db'),
+        brokerUrl ?? path.join(dir, 'broker.db'),
         '--log-level',
         'warn',
         'experiment',
@@ -137,6 +142,17 @@ function optunaRun(opts) {
 }
 
 const opts = args(process.argv.slice(2));
+let rabbit;
+let brokerUrl;
+if (opts.amqp) {
+  const { startRabbit } = await import('../test/support/rabbitmq.mjs');
+  process.stderr.write('starting RabbitMQ ...\n');
+  rabbit = await startRabbit();
+  brokerUrl = rabbit.url;
+  const stop = () => rabbit.stop().finally(() => process.exit(130));
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+}
 const runs = [];
 for (let round = 1; round <= opts.rounds; round++) {
   for (const sampler of ['random', 'tpe']) {
@@ -176,7 +192,7 @@ for (const sampler of ['random', 'tpe']) {
       (r) => r.system === 'qtune' && r.sampler === sampler && r.concurrency === c,
     );
     rows.push({
-      system: 'qtune (embedded)',
+      system: opts.amqp ? 'qtune (rabbitmq)' : 'qtune (embedded)',
       sampler,
       concurrency: c,
       trials: opts.trials,
@@ -206,7 +222,7 @@ for (const r of rows) {
 console.log(`machine: ${os.cpus()[0]?.model} × ${os.cpus().length}, Node ${process.version}`);
 mkdirSync(path.join(BENCH, 'results'), { recursive: true });
 writeFileSync(
-  path.join(BENCH, 'results', 'automl-trials.json'),
+  path.join(BENCH, 'results', opts.amqp ? 'automl-trials-amqp.json' : 'automl-trials.json'),
   JSON.stringify(
     {
       date: new Date().toISOString(),
@@ -219,3 +235,4 @@ writeFileSync(
     2,
   ),
 );
+await rabbit?.stop();
