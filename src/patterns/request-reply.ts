@@ -127,6 +127,9 @@ export class Requester {
         cleanup: () => options.signal?.removeEventListener('abort', onAbort),
       });
     });
+    // The call may be settled (aborted, timed out, requester closed) while the publish below is
+    // still in progress, before anything awaits `answer`: that must not be an unhandled rejection.
+    answer.catch(() => {});
     try {
       if (!this.#declared.has(queue)) {
         await this.#broker.declareQueue(queue);

@@ -46,7 +46,7 @@ import type {
 import { createPruner, createSampler } from './search.js';
 import { parseExperimentSpec, type ExperimentSpec } from './spec.js';
 
-/** Lease of the result and report queues, in ms: how soon a crashed scheduler's unsettled messages come back. */
+/** Lease of the result, report and dead-trial queues, in ms: how soon a crashed scheduler's unsettled messages come back. */
 export const SCHEDULER_LEASE_MS = 3_000;
 
 /** Topic of an experiment's trial events: `qtune.experiment.<name>.trial.<event>`. */
@@ -262,11 +262,11 @@ export class Scheduler {
       maxDeliveries: this.spec.maxRetries + 1,
       leaseMs: this.spec.lease,
     });
-    // Only this scheduler consumes results and reports, and it settles each within
+    // Only this scheduler consumes results, reports and dead trials, and it settles each within
     // milliseconds: a short lease brings back what a crashed scheduler held, for its successor.
     await this.#broker.declareQueue(q.results, { leaseMs: SCHEDULER_LEASE_MS });
     await this.#broker.declareQueue(q.reports, { leaseMs: SCHEDULER_LEASE_MS });
-    await this.#broker.declareQueue(q.dead);
+    await this.#broker.declareQueue(q.dead, { leaseMs: SCHEDULER_LEASE_MS });
     this.#declared = true;
   }
 

@@ -92,4 +92,27 @@ describe('request/reply', () => {
     expect(handled).toBe(1);
     expect(await broker.stats(queue)).toMatchObject({ ready: 0, inFlight: 0 });
   });
+
+  it('rejects with the abort reason, and leaves no unhandled rejection, when aborted while publishing', async () => {
+    const { broker, requester, queue } = await setup();
+    await broker.declareQueue(queue);
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown): void => {
+      unhandled.push(reason);
+    };
+    process.on('unhandledRejection', onUnhandled);
+    const publish = broker.publish.bind(broker);
+    broker.publish = async (...args: Parameters<typeof broker.publish>) => {
+      await new Promise((r) => setTimeout(r, 50));
+      return publish(...args);
+    };
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(new Error('worker stopping')), 10);
+    await expect(requester.request(queue, { n: 1 }, { signal: controller.signal })).rejects.toThrow(
+      'worker stopping',
+    );
+    await new Promise((r) => setTimeout(r, 50));
+    process.off('unhandledRejection', onUnhandled);
+    expect(unhandled).toEqual([]);
+  });
 });
