@@ -4,14 +4,24 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { SqliteExperimentStore } from '../../src/store/sqlite/experiment-store.js';
-import { assertBuilt, exited, FIXTURES, runCli, startCli, tempBroker } from './helpers.js';
+import { assertBuilt, exited, FIXTURES, killAll, runCli, startCli, tempBroker } from './helpers.js';
 
 beforeAll(assertBuilt);
 
 const cleanups: (() => void)[] = [];
+const children: ReturnType<typeof startCli>[] = [];
 afterEach(() => {
+  // A test that failed half-way must not leave its scheduler or workers running.
+  killAll(children.splice(0));
   for (const c of cleanups.splice(0)) c();
 });
+
+/** startCli, remembered so that afterEach kills it if the test did not end it. */
+function spawnCli(...args: Parameters<typeof startCli>): ReturnType<typeof startCli> {
+  const child = startCli(...args);
+  children.push(child);
+  return child;
+}
 
 function setup(spec: Record<string, unknown>) {
   const env = tempBroker();
@@ -98,8 +108,8 @@ describe('qtune experiment', () => {
     ]) {
       const exists = await experimentExists(store, 'crashy');
       const run = exists
-        ? startCli([...args, 'experiment', ...storeArgs, 'resume', 'crashy', '--workers', '2'])
-        : startCli([...args, 'experiment', ...storeArgs, 'run', specPath, '--workers', '2']);
+        ? spawnCli([...args, 'experiment', ...storeArgs, 'resume', 'crashy', '--workers', '2'])
+        : spawnCli([...args, 'experiment', ...storeArgs, 'run', specPath, '--workers', '2']);
       if ('afterMs' in killAt) await sleep(killAt.afterMs);
       else await waitFinished(store, 'crashy', killAt.finished);
       run.kill('SIGKILL');
@@ -164,7 +174,7 @@ describe('qtune experiment', () => {
       pruner: { name: 'none' },
     });
     const marks = join(env.dir, 'marks');
-    const scheduler = startCli([
+    const scheduler = spawnCli([
       ...args,
       'experiment',
       ...storeArgs,
@@ -174,11 +184,11 @@ describe('qtune experiment', () => {
       '0',
     ]);
     const workerEnv = { TRIAL_STEP_MS: '150', TRIAL_MARKS: marks };
-    const a = startCli(
+    const a = spawnCli(
       [...args, 'worker', '--experiment', specPath, '--concurrency', '2'],
       workerEnv,
     );
-    const b = startCli(
+    const b = spawnCli(
       [...args, 'worker', '--experiment', specPath, '--concurrency', '2'],
       workerEnv,
     );
@@ -214,7 +224,7 @@ describe('qtune experiment', () => {
       maxTrials: 200,
       pruner: { name: 'none' },
     });
-    const run = startCli([...args, 'experiment', ...storeArgs, 'run', specPath, '--workers', '2'], {
+    const run = spawnCli([...args, 'experiment', ...storeArgs, 'run', specPath, '--workers', '2'], {
       TRIAL_STEP_MS: '100',
     });
     await waitFinished(store, 'stoppable', 4);
@@ -246,7 +256,7 @@ describe('qtune experiment', () => {
 
   it('stop --wait gives up with exit code 1 when no scheduler runs', async () => {
     const { specPath, store, args, storeArgs } = setup({ name: 'orphan', maxTrials: 2 });
-    const run = startCli([...args, 'experiment', ...storeArgs, 'run', specPath, '--workers', '0']);
+    const run = spawnCli([...args, 'experiment', ...storeArgs, 'run', specPath, '--workers', '0']);
     const until = Date.now() + 10_000;
     while (!(await experimentExists(store, 'orphan')) && Date.now() < until) await sleep(50);
     run.kill('SIGKILL');
