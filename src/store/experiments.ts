@@ -72,6 +72,25 @@ export interface TrialFinish {
   finishedAt: number;
 }
 
+/** A trial as `addTrial` stores it. */
+export interface NewTrial {
+  experiment: string;
+  number: number;
+  params: TrialRecord['params'];
+  taskId: string;
+  createdAt: number;
+}
+
+/** An intermediate report as `recordReport` stores it, with the decision sent back. */
+export interface NewReport {
+  number: number;
+  step: number;
+  value: number;
+  metrics?: Record<string, unknown>;
+  decision: string;
+  at: number;
+}
+
 /** One entry of an experiment's history, in the order it happened. */
 export type HistoryEntry =
   | { seq: number; kind: 'report'; number: number; step: number; value: number }
@@ -94,13 +113,7 @@ export interface ExperimentStore {
   listExperiments(): Promise<ExperimentRecord[]>;
   setExperimentStatus(name: string, status: ExperimentStatus): Promise<void>;
   /** Adds trial `number` in status `pending`; false (and nothing changes) when it exists. */
-  addTrial(trial: {
-    experiment: string;
-    number: number;
-    params: TrialRecord['params'];
-    taskId: string;
-    createdAt: number;
-  }): Promise<boolean>;
+  addTrial(trial: NewTrial): Promise<boolean>;
   /** Moves `pending` trials to `running` once their tasks are confirmed published. */
   markRunning(experiment: string, numbers: readonly number[]): Promise<void>;
   /**
@@ -109,14 +122,7 @@ export interface ExperimentStore {
    */
   recordReport(
     experiment: string,
-    report: {
-      number: number;
-      step: number;
-      value: number;
-      metrics?: Record<string, unknown>;
-      decision: string;
-      at: number;
-    },
+    report: NewReport,
   ): Promise<{ duplicate: boolean; decision: string }>;
   /**
    * Finishes a trial that is not final yet and appends it to the history; false (and

@@ -8,6 +8,7 @@ import {
   assertBuilt,
   exited,
   killAll,
+  readResults,
   runCli,
   startCli,
   startedMarks,
@@ -81,9 +82,7 @@ describe('qtune worker on RabbitMQ under faults', () => {
       const results: TaskResult<{ id: number; pid: number }>[] = [];
       await waitFor(
         async () => {
-          const res = await runCli(['results', q, '--broker', node!.url]);
-          for (const line of res.stdout.split('\n').filter(Boolean))
-            results.push(JSON.parse(line) as TaskResult<{ id: number; pid: number }>);
+          results.push(...(await readResults<{ id: number; pid: number }>(q, node!.url)));
           return new Set(results.map((r) => r.key)).size === 6;
         },
         60_000,

@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { TaskResult } from '../../src/protocol/result.js';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
 export const CLI = join(ROOT, 'dist/cli/main.js');
@@ -32,14 +33,16 @@ export function tempBroker(): { dir: string; url: string; marks: string; cleanup
   };
 }
 
-/** Runs the CLI to completion. */
-export function runCli(
+/** Runs a program to completion, collecting its output; rejects after `timeoutMs`. */
+export function runProcess(
+  command: string,
   args: string[],
-  opts: { input?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+  opts: { input?: string; env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {},
 ): Promise<RunResult> {
   return new Promise((resolveRun, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
+    const child = spawn(command, args, {
       env: { ...process.env, ...opts.env },
+      ...(opts.cwd !== undefined && { cwd: opts.cwd }),
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     let stdout = '';
@@ -48,7 +51,7 @@ export function runCli(
     child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`qtune ${args.join(' ')} timed out\nstderr: ${stderr}`));
+      reject(new Error(`${command} ${args.join(' ')} timed out\nstderr: ${stderr}`));
     }, opts.timeoutMs ?? 30_000);
     child.on('error', reject);
     child.on('close', (code) => {
@@ -57,6 +60,27 @@ export function runCli(
     });
     child.stdin.end(opts.input ?? '');
   });
+}
+
+/** Runs the CLI to completion. */
+export function runCli(
+  args: string[],
+  opts: { input?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<RunResult> {
+  return runProcess(process.execPath, [CLI, ...args], opts);
+}
+
+/** The results `qtune results <queue>` prints (and takes off the queue). */
+export async function readResults<V = unknown>(
+  queue: string,
+  brokerUrl: string,
+): Promise<TaskResult<V>[]> {
+  const res = await runCli(['results', queue, '--broker', brokerUrl]);
+  if (res.code !== 0) throw new Error(`qtune results ${queue} exited ${res.code}: ${res.stderr}`);
+  return res.stdout
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => JSON.parse(l) as TaskResult<V>);
 }
 
 /** Starts a long-running CLI process (e.g. a worker). */

@@ -8,6 +8,7 @@ import {
   assertBuilt,
   exited,
   killAll,
+  readResults,
   runCli,
   startCli,
   startedMarks,
@@ -41,15 +42,6 @@ async function consumers(queue: string): Promise<number> {
   const res = await runCli(['status', '--json', '--wait', '0', '--broker', env.url]);
   const status = JSON.parse(res.stdout) as { queues: { queue: string; consumers: number }[] };
   return status.queues.find((q) => q.queue === queue)?.consumers ?? 0;
-}
-
-async function readResults(queue: string): Promise<TaskResult<{ id: number; pid: number }>[]> {
-  const res = await runCli(['results', queue, '--broker', env.url]);
-  expect(res.code, res.stderr).toBe(0);
-  return res.stdout
-    .split('\n')
-    .filter((l) => l !== '')
-    .map((l) => JSON.parse(l) as TaskResult<{ id: number; pid: number }>);
 }
 
 async function publish(queue: string, payloads: unknown[]) {
@@ -94,7 +86,7 @@ describe('qtune worker under faults', () => {
     const results: TaskResult<{ id: number; pid: number }>[] = [];
     await waitFor(
       async () => {
-        results.push(...(await readResults(q)));
+        results.push(...(await readResults<{ id: number; pid: number }>(q, env.url)));
         return new Set(results.map((r) => r.key)).size === 6;
       },
       30_000,
@@ -134,7 +126,7 @@ describe('qtune worker under faults', () => {
     const results: TaskResult[] = [];
     await waitFor(
       async () => {
-        results.push(...(await readResults(q)));
+        results.push(...(await readResults<{ id: number; pid: number }>(q, env.url)));
         return results.some((r) => r.key === 'good') && results.some((r) => r.key === 'boom');
       },
       30_000,
@@ -193,7 +185,7 @@ describe('qtune worker under faults', () => {
     const startedByA = startedMarks(env.marks)
       .filter((m) => m.pid === a.pid)
       .map((m) => m.taskId);
-    const first = await readResults(q);
+    const first = await readResults<{ id: number; pid: number }>(q, env.url);
     // Every task A started was finished and its result published before it exited.
     for (const id of startedByA) expect(first.find((r) => r.taskId === id)?.ok).toBe(true);
 
@@ -201,7 +193,7 @@ describe('qtune worker under faults', () => {
     const all = [...first];
     await waitFor(
       async () => {
-        all.push(...(await readResults(q)));
+        all.push(...(await readResults<{ id: number; pid: number }>(q, env.url)));
         return new Set(all.map((r) => r.key)).size === 10;
       },
       30_000,

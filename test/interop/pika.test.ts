@@ -1,6 +1,6 @@
 // Interoperability on RabbitMQ: the pika examples (examples/python) written from
 // docs/protocol.md alone, against qtune's own CLI worker, publisher and result reader.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { connect, type ChannelModel } from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,6 +11,7 @@ import {
   killAll,
   ROOT,
   runCli,
+  runProcess,
   startCli,
   waitFor,
 } from '../cli/helpers.js';
@@ -33,30 +34,8 @@ interface Result {
 }
 
 /** Runs a Python example to completion. */
-function runPython(
-  script: string,
-  args: string[],
-  timeoutMs = 60_000,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(PYTHON, [join(EXAMPLES, script), ...args], {
-      cwd: EXAMPLES,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
-    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`${script} ${args.join(' ')} timed out\nstderr: ${stderr}`));
-    }, timeoutMs);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+function runPython(script: string, args: string[], timeoutMs = 60_000) {
+  return runProcess(PYTHON, [join(EXAMPLES, script), ...args], { cwd: EXAMPLES, timeoutMs });
 }
 
 const jsonLines = <T>(text: string): T[] =>

@@ -22,7 +22,16 @@ import {
   QUEUE_DEFAULTS,
   deadLetterQueueOf,
 } from '../contract.js';
-import { assertTopicPattern } from '../topic.js';
+import {
+  DEFAULT_PREFETCH,
+  DEFAULT_SUBSCRIBE_PREFETCH,
+  checkMessage,
+  checkPrefetch,
+  checkTopicPattern,
+} from '../checks.js';
+
+/** basic.qos prefetch-count is a 16-bit field. */
+const AMQP_MAX_PREFETCH = 65535;
 import { AmqpConsumer } from './consumer.js';
 import type { ConsumerHost } from './consumer.js';
 import type { Backoff } from './link.js';
@@ -51,8 +60,6 @@ export const DELAY_BUCKETS_MS = [
 ] as const;
 /** A delayed message arriving this early (ms) or less is delivered at once. */
 const EARLY_TOLERANCE_MS = 20;
-const DEFAULT_PREFETCH = 10;
-const DEFAULT_SUBSCRIBE_PREFETCH = 100;
 const DELAY_QUEUE = /\.delayed\.\d+$/;
 /** Headers RabbitMQ adds on dead-lettering and redelivery; not copied on a republish. */
 const BROKER_HEADERS = [
@@ -266,7 +273,11 @@ export class AmqpBroker extends BrokerEventSource implements Broker {
   ): Promise<Consumer> {
     this.#assertOpen(`consume from queue "${queue}"`);
     assertQueueName(queue);
-    const prefetch = checkPrefetch(`queue "${queue}"`, options.prefetch ?? DEFAULT_PREFETCH);
+    const prefetch = checkPrefetch(
+      `queue "${queue}"`,
+      options.prefetch ?? DEFAULT_PREFETCH,
+      AMQP_MAX_PREFETCH,
+    );
     return this.#startConsumer(queue, undefined, handler, prefetch, options.tag);
   }
 
@@ -297,14 +308,11 @@ export class AmqpBroker extends BrokerEventSource implements Broker {
     options: SubscribeOptions = {},
   ): Promise<Consumer> {
     this.#assertOpen(`subscribe to "${pattern}"`);
-    try {
-      assertTopicPattern(pattern);
-    } catch (err) {
-      throw new InputError(err instanceof Error ? err.message : String(err), { cause: err });
-    }
+    checkTopicPattern(pattern);
     const prefetch = checkPrefetch(
       `subscription "${pattern}"`,
       options.prefetch ?? DEFAULT_SUBSCRIBE_PREFETCH,
+      AMQP_MAX_PREFETCH,
     );
     return this.#startConsumer('', pattern, handler, prefetch, undefined);
   }
@@ -911,22 +919,4 @@ function assertQueueName(name: string): void {
       `queue name must be a non-empty string of at most 255 bytes, got ${JSON.stringify(name)}`,
     );
   }
-}
-
-function checkMessage(where: string, m: OutgoingMessage): void {
-  if (typeof m.body !== 'string' && !Buffer.isBuffer(m.body)) {
-    throw new InputError(
-      `${where}: message body must be a Buffer or a string, got ${typeof m.body}`,
-    );
-  }
-  if (m.delayMs !== undefined && !(Number.isFinite(m.delayMs) && m.delayMs >= 0)) {
-    throw new InputError(`${where}: delayMs must be a number >= 0, got ${String(m.delayMs)}`);
-  }
-}
-
-function checkPrefetch(where: string, prefetch: number): number {
-  if (!Number.isInteger(prefetch) || prefetch < 1 || prefetch > 65535) {
-    throw new InputError(`${where}: prefetch must be an integer 1..65535, got ${String(prefetch)}`);
-  }
-  return prefetch;
 }

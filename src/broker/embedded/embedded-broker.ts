@@ -36,7 +36,7 @@ import type {
   SubscribeOptions,
 } from '../contract.js';
 import { QUEUE_DEFAULTS } from '../contract.js';
-import { assertTopicPattern } from '../topic.js';
+import { checkTopicPattern } from '../checks.js';
 import { EmbeddedConsumer, type ConsumerHost } from './consumer.js';
 import { GroupCommit, isBusy } from './group-commit.js';
 import { applyPragmas, migrate } from './schema.js';
@@ -326,11 +326,7 @@ export class EmbeddedBroker extends BrokerEventSource implements Broker {
     handler: DeliveryHandler,
     options?: SubscribeOptions,
   ): Promise<Consumer> {
-    try {
-      assertTopicPattern(pattern);
-    } catch (err) {
-      throw new InputError(toError(err).message, { cause: err });
-    }
+    checkTopicPattern(pattern);
     this.#assertOpen(true);
     if (typeof handler !== 'function') {
       throw new InputError(`subscribe "${pattern}": handler must be a function`);

@@ -13,12 +13,15 @@ import type {
   QueueStats,
   SubscribeOptions,
 } from '../contract.js';
-import { assertTopicPattern } from '../topic.js';
+import {
+  DEFAULT_PREFETCH,
+  DEFAULT_SUBSCRIBE_PREFETCH,
+  checkMessage,
+  checkPrefetch,
+  checkTopicPattern,
+} from '../checks.js';
 import type { BusCore, Connection, QueueCore } from './memory-bus.js';
 import { ConsumerCore, MemoryBus, busCore, closedError } from './memory-bus.js';
-
-const DEFAULT_PREFETCH = 10;
-const DEFAULT_SUBSCRIBE_PREFETCH = 100;
 
 type HandleState = 'open' | 'closing' | 'closed';
 
@@ -103,11 +106,7 @@ export class MemoryBroker extends BrokerEventSource implements Broker {
     options: SubscribeOptions = {},
   ): Promise<Consumer> {
     this.#assertOpen(`subscribe to "${pattern}"`);
-    try {
-      assertTopicPattern(pattern);
-    } catch (err) {
-      throw new InputError(err instanceof Error ? err.message : String(err), { cause: err });
-    }
+    checkTopicPattern(pattern);
     const prefetch = checkPrefetch(
       `subscription "${pattern}"`,
       options.prefetch ?? DEFAULT_SUBSCRIBE_PREFETCH,
@@ -226,22 +225,4 @@ export class MemoryBroker extends BrokerEventSource implements Broker {
     // An 'error' event nobody listens to would throw; a memory broker has nowhere else to say it.
     this.emitError(error);
   }
-}
-
-function checkMessage(where: string, m: OutgoingMessage): void {
-  if (typeof m.body !== 'string' && !Buffer.isBuffer(m.body)) {
-    throw new InputError(
-      `${where}: message body must be a Buffer or a string, got ${typeof m.body}`,
-    );
-  }
-  if (m.delayMs !== undefined && !(Number.isFinite(m.delayMs) && m.delayMs >= 0)) {
-    throw new InputError(`${where}: delayMs must be a number >= 0, got ${String(m.delayMs)}`);
-  }
-}
-
-function checkPrefetch(where: string, prefetch: number): number {
-  if (!Number.isInteger(prefetch) || prefetch < 1) {
-    throw new InputError(`${where}: prefetch must be a positive integer, got ${String(prefetch)}`);
-  }
-  return prefetch;
 }

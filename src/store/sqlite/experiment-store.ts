@@ -7,6 +7,8 @@ import type {
   ExperimentStatus,
   ExperimentStore,
   HistoryEntry,
+  NewReport,
+  NewTrial,
   TrialCounts,
   TrialFinish,
   TrialRecord,
@@ -258,13 +260,7 @@ export class SqliteExperimentStore implements ExperimentStore {
     this.#stmts.setStatus.run(status, Date.now(), name);
   }
 
-  async addTrial(trial: {
-    experiment: string;
-    number: number;
-    params: TrialRecord['params'];
-    taskId: string;
-    createdAt: number;
-  }): Promise<boolean> {
+  async addTrial(trial: NewTrial): Promise<boolean> {
     const r = this.#stmts.addTrial.run(
       trial.experiment,
       trial.number,
@@ -283,14 +279,7 @@ export class SqliteExperimentStore implements ExperimentStore {
 
   async recordReport(
     experiment: string,
-    report: {
-      number: number;
-      step: number;
-      value: number;
-      metrics?: Record<string, unknown>;
-      decision: string;
-      at: number;
-    },
+    report: NewReport,
   ): Promise<{ duplicate: boolean; decision: string }> {
     return this.#db
       .transaction(() => {
