@@ -11,12 +11,13 @@
 // exit, also on Ctrl-C), then per round runs qtune's `bench --broker <url>` and Celery
 // (alternating which goes first) and the raw ceiling (bench/amqp-raw.mjs). It prints a table
 // of medians and writes everything it measured to bench/results/latest-amqp-e2e.json.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import process from 'node:process';
 import { fileURLToPath } from 'node:url';
+import { fmt, median, printTable, ratio, runJson, runningChild, tail } from './lib.mjs';
 import { rabbitAvailable, startRabbit } from '../test/support/rabbitmq.mjs';
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
@@ -101,7 +102,6 @@ function machineInfo(python) {
 
 // ---------------------------------------------------------------- rabbitmq lifecycle
 let rabbit;
-let current; // the benchmark child now running, killed if we are interrupted
 
 /** Last resort on 'exit', where nothing can be awaited: kill -9 the node's VM. */
 function killRabbit() {
@@ -114,7 +114,7 @@ function killRabbit() {
 process.on('exit', killRabbit);
 for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
   process.on(signal, () => {
-    current?.kill('SIGTERM');
+    runningChild()?.kill('SIGTERM');
     const node = rabbit;
     rabbit = undefined;
     const done = () => process.exit(130);
@@ -128,50 +128,6 @@ for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
 }
 
 // ---------------------------------------------------------------- running one benchmark
-/** Runs a benchmark command and returns its JSON line, or { error } with the reason. */
-function runJson(label, command, args, timeoutS) {
-  return new Promise((resolve) => {
-    const child = spawn(command, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    current = child;
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk) => (stdout += chunk));
-    child.stderr.on('data', (chunk) => (stderr += chunk));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutS * 1000);
-    child.on('error', (error) => {
-      clearTimeout(timer);
-      resolve({ error: `${label}: ${error.message}`, stderr });
-    });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      current = undefined;
-      const line = stdout
-        .split('\n')
-        .reverse()
-        .map((l) => l.trim())
-        .find((l) => l.startsWith('{') && l.includes('"system"'));
-      let json;
-      try {
-        json = line === undefined ? undefined : JSON.parse(line);
-      } catch {
-        json = undefined;
-      }
-      if (code === 0 && json !== undefined && typeof json.tasksPerSec === 'number')
-        resolve({ json });
-      else {
-        const why = signal === 'SIGKILL' ? `killed after ${timeoutS} s` : `exit ${code ?? signal}`;
-        resolve({
-          error: `${label}: ${why}, no result line`,
-          stderr: stderr.trim(),
-          stdout: stdout.trim(),
-        });
-      }
-    });
-  });
-}
-
-const tail = (text, lines = 8) => text.split('\n').slice(-lines).join('\n');
-
 /** qtune's amqp broker may not exist yet; tell "not there" apart from "failed". */
 function looksUnavailable(result) {
   const text = `${result.stderr ?? ''}\n${result.stdout ?? ''}`;
@@ -181,12 +137,6 @@ function looksUnavailable(result) {
 }
 
 // ---------------------------------------------------------------- statistics and table
-function median(values) {
-  const v = values.filter((x) => typeof x === 'number').sort((a, b) => a - b);
-  if (v.length === 0) return null;
-  const mid = Math.floor(v.length / 2);
-  return v.length % 2 === 1 ? v[mid] : (v[mid - 1] + v[mid]) / 2;
-}
 
 const round3 = (x) => (x === null ? null : Math.round(x * 1000) / 1000);
 
@@ -203,22 +153,6 @@ function summarize(runs) {
     publishPerSec: round3(median(runs.map((r) => r.publishPerSec))),
     consumePerSec: round3(median(runs.map((r) => r.consumePerSec))),
   };
-}
-
-const fmt = (x, digits = 1) => (x === null || x === undefined ? '—' : x.toFixed(digits));
-const ratio = (a, b) =>
-  a === null || b === null || a === undefined || b === undefined || b === 0 ? null : a / b;
-
-function printTable(title, header, rows) {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
-  const line = (cells) =>
-    cells
-      .map((c, i) => (i === 0 ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i])))
-      .join('  ');
-  console.log(`\n${title}`);
-  console.log(line(header));
-  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
-  for (const row of rows) console.log(line(row));
 }
 
 // ---------------------------------------------------------------- main
@@ -294,7 +228,7 @@ async function main() {
   async function runOne(system, label) {
     const [command, args] = commands[system]();
     process.stderr.write(`  ${label} ... `);
-    const result = await runJson(system, command, args, opts.runTimeoutS);
+    const result = await runJson(system, command, args, { cwd: ROOT, timeoutS: opts.runTimeoutS });
     if (result.json !== undefined) {
       const j = result.json;
       process.stderr.write(

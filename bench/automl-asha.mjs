@@ -17,6 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import process from 'node:process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { median as medianOf, printTable } from './lib.mjs';
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.dirname(BENCH_DIR);
@@ -170,12 +171,9 @@ function simulate({ seed, pruner, target, maxTrials, workers, maxResource }) {
 }
 
 // ---------------------------------------------------------------- statistics and output
+/** Median with a missing value (target not reached) counted as Infinity. */
 function median(values) {
-  const sorted = values.map((v) => v ?? Infinity).sort((a, b) => a - b);
-  const mid = (sorted.length - 1) / 2;
-  const lo = sorted[Math.floor(mid)];
-  const hi = sorted[Math.ceil(mid)];
-  return lo === hi ? lo : (lo + hi) / 2;
+  return medianOf(values.map((v) => v ?? Infinity));
 }
 
 function fmt(value, digits = 0) {
@@ -185,18 +183,6 @@ function fmt(value, digits = 0) {
     minimumFractionDigits: digits,
     maximumFractionDigits: digits,
   });
-}
-
-function printTable(title, header, rows) {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
-  const line = (cells) =>
-    cells
-      .map((c, i) => (i === 0 ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i])))
-      .join('  ');
-  console.log(`\n${title}`);
-  console.log(line(header));
-  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
-  for (const row of rows) console.log(line(row));
 }
 
 function runOptuna(opts, perSeed) {

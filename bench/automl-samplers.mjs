@@ -15,6 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import process from 'node:process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { printTable } from './lib.mjs';
 import { FUNCTIONS } from './automl-functions.mjs';
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
@@ -73,18 +74,6 @@ function quantile(values, p) {
   const h = (s.length - 1) * p;
   const lo = Math.floor(h);
   return s[lo] + ((s[Math.min(lo + 1, s.length - 1)] ?? s[lo]) - s[lo]) * (h - lo);
-}
-
-function printTable(title, header, rows) {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
-  const line = (cells) =>
-    cells
-      .map((c, i) => (i < 2 ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i])))
-      .join('  ');
-  console.log(`\n${title}`);
-  console.log(line(header));
-  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
-  for (const row of rows) console.log(line(row));
 }
 
 /** Best value of `trials` sequential trials of `fn` for each seed. */
@@ -186,6 +175,7 @@ printTable(
     s.q3.toFixed(digits(s.q3)),
     s.seconds.toFixed(1),
   ]),
+  2,
 );
 const verdicts = opts.functions.flatMap((f) => {
   const ours = summary.find((s) => s.function === f && s.sampler === 'qtune tpe');
