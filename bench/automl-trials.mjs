@@ -99,10 +99,10 @@ async function qtuneRun(opts, sampler, concurrency) {
     const summary = JSON.parse(r.stdout.trim().split('\n').at(-1));
     if (summary.counts.complete !== opts.trials)
       throw new Error(`only ${summary.counts.complete} trials complete`);
-    const { SqliteExperimentStore } = await import(
-      pathToFileURL(path.join(DIST, 'store/sqlite/experiment-store.js')).href
+    const { SqliteStore } = await import(
+      pathToFileURL(path.join(DIST, 'store/sqlite/index.js')).href
     );
-    const s = new SqliteExperimentStore({ path: store });
+    const s = new SqliteStore({ path: store });
     const exp = await s.getExperiment(spec.name);
     const trials = await s.listTrials(spec.name);
     await s.close();

@@ -118,6 +118,8 @@ export interface BrokerCapabilities {
   multiProcess: boolean;
   /** Can list every queue (for `qtune status`). */
   listQueues: boolean;
+  /** Has topic publish/subscribe (`publishTopic`, `subscribe`); the HTTP gateway client has not. */
+  topics: boolean;
 }
 
 export type BrokerStatus = 'connected' | 'reconnecting' | 'closed';

@@ -8,10 +8,12 @@ export {
 } from './contract.js';
 export { topicMatches, assertTopicPattern } from './topic.js';
 export { openBroker, parseBrokerUrl, redact, DEFAULT_EMBEDDED_PATH } from './open.js';
-export type { BrokerTarget } from './open.js';
+export type { BrokerTarget, OpenBrokerOptions } from './open.js';
 export { BrokerEventSource } from './events.js';
 export { MemoryBroker, MemoryBus, sharedMemoryBus } from './memory/index.js';
 export { EmbeddedBroker } from './embedded/index.js';
 export type { EmbeddedBrokerOptions } from './embedded/index.js';
 export { AmqpBroker, parseAmqpUrl } from './amqp/index.js';
 export type { AmqpBrokerOptions } from './amqp/index.js';
+export { GatewayBroker } from './gateway/index.js';
+export type { GatewayBrokerOptions } from './gateway/index.js';

@@ -6,15 +6,16 @@ import type { Broker } from './contract.js';
 export const DEFAULT_EMBEDDED_PATH = '.qtune/broker.db';
 
 export interface BrokerTarget {
-  kind: 'memory' | 'embedded' | 'amqp';
-  /** Embedded: absolute path of the SQLite file. Memory: the bus name. AMQP: the URL. */
+  kind: 'memory' | 'embedded' | 'amqp' | 'gateway';
+  /** Embedded: absolute path of the SQLite file. Memory: the bus name. AMQP, gateway: the URL. */
   location: string;
 }
 
 /**
  * Parses a broker URL. Accepted forms: unset or empty (embedded at `./.qtune/broker.db`),
  * `embedded:PATH` / `sqlite:PATH` / a plain file path (embedded), `memory:` or `memory://NAME`,
- * `amqp://user:pass@host:port/vhost` or `amqps://...` (RabbitMQ).
+ * `amqp://user:pass@host:port/vhost` or `amqps://...` (RabbitMQ), `http://host:port` or
+ * `https://...` (a `qtune serve` HTTP gateway).
  */
 export function parseBrokerUrl(url: string | undefined, cwd = process.cwd()): BrokerTarget {
   const raw = (url ?? '').trim();
@@ -30,19 +31,34 @@ export function parseBrokerUrl(url: string | undefined, cwd = process.cwd()): Br
     return { kind: 'memory', location: rest === '' ? 'default' : rest };
   }
   if (name === 'amqp' || name === 'amqps') return { kind: 'amqp', location: raw };
+  if (name === 'http' || name === 'https') return { kind: 'gateway', location: raw };
   if (name === 'embedded' || name === 'sqlite' || name === 'file') {
     rest = rest.replace(/^\/\//, '');
     if (rest === '') return { kind: 'embedded', location: resolve(cwd, DEFAULT_EMBEDDED_PATH) };
     return { kind: 'embedded', location: resolve(cwd, rest) };
   }
   throw new InputError(
-    `broker URL "${redact(raw)}": unknown scheme "${name}:" (expected embedded:PATH, memory://NAME, amqp://HOST, amqps://HOST)`,
+    `broker URL "${redact(raw)}": unknown scheme "${name}:" (expected embedded:PATH, memory://NAME, amqp://HOST, amqps://HOST, http(s)://GATEWAY)`,
   );
 }
 
+/** Options of {@link openBroker}. */
+export interface OpenBrokerOptions {
+  /** Bearer token for an http(s) gateway URL (default: the QTUNE_TOKEN environment variable). */
+  token?: string;
+}
+
 /** Opens a broker handle chosen by URL (see {@link parseBrokerUrl}). */
-export async function openBroker(url?: string): Promise<Broker> {
+export async function openBroker(url?: string, options: OpenBrokerOptions = {}): Promise<Broker> {
   const target = parseBrokerUrl(url);
+  if (target.kind === 'gateway') {
+    const { GatewayBroker } = await import('./gateway/index.js');
+    const token = options.token ?? process.env.QTUNE_TOKEN;
+    return GatewayBroker.open({
+      url: target.location,
+      ...(token !== undefined && token !== '' && { token }),
+    });
+  }
   if (target.kind === 'memory') {
     const { MemoryBroker, sharedMemoryBus } = await import('./memory/index.js');
     return new MemoryBroker(sharedMemoryBus(target.location));

@@ -3,12 +3,14 @@ import type { Logger } from 'pino';
 import { openBroker, redact } from '../broker/open.js';
 import type { Broker } from '../broker/contract.js';
 import { BrokerError, ErrorCode, InputError, QtuneError, toError } from '../protocol/errors.js';
+import { openStore, type Store } from '../store/contract.js';
 import { ExitCode } from './exit-codes.js';
 import { createLogger, type LogFormat } from './logger.js';
 
 /** Options every command inherits from the root program. */
 export interface GlobalOptions {
   broker?: string;
+  store?: string;
   logFormat: LogFormat;
   logLevel: string;
 }
@@ -18,6 +20,8 @@ export interface CommandContext {
   logger: Logger;
   /** Opens the broker chosen by `--broker` / `QTUNE_BROKER` (embedded default). */
   openBroker(): Promise<Broker>;
+  /** Opens the store chosen by `--store` / `QTUNE_STORE` (SQLite at ./.qtune/store.db by default). */
+  openStore(): Promise<Store>;
 }
 
 export function contextOf(cmd: Command): CommandContext {
@@ -38,6 +42,7 @@ export function contextOf(cmd: Command): CommandContext {
         );
       }
     },
+    openStore: () => openStore(globals.store),
   };
 }
 

@@ -5,8 +5,11 @@ import { benchCommand } from './commands/bench.js';
 import { demoCommand } from './commands/demo.js';
 import { dlqCommand } from './commands/dlq.js';
 import { experimentCommand } from './commands/experiment.js';
+import { jobCommand } from './commands/job.js';
 import { publishCommand } from './commands/publish.js';
 import { resultsCommand } from './commands/results.js';
+import { serveCommand } from './commands/serve.js';
+import { sinkCommand } from './commands/sink.js';
 import { statusCommand } from './commands/status.js';
 import { workerCommand } from './commands/worker.js';
 import { ExitCode } from './exit-codes.js';
@@ -23,8 +26,14 @@ export function buildProgram(): Command {
     .addOption(
       new Option(
         '--broker <url>',
-        'broker URL: embedded:PATH, memory://NAME (default: embedded at ./.qtune/broker.db)',
+        'broker URL: embedded:PATH, memory://NAME, amqp(s)://HOST, http(s)://GATEWAY (default: embedded at ./.qtune/broker.db)',
       ).env('QTUNE_BROKER'),
+    )
+    .addOption(
+      new Option(
+        '--store <url>',
+        'store for experiments, jobs and results: a SQLite file or postgres://... (default: ./.qtune/store.db)',
+      ).env('QTUNE_STORE'),
     )
     .addOption(
       new Option('--log-format <format>', 'log format on stderr')
@@ -59,11 +68,20 @@ export function buildProgram(): Command {
     benchCommand(),
     demoCommand(),
     experimentCommand(),
+    jobCommand(),
+    sinkCommand(),
+    serveCommand(),
   ]) {
     cmd.copyInheritedSettings(program);
     program.addCommand(cmd);
   }
   return program;
 }
+
+// Output piped into `head` and the like: a closed pipe ends the command quietly.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(ExitCode.Ok);
+  throw err;
+});
 
 await buildProgram().parseAsync(process.argv);

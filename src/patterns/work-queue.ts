@@ -137,6 +137,7 @@ export const taskResultSchema = z.looseObject({
     pid: z.number(),
     id: z.string(),
     gpus: z.array(z.looseObject({ name: z.string(), memoryMiB: z.number() })).optional(),
+    pricePerHour: z.number().optional(),
   }),
   startedAt: z.number(),
   finishedAt: z.number(),

@@ -4,3 +4,4 @@ export * from './codec.js';
 export type * from './result.js';
 export * from './trial.js';
 export * from './duration.js';
+export * from './key.js';

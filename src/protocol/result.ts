@@ -13,6 +13,8 @@ export interface WorkerInfo {
   /** Worker id, unique per process. */
   id: string;
   gpus?: GpuInfo[];
+  /** What the worker's machine costs per hour, in the operator's currency, when it was given. */
+  pricePerHour?: number;
 }
 
 /**

@@ -1,3 +1,6 @@
-/** The experiment store contract and its SQLite implementation. */
+/** The Store contract (experiments, batch jobs, result tables) and its implementations. */
+export * from './contract.js';
 export * from './experiments.js';
-export * from './sqlite/experiment-store.js';
+export * from './jobs.js';
+export * from './results.js';
+export { SqliteStore, type SqliteStoreOptions } from './sqlite/index.js';

@@ -23,12 +23,17 @@ export interface WorkerReport {
 
 /**
  * Answers status requests broadcast on {@link CONTROL_STATUS_TOPIC} with `report()`, the
- * scatter-gather half of `qtune status` (like Celery's `inspect`).
+ * scatter-gather half of `qtune status` (like Celery's `inspect`). On a broker without topics
+ * (`capabilities.topics === false`, e.g. the HTTP gateway) it answers nothing and returns a
+ * consumer whose cancel() does nothing.
  */
 export async function serveStatusRequests(
   broker: Broker,
   report: () => WorkerReport,
 ): Promise<Consumer> {
+  if (!broker.capabilities.topics) {
+    return { tag: 'status-unavailable', cancel: async () => {} };
+  }
   return broker.subscribe(
     CONTROL_STATUS_TOPIC,
     async (d) => {
@@ -50,8 +55,12 @@ export async function serveStatusRequests(
   );
 }
 
-/** Broadcasts a status request and collects the reports that arrive within `waitMs`. */
+/**
+ * Broadcasts a status request and collects the reports that arrive within `waitMs`. On a broker
+ * without topics (`capabilities.topics === false`) nobody can be asked: no reports.
+ */
 export async function gatherWorkerReports(broker: Broker, waitMs: number): Promise<WorkerReport[]> {
+  if (!broker.capabilities.topics) return [];
   const replyQueue = `qtune.status.${randomUUID()}`;
   await broker.declareQueue(replyQueue, { temporary: true, durable: false });
   const reports: WorkerReport[] = [];

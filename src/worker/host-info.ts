@@ -65,9 +65,14 @@ export interface HostInfoOptions {
   workerId?: string;
   /** Probe `nvidia-smi` for GPUs (default: true). */
   gpus?: boolean;
+  /** What this machine costs per hour, recorded on every result (default: none). */
+  pricePerHour?: number;
 }
 
-/** Who this worker is: host name, pid, worker id and GPUs where present. Never rejects. */
+/**
+ * Who this worker is: host name, pid, worker id, GPUs where present and the price per hour when
+ * given. Never rejects.
+ */
 export async function getHostInfo(options: HostInfoOptions = {}): Promise<WorkerInfo> {
   const host = hostname();
   const info: WorkerInfo = {
@@ -79,5 +84,6 @@ export async function getHostInfo(options: HostInfoOptions = {}): Promise<Worker
     const gpus = await probeGpus();
     if (gpus) info.gpus = gpus;
   }
+  if (options.pricePerHour !== undefined) info.pricePerHour = options.pricePerHour;
   return info;
 }

@@ -3,7 +3,7 @@ import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { SqliteExperimentStore } from '../../src/store/sqlite/experiment-store.js';
+import { SqliteStore } from '../../src/store/sqlite/index.js';
 import { assertBuilt, exited, FIXTURES, killAll, runCli, startCli, tempBroker } from './helpers.js';
 
 beforeAll(assertBuilt);
@@ -49,7 +49,7 @@ function setup(spec: Record<string, unknown>) {
 }
 
 async function finishedCount(store: string, name: string): Promise<number> {
-  const s = new SqliteExperimentStore({ path: store });
+  const s = new SqliteStore({ path: store });
   try {
     const c = await s.counts(name);
     return c.complete + c.pruned + c.failed;
@@ -61,7 +61,7 @@ async function finishedCount(store: string, name: string): Promise<number> {
 }
 
 async function experimentExists(store: string, name: string): Promise<boolean> {
-  const s = new SqliteExperimentStore({ path: store });
+  const s = new SqliteStore({ path: store });
   try {
     return (await s.getExperiment(name)) !== undefined;
   } finally {
@@ -156,7 +156,7 @@ describe('qtune experiment', () => {
     expect(summary.counts.running + summary.counts.pending).toBe(0);
     expect(summary.counts.complete + summary.counts.pruned + summary.counts.failed).toBe(60);
 
-    const s = new SqliteExperimentStore({ path: store });
+    const s = new SqliteStore({ path: store });
     const trials = await s.listTrials('crashy');
     const finishes = (await s.history('crashy')).filter((h) => h.kind === 'finish');
     await s.close();
@@ -205,7 +205,7 @@ describe('qtune experiment', () => {
     expect(done.code).toBe(0);
     b.kill('SIGTERM');
     await exited(b);
-    const s = new SqliteExperimentStore({ path: store });
+    const s = new SqliteStore({ path: store });
     const counts = await s.counts('workerdeath');
     const trials = await s.listTrials('workerdeath');
     await s.close();
@@ -241,7 +241,7 @@ describe('qtune experiment', () => {
     expect(stop.stderr).toBe('');
     expect(stop.code).toBe(0);
     expect((await exited(run)).code).toBe(0);
-    const s = new SqliteExperimentStore({ path: store });
+    const s = new SqliteStore({ path: store });
     const counts = await s.counts('stoppable');
     const pruned = await s.listTrials('stoppable', ['pruned']);
     expect((await s.getExperiment('stoppable'))?.status).toBe('stopped');

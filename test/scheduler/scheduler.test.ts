@@ -12,7 +12,7 @@ import type { WorkerInfo } from '../../src/protocol/result.js';
 import { experimentQueues } from '../../src/protocol/trial.js';
 import { Scheduler, type TrialEvent } from '../../src/scheduler/scheduler.js';
 import { parseExperimentSpec, type ExperimentSpecInput } from '../../src/scheduler/spec.js';
-import { SqliteExperimentStore } from '../../src/store/sqlite/experiment-store.js';
+import { SqliteStore } from '../../src/store/sqlite/index.js';
 import { startWorker, type Worker } from '../../src/worker/runtime.js';
 import { trialHandler, type TrialRun } from '../../src/worker/trial/trial-handler.js';
 import { memoryBroker, takeMessages } from '../worker/helpers.js';
@@ -21,7 +21,7 @@ const hostInfo: WorkerInfo = { host: 'test-host', pid: 4242, id: 'test-host:4242
 const open: {
   brokers: MemoryBroker[];
   workers: Worker[];
-  stores: SqliteExperimentStore[];
+  stores: SqliteStore[];
   dirs: string[];
   requesters: Requester[];
 } = {
@@ -40,11 +40,11 @@ afterEach(async () => {
   for (const d of open.dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
-function setup(): { broker: MemoryBroker; store: SqliteExperimentStore; storePath: string } {
+function setup(): { broker: MemoryBroker; store: SqliteStore; storePath: string } {
   const broker = memoryBroker();
   const dir = mkdtempSync(join(tmpdir(), 'qtune-sched-'));
   const storePath = join(dir, 'experiments.db');
-  const store = new SqliteExperimentStore({ path: storePath });
+  const store = new SqliteStore({ path: storePath });
   open.brokers.push(broker);
   open.stores.push(store);
   open.dirs.push(dir);

@@ -144,6 +144,7 @@ export class AmqpBroker extends BrokerEventSource implements Broker {
       durable: true,
       multiProcess: true,
       listQueues: management !== undefined,
+      topics: true,
     });
     this.#host = this.#makeHost();
     pubLink.onUp((conn) => this.#pubUp(conn));

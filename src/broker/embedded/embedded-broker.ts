@@ -72,7 +72,12 @@ const DEAD_PID_STALE_MS = 3 * HEARTBEAT_MS;
 /** A handle whose heartbeat is older than this is dead even when its pid still exists. */
 const HANDLE_STALE_MS = 60_000;
 
-const CAPABILITIES: BrokerCapabilities = { durable: true, multiProcess: true, listQueues: true };
+const CAPABILITIES: BrokerCapabilities = {
+  durable: true,
+  multiProcess: true,
+  listQueues: true,
+  topics: true,
+};
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));

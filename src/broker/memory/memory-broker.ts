@@ -36,6 +36,7 @@ export class MemoryBroker extends BrokerEventSource implements Broker {
     durable: false,
     multiProcess: false,
     listQueues: true,
+    topics: true,
   });
   readonly #core: BusCore;
   readonly #consumers = new Set<ConsumerCore>();

@@ -1,53 +1,14 @@
 import { Command, Option } from 'commander';
-import {
-  DEAD_LETTER_DELIVERIES_HEADER,
-  DEAD_LETTER_QUEUE_HEADER,
-  DEAD_LETTER_REASON_HEADER,
-  deadLetterQueueOf,
-  type Delivery,
-} from '../../broker/contract.js';
-import type { Headers } from '../../protocol/envelope.js';
+import { deadLetterQueueOf, type Delivery } from '../../broker/contract.js';
+import { deadLetterView, requeueDeadLetters } from '../../patterns/dead-letters.js';
 import { action, contextOf } from '../context.js';
-import { waitForIdle } from '../idle.js';
+import { waitForIdle } from '../../patterns/idle.js';
 import { intAtLeast } from '../options.js';
 
 interface DlqOptions {
   requeue?: boolean;
   json?: boolean;
   limit: number;
-}
-
-interface DeadLetterView {
-  id: string;
-  queue: string;
-  reason: string;
-  deliveries: number | null;
-  body: string;
-}
-
-function view(d: Delivery, queue: string): DeadLetterView {
-  const deliveries = d.headers[DEAD_LETTER_DELIVERIES_HEADER];
-  return {
-    id: d.id,
-    queue: String(d.headers[DEAD_LETTER_QUEUE_HEADER] ?? queue),
-    reason: String(d.headers[DEAD_LETTER_REASON_HEADER] ?? 'unknown'),
-    deliveries: deliveries === undefined || deliveries === null ? null : Number(deliveries),
-    body: d.body.toString('utf8'),
-  };
-}
-
-function withoutDeadHeaders(headers: Headers): Headers {
-  const out: Headers = {};
-  for (const [k, v] of Object.entries(headers)) {
-    if (
-      k !== DEAD_LETTER_REASON_HEADER &&
-      k !== DEAD_LETTER_QUEUE_HEADER &&
-      k !== DEAD_LETTER_DELIVERIES_HEADER
-    ) {
-      out[k] = v;
-    }
-  }
-  return out;
 }
 
 export function dlqCommand(): Command {
@@ -66,53 +27,38 @@ export function dlqCommand(): Command {
         const broker = await ctx.openBroker();
         const dead = deadLetterQueueOf(queue);
         await broker.declareQueue(dead);
-        const held: Delivery[] = [];
-        // Requeue only what was dead when we started: a poison message that fails again comes
-        // straight back here and must not be requeued in a loop.
-        const initial = (await broker.stats(dead)).ready;
-        const seen = new Set<string>();
-        let requeued = 0;
-        let lastActivity = Date.now();
-        const consumer = await broker.consume(
-          dead,
-          async (d) => {
-            lastActivity = Date.now();
-            if (opts.requeue && requeued < initial && !seen.has(d.id)) {
-              seen.add(d.id);
-              const target = String(d.headers[DEAD_LETTER_QUEUE_HEADER] ?? queue);
-              await broker.publish(target, [
-                {
-                  id: d.id,
-                  body: d.body,
-                  priority: d.priority,
-                  headers: withoutDeadHeaders(d.headers),
-                },
-              ]);
-              await d.ack();
-              requeued++;
-              if (!opts.json) process.stdout.write(`requeued ${d.id} to "${target}"\n`);
-            } else {
-              held.push(d);
-            }
-          },
-          { prefetch: opts.requeue ? 200 : opts.limit },
-        );
-        try {
-          await waitForIdle(broker, dead, () => lastActivity, {
-            enough: () => (opts.requeue ? requeued >= initial : held.length >= opts.limit),
-          });
-        } finally {
-          await consumer.cancel();
-        }
-        const views = held.map((d) => view(d, queue));
-        await Promise.all(held.map((d) => d.release()));
-        const total = (await broker.stats(dead)).ready;
-        await broker.close();
         if (opts.requeue) {
+          const { requeued } = await requeueDeadLetters(broker, queue, {
+            onRequeued: (id, target) => {
+              if (!opts.json) process.stdout.write(`requeued ${id} to "${target}"\n`);
+            },
+          });
+          await broker.close();
           if (opts.json) process.stdout.write(JSON.stringify({ queue, requeued }) + '\n');
           else process.stdout.write(`requeued ${requeued} dead letter(s) of "${queue}"\n`);
           return;
         }
+        const held: Delivery[] = [];
+        let lastActivity = Date.now();
+        const consumer = await broker.consume(
+          dead,
+          (d) => {
+            lastActivity = Date.now();
+            held.push(d);
+          },
+          { prefetch: opts.limit },
+        );
+        try {
+          await waitForIdle(broker, dead, () => lastActivity, {
+            enough: () => held.length >= opts.limit,
+          });
+        } finally {
+          await consumer.cancel();
+        }
+        const views = held.map((d) => deadLetterView(d, queue));
+        await Promise.all(held.map((d) => d.release()));
+        const total = (await broker.stats(dead)).ready;
+        await broker.close();
         if (opts.json) {
           for (const v of views) process.stdout.write(JSON.stringify(v) + '\n');
           return;

@@ -15,27 +15,25 @@ import {
   type ExperimentSpec,
 } from '../../scheduler/spec.js';
 import type { ExperimentRecord, ExperimentStore, TrialRecord } from '../../store/experiments.js';
-import { DEFAULT_STORE_PATH, SqliteExperimentStore } from '../../store/sqlite/experiment-store.js';
+import { DEFAULT_STORE_PATH, parseStoreUrl, type Store } from '../../store/contract.js';
 import { action, contextOf, type CommandContext } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
 import { CSV_OPTIONS, table } from '../format.js';
 import { spawnLocalWorkers, type LocalWorkers } from '../local-workers.js';
 import { intAtLeast, parseDuration } from '../options.js';
 
-interface StoreOption {
-  store?: string;
+/** Folder for files next to the store: the SQLite file's folder, else ./.qtune. */
+function storeDir(cmd: Command): string {
+  const target = parseStoreUrl(contextOf(cmd).globals.store);
+  return target.kind === 'sqlite' ? dirname(target.location) : resolve(dirname(DEFAULT_STORE_PATH));
 }
 
-function storePath(cmd: Command): string {
-  return resolve(cmd.optsWithGlobals<StoreOption>().store ?? DEFAULT_STORE_PATH);
-}
-
-function openStore(cmd: Command): SqliteExperimentStore {
-  return new SqliteExperimentStore({ path: storePath(cmd) });
+function openStore(cmd: Command): Promise<Store> {
+  return contextOf(cmd).openStore();
 }
 
 async function withStore<T>(cmd: Command, fn: (store: ExperimentStore) => Promise<T>): Promise<T> {
-  const store = openStore(cmd);
+  const store = await openStore(cmd);
   try {
     return await fn(store);
   } finally {
@@ -243,7 +241,7 @@ async function runExperiment(
       'the memory broker lives in one process: use --workers 0, or the embedded broker',
     );
   }
-  const store = openStore(cmd);
+  const store = await openStore(cmd);
   const broker = await ctx.openBroker();
   let workers: LocalWorkers | undefined;
   let scheduler: Scheduler | undefined;
@@ -274,7 +272,7 @@ async function runExperiment(
           `experiment "${spec.name}": local workers need a \`runner\` in the spec (or use --workers 0)`,
         );
       // Workers read the stored spec (runner paths already absolute) from a copy next to the store.
-      const specCopy = join(dirname(storePath(cmd)), 'experiments', `${spec.name}.spec.json`);
+      const specCopy = join(storeDir(cmd), 'experiments', `${spec.name}.spec.json`);
       mkdirSync(dirname(specCopy), { recursive: true });
       writeFileSync(specCopy, JSON.stringify(spec, null, 2));
       const perWorker = Math.max(1, Math.ceil(spec.concurrency / opts.workers));
@@ -341,13 +339,9 @@ const workersOption = () =>
     .default(2);
 
 export function experimentCommand(): Command {
-  const experiment = new Command('experiment')
-    .description('run and inspect AutoML experiments (hyperparameter searches)')
-    .addOption(
-      new Option('--store <path>', `experiment store file (default: ./${DEFAULT_STORE_PATH})`).env(
-        'QTUNE_STORE',
-      ),
-    );
+  const experiment = new Command('experiment').description(
+    'run and inspect AutoML experiments (hyperparameter searches)',
+  );
 
   experiment
     .command('run')

@@ -7,7 +7,7 @@ import { DecodeError } from '../../protocol/errors.js';
 import type { TaskResult } from '../../protocol/result.js';
 import { action, contextOf } from '../context.js';
 import { CSV_OPTIONS } from '../format.js';
-import { waitForIdle } from '../idle.js';
+import { waitForIdle } from '../../patterns/idle.js';
 
 interface ResultsOptions {
   follow?: boolean;

@@ -1,4 +1,6 @@
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { loadTemplate } from '../../job/template.js';
+import { openBroker } from '../../broker/open.js';
 import { Requester } from '../../patterns/request-reply.js';
 import { InputError } from '../../protocol/errors.js';
 import { experimentQueues } from '../../protocol/trial.js';
@@ -6,6 +8,7 @@ import { loadExperimentSpec, type ExperimentSpec } from '../../scheduler/spec.js
 import { serveStatusRequests, type WorkerReport } from '../../worker/control.js';
 import { execHandler } from '../../worker/handlers/exec.js';
 import { httpPoolHandler } from '../../worker/handlers/http-pool.js';
+import { mapPayload } from '../../worker/handlers/map-payload.js';
 import { loadModuleHandler } from '../../worker/handlers/module.js';
 import type { TaskHandler } from '../../worker/handlers/types.js';
 import { getHostInfo } from '../../worker/host-info.js';
@@ -30,6 +33,19 @@ interface WorkerOptions {
   trial?: boolean;
   experiment?: string;
   stopOnStdinEnd?: boolean;
+  template?: string;
+  pricePerHour?: number;
+  gateway?: string;
+  token?: string;
+}
+
+/** Commander parser for --price-per-hour: a finite number ≥ 0. */
+function price(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n < 0) {
+    throw new InvalidArgumentError(`"${value}" is not a price per hour (a number ≥ 0, e.g. 2.5)`);
+  }
+  return n;
 }
 
 /** The URLs of an --http flag or a spec's `http` runner. */
@@ -128,6 +144,22 @@ export function workerCommand(): Command {
     .option('--exec <command>', 'shell command: payload JSON on stdin, result JSON on stdout')
     .option('--http <urls>', 'comma-separated endpoints; POST the payload, least outstanding first')
     .option(
+      '--template <file>',
+      'fill this template from each payload\'s fields and give the handler the result (.json: a JSON value; other files: text sent as {"prompt": ...})',
+    )
+    .addOption(
+      new Option(
+        '--price-per-hour <n>',
+        "what this worker's machine costs per hour, recorded on every result (default: none)",
+      )
+        .env('QTUNE_PRICE_PER_HOUR')
+        .argParser(price),
+    )
+    .option('--gateway <url>', 'pull tasks through a `qtune serve` HTTP gateway at this URL')
+    .addOption(
+      new Option('--token <token>', 'bearer token for --gateway (role worker)').env('QTUNE_TOKEN'),
+    )
+    .option(
       '--trial',
       'run AutoML trials: --module exports async (params, trial) => value, --exec is a command template',
     )
@@ -200,6 +232,13 @@ export function workerCommand(): Command {
         const trialMode = opts.trial === true || spec !== undefined;
         const trialRun = trialMode ? await trialRunFrom(opts, spec) : undefined;
         const plain = trialRun ? undefined : await handlerFrom(opts);
+        if (opts.template !== undefined && trialMode) {
+          throw new InputError(
+            '--template fills task payloads for --module, --exec or --http, not trials',
+          );
+        }
+        const template =
+          opts.template !== undefined ? await loadTemplate(opts.template) : undefined;
         // A worker may declare the experiment's queue before its scheduler does: same policy.
         if (spec && cmd.getOptionValueSource('maxAttempts') === 'default') {
           opts.maxAttempts = spec.maxRetries + 1;
@@ -207,7 +246,14 @@ export function workerCommand(): Command {
         if (spec && cmd.getOptionValueSource('lease') === 'default') opts.lease = spec.lease;
         // Trials are long: a worker holds only those it runs, leaving the rest to idle workers.
         if (trialMode && opts.prefetch === undefined) opts.prefetch = opts.concurrency;
-        const broker = await ctx.openBroker();
+        // --gateway URL (or --broker with an http(s) URL): the Broker contract over the gateway.
+        const gatewayUrl =
+          opts.gateway ??
+          (/^https?:\/\//i.test(ctx.globals.broker ?? '') ? ctx.globals.broker : undefined);
+        const broker =
+          gatewayUrl !== undefined
+            ? await openBroker(gatewayUrl, opts.token !== undefined ? { token: opts.token } : {})
+            : await ctx.openBroker();
         let requester: Requester | undefined;
         let handler: TaskHandler;
         let label: string;
@@ -217,10 +263,15 @@ export function workerCommand(): Command {
           label = trialRun.label;
         } else {
           ({ handler, label } = plain!);
+          if (template) {
+            // The handler gets the filled template; a payload that cannot fill it is dead-lettered.
+            handler = mapPayload(handler, (payload) => template.render(payload));
+            label += ` with template ${template.name}`;
+          }
         }
         // The first declaration of a queue fixes its policy; later ones keep it.
         await broker.declareQueue(queue, { leaseMs: opts.lease, maxDeliveries: opts.maxAttempts });
-        const host = await getHostInfo();
+        const host = await getHostInfo({ pricePerHour: opts.pricePerHour });
         const worker = await startWorker({
           broker,
           queue,

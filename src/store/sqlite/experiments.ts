@@ -1,7 +1,5 @@
-import { mkdirSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
-import Database from 'better-sqlite3';
-import { InputError, QtuneError, ErrorCode } from '../../protocol/errors.js';
+import type Database from 'better-sqlite3';
+import { InputError } from '../../protocol/errors.js';
 import type {
   ExperimentRecord,
   ExperimentStatus,
@@ -14,20 +12,18 @@ import type {
   TrialRecord,
   TrialStatus,
 } from '../experiments.js';
+import { historyEntryOf, toExperiment, toTrial } from '../rows.js';
 
-/** Default location of the experiment store, relative to the working directory. */
-export const DEFAULT_STORE_PATH = '.qtune/experiments.db';
-
-const SCHEMA_VERSION = 1;
-const DDL = `
-CREATE TABLE IF NOT EXISTS experiments (
+/** Tables of the experiment part of the store. */
+export const EXPERIMENT_DDL = `
+CREATE TABLE IF NOT EXISTS qtune_experiments (
   name       TEXT PRIMARY KEY,
   spec       TEXT NOT NULL,
   status     TEXT NOT NULL,
   created_at INTEGER NOT NULL,
   updated_at INTEGER NOT NULL
 );
-CREATE TABLE IF NOT EXISTS trials (
+CREATE TABLE IF NOT EXISTS qtune_trials (
   experiment  TEXT NOT NULL,
   number      INTEGER NOT NULL,
   params      TEXT NOT NULL,
@@ -44,7 +40,7 @@ CREATE TABLE IF NOT EXISTS trials (
   finished_at INTEGER,
   PRIMARY KEY (experiment, number)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS reports (
+CREATE TABLE IF NOT EXISTS qtune_reports (
   experiment TEXT NOT NULL,
   number     INTEGER NOT NULL,
   step       INTEGER NOT NULL,
@@ -54,7 +50,7 @@ CREATE TABLE IF NOT EXISTS reports (
   at         INTEGER NOT NULL,
   PRIMARY KEY (experiment, number, step)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS history (
+CREATE TABLE IF NOT EXISTS qtune_history (
   seq        INTEGER PRIMARY KEY AUTOINCREMENT,
   experiment TEXT NOT NULL,
   kind       TEXT NOT NULL,
@@ -63,7 +59,7 @@ CREATE TABLE IF NOT EXISTS history (
   value      REAL,
   status     TEXT
 );
-CREATE INDEX IF NOT EXISTS history_experiment ON history(experiment, seq);
+CREATE INDEX IF NOT EXISTS qtune_history_experiment ON qtune_history(experiment, seq);
 `;
 
 interface TrialRow {
@@ -83,24 +79,13 @@ interface TrialRow {
   finished_at: number | null;
 }
 
-function toTrial(row: TrialRow): TrialRecord {
-  const t: TrialRecord = {
-    experiment: row.experiment,
-    number: row.number,
+function trialOf(row: TrialRow): TrialRecord {
+  return toTrial({
+    ...row,
     params: JSON.parse(row.params) as TrialRecord['params'],
-    status: row.status,
-    taskId: row.task_id,
-    createdAt: row.created_at,
-  };
-  if (row.value !== null) t.value = row.value;
-  if (row.step !== null) t.step = row.step;
-  if (row.metrics !== null) t.metrics = JSON.parse(row.metrics) as Record<string, unknown>;
-  if (row.error !== null) t.error = row.error;
-  if (row.attempt !== null) t.attempt = row.attempt;
-  if (row.worker !== null) t.worker = JSON.parse(row.worker) as TrialRecord['worker'];
-  if (row.started_at !== null) t.startedAt = row.started_at;
-  if (row.finished_at !== null) t.finishedAt = row.finished_at;
-  return t;
+    metrics: row.metrics === null ? null : (JSON.parse(row.metrics) as Record<string, unknown>),
+    worker: row.worker === null ? null : (JSON.parse(row.worker) as TrialRecord['worker']),
+  });
 }
 
 interface ExperimentRow {
@@ -111,93 +96,60 @@ interface ExperimentRow {
   updated_at: number;
 }
 
-function toExperiment(row: ExperimentRow): ExperimentRecord {
-  return {
-    name: row.name,
-    spec: JSON.parse(row.spec) as unknown,
-    status: row.status,
-    createdAt: row.created_at,
-    updatedAt: row.updated_at,
-  };
+function experimentOf(row: ExperimentRow): ExperimentRecord {
+  return toExperiment({ ...row, spec: JSON.parse(row.spec) as unknown });
 }
 
-export interface SqliteExperimentStoreOptions {
-  /** Database file; created with its folder when missing (default: `./.qtune/experiments.db`). */
-  path?: string;
-  /** Time to wait for another process's write lock, in ms (default: 10000). */
-  busyTimeoutMs?: number;
-}
-
-/**
- * The experiment store in a SQLite file (WAL), shared safely by the scheduler and the
- * `experiment status | trials | stop` commands running in other processes. Each call is
- * one transaction, committed before its promise resolves.
- */
-export class SqliteExperimentStore implements ExperimentStore {
+/** The experiment part of {@link SqliteStore}: each call is one transaction. */
+export class SqliteExperiments implements Omit<ExperimentStore, 'close'> {
   readonly #db: Database.Database;
   readonly #stmts;
 
-  constructor(options: SqliteExperimentStoreOptions = {}) {
-    const path = resolve(options.path ?? DEFAULT_STORE_PATH);
-    try {
-      mkdirSync(dirname(path), { recursive: true });
-      this.#db = new Database(path);
-      this.#db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 10_000}`);
-      this.#db.pragma('journal_mode = WAL');
-      this.#db.pragma('synchronous = NORMAL');
-      this.#migrate();
-    } catch (err) {
-      if (err instanceof QtuneError) throw err;
-      throw new QtuneError(
-        ErrorCode.BrokerUnavailable,
-        `experiment store "${path}": ${(err as Error).message}`,
-        {
-          cause: err,
-        },
-      );
-    }
-    const db = this.#db;
+  constructor(db: Database.Database) {
+    this.#db = db;
     this.#stmts = {
       insertExperiment: db.prepare(
-        'INSERT INTO experiments (name, spec, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING',
+        'INSERT INTO qtune_experiments (name, spec, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING',
       ),
       getExperiment: db.prepare<[string], ExperimentRow>(
-        'SELECT * FROM experiments WHERE name = ?',
+        'SELECT * FROM qtune_experiments WHERE name = ?',
       ),
       listExperiments: db.prepare<[], ExperimentRow>(
-        'SELECT * FROM experiments ORDER BY created_at, name',
+        'SELECT * FROM qtune_experiments ORDER BY created_at, name',
       ),
-      setStatus: db.prepare('UPDATE experiments SET status = ?, updated_at = ? WHERE name = ?'),
+      setStatus: db.prepare(
+        'UPDATE qtune_experiments SET status = ?, updated_at = ? WHERE name = ?',
+      ),
       addTrial: db.prepare(
-        `INSERT INTO trials (experiment, number, params, status, task_id, created_at)
+        `INSERT INTO qtune_trials (experiment, number, params, status, task_id, created_at)
          VALUES (?, ?, ?, 'pending', ?, ?) ON CONFLICT DO NOTHING`,
       ),
       markRunning: db.prepare(
-        "UPDATE trials SET status = 'running' WHERE experiment = ? AND number = ? AND status = 'pending'",
+        "UPDATE qtune_trials SET status = 'running' WHERE experiment = ? AND number = ? AND status = 'pending'",
       ),
       getReport: db.prepare<[string, number, number], { decision: string }>(
-        'SELECT decision FROM reports WHERE experiment = ? AND number = ? AND step = ?',
+        'SELECT decision FROM qtune_reports WHERE experiment = ? AND number = ? AND step = ?',
       ),
       insertReport: db.prepare(
-        'INSERT INTO reports (experiment, number, step, value, metrics, decision, at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+        'INSERT INTO qtune_reports (experiment, number, step, value, metrics, decision, at) VALUES (?, ?, ?, ?, ?, ?, ?)',
       ),
       touchTrial: db.prepare(
-        'UPDATE trials SET step = ?, value = ?, started_at = COALESCE(started_at, ?) WHERE experiment = ? AND number = ?',
+        'UPDATE qtune_trials SET step = ?, value = ?, started_at = COALESCE(started_at, ?) WHERE experiment = ? AND number = ?',
       ),
       finishTrial: db.prepare(
-        `UPDATE trials SET status = @status, value = COALESCE(@value, value), step = COALESCE(@step, step),
+        `UPDATE qtune_trials SET status = @status, value = COALESCE(@value, value), step = COALESCE(@step, step),
            metrics = @metrics, error = @error, attempt = @attempt, worker = @worker,
            started_at = COALESCE(@startedAt, started_at), finished_at = @finishedAt
          WHERE experiment = @experiment AND number = @number AND status IN ('pending', 'running')`,
       ),
       appendHistory: db.prepare(
-        'INSERT INTO history (experiment, kind, number, step, value, status) VALUES (?, ?, ?, ?, ?, ?)',
+        'INSERT INTO qtune_history (experiment, kind, number, step, value, status) VALUES (?, ?, ?, ?, ?, ?)',
       ),
       getTrial: db.prepare<[string, number], TrialRow>(
-        'SELECT * FROM trials WHERE experiment = ? AND number = ?',
+        'SELECT * FROM qtune_trials WHERE experiment = ? AND number = ?',
       ),
       listTrials: db.prepare<[string], TrialRow>(
-        'SELECT * FROM trials WHERE experiment = ? ORDER BY number',
+        'SELECT * FROM qtune_trials WHERE experiment = ? ORDER BY number',
       ),
       history: db.prepare<
         [string],
@@ -210,32 +162,15 @@ export class SqliteExperimentStore implements ExperimentStore {
           status: string | null;
         }
       >(
-        'SELECT seq, kind, number, step, value, status FROM history WHERE experiment = ? ORDER BY seq',
+        'SELECT seq, kind, number, step, value, status FROM qtune_history WHERE experiment = ? ORDER BY seq',
       ),
       reports: db.prepare<[string, number], { step: number; value: number; at: number }>(
-        'SELECT step, value, at FROM reports WHERE experiment = ? AND number = ? ORDER BY step',
+        'SELECT step, value, at FROM qtune_reports WHERE experiment = ? AND number = ? ORDER BY step',
       ),
       counts: db.prepare<[string], { status: TrialStatus; n: number }>(
-        'SELECT status, COUNT(*) AS n FROM trials WHERE experiment = ? GROUP BY status',
+        'SELECT status, COUNT(*) AS n FROM qtune_trials WHERE experiment = ? GROUP BY status',
       ),
     };
-  }
-
-  #migrate(): void {
-    const version = Number(this.#db.pragma('user_version', { simple: true }));
-    if (version > SCHEMA_VERSION) {
-      throw new QtuneError(
-        ErrorCode.BrokerState,
-        `experiment store "${this.#db.name}": schema version ${version} is newer than this qtune supports (${SCHEMA_VERSION})`,
-      );
-    }
-    if (version === SCHEMA_VERSION) return;
-    this.#db
-      .transaction(() => {
-        this.#db.exec(DDL);
-        this.#db.pragma(`user_version = ${SCHEMA_VERSION}`);
-      })
-      .immediate();
   }
 
   async createExperiment(name: string, spec: unknown, now = Date.now()): Promise<ExperimentRecord> {
@@ -249,11 +184,11 @@ export class SqliteExperimentStore implements ExperimentStore {
 
   async getExperiment(name: string): Promise<ExperimentRecord | undefined> {
     const row = this.#stmts.getExperiment.get(name);
-    return row ? toExperiment(row) : undefined;
+    return row ? experimentOf(row) : undefined;
   }
 
   async listExperiments(): Promise<ExperimentRecord[]> {
-    return this.#stmts.listExperiments.all().map(toExperiment);
+    return this.#stmts.listExperiments.all().map(experimentOf);
   }
 
   async setExperimentStatus(name: string, status: ExperimentStatus): Promise<void> {
@@ -341,28 +276,16 @@ export class SqliteExperimentStore implements ExperimentStore {
 
   async getTrial(experiment: string, number: number): Promise<TrialRecord | undefined> {
     const row = this.#stmts.getTrial.get(experiment, number);
-    return row ? toTrial(row) : undefined;
+    return row ? trialOf(row) : undefined;
   }
 
   async listTrials(experiment: string, statuses?: readonly TrialStatus[]): Promise<TrialRecord[]> {
-    const rows = this.#stmts.listTrials.all(experiment).map(toTrial);
+    const rows = this.#stmts.listTrials.all(experiment).map(trialOf);
     return statuses === undefined ? rows : rows.filter((t) => statuses.includes(t.status));
   }
 
   async history(experiment: string): Promise<HistoryEntry[]> {
-    return this.#stmts.history.all(experiment).map((h): HistoryEntry => {
-      if (h.kind === 'report')
-        return { seq: h.seq, kind: 'report', number: h.number, step: h.step!, value: h.value! };
-      const e: HistoryEntry = {
-        seq: h.seq,
-        kind: 'finish',
-        number: h.number,
-        status: h.status as 'complete' | 'pruned' | 'failed',
-      };
-      if (h.value !== null) e.value = h.value;
-      if (h.step !== null) e.step = h.step;
-      return e;
-    });
+    return this.#stmts.history.all(experiment).map(historyEntryOf);
   }
 
   async reports(
@@ -379,9 +302,5 @@ export class SqliteExperimentStore implements ExperimentStore {
       c.total += n;
     }
     return c;
-  }
-
-  async close(): Promise<void> {
-    if (this.#db.open) this.#db.close();
   }
 }

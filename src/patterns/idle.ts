@@ -7,11 +7,16 @@ export interface IdleOptions {
   signal?: AbortSignal;
   /** Also stop once this returns true after a quiet period (e.g. a listing limit reached). */
   enough?: () => boolean;
+  /**
+   * Also wait until nothing is in flight: leases held by other consumers, or by a consumer that
+   * died, come back when they expire (default: false).
+   */
+  inFlight?: boolean;
 }
 
 /**
- * Resolves once `queue` has nothing ready or delayed and no delivery has arrived for the quiet
- * period, or when the signal aborts.
+ * Resolves once `queue` has nothing ready or delayed (nor in flight, with `inFlight`) and no
+ * delivery has arrived for the quiet period, or when the signal aborts.
  */
 export async function waitForIdle(
   broker: Broker,
@@ -25,6 +30,7 @@ export async function waitForIdle(
     if (Date.now() - lastActivity() < quietMs) continue;
     if (options.enough?.()) return;
     const s = await broker.stats(queue);
-    if (s.ready === 0 && s.delayed === 0 && Date.now() - lastActivity() >= quietMs) return;
+    const waiting = s.ready + s.delayed + (options.inFlight ? s.inFlight : 0);
+    if (waiting === 0 && Date.now() - lastActivity() >= quietMs) return;
   }
 }

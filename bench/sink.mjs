@@ -1,0 +1,147 @@
+// Sink throughput: N results waiting in a result queue of the embedded broker, drained by the
+// sink into a result table in SQLite and in PostgreSQL (a throwaway server on loopback, fsync
+// and synchronous_commit on). Also the store's upsert alone, without the broker.
+// Needs `npm run build` first.
+// Usage: node bench/sink.mjs [--results N] [--rounds R] [--batch ROWS] [--no-postgres]
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
+import { EmbeddedBroker } from '../dist/broker/embedded/index.js';
+import { resultMessage, resultQueueOf } from '../dist/patterns/work-queue.js';
+import { Sink } from '../dist/sink/sink.js';
+import { PostgresStore } from '../dist/store/postgres/index.js';
+import { SqliteStore } from '../dist/store/sqlite/index.js';
+import { postgresAvailable, startPostgres } from '../test/support/postgres.mjs';
+import { fmt, median, printTable } from './lib.mjs';
+
+const { values: args } = parseArgs({
+  options: {
+    results: { type: 'string', default: '100000' },
+    rounds: { type: 'string', default: '3' },
+    'no-postgres': { type: 'boolean', default: false },
+    batch: { type: 'string', default: '1000' },
+  },
+});
+const N = Number(args.results);
+const ROUNDS = Number(args.rounds);
+
+function result(i) {
+  const now = Date.now();
+  return {
+    taskId: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`,
+    key: `item-${i}`,
+    ok: true,
+    value: { text: `Company ${i} makes things people like.`, tokens: 12 },
+    worker: {
+      host: 'gpu-box-1',
+      pid: 4242,
+      id: 'w1',
+      gpus: [{ name: 'NVIDIA L4', memoryMiB: 23034 }],
+    },
+    startedAt: now - 250,
+    finishedAt: now,
+    durationMs: 250,
+    attempt: 1,
+  };
+}
+
+function row(i) {
+  const r = result(i);
+  return {
+    id: r.key,
+    taskId: r.taskId,
+    key: r.key,
+    ok: true,
+    value: r.value,
+    host: 'gpu-box-1',
+    pid: 4242,
+    workerId: 'w1',
+    gpu: 'NVIDIA L4 (23034 MiB)',
+    attempt: 1,
+    durationMs: 250,
+    startedAt: r.startedAt,
+    finishedAt: r.finishedAt,
+  };
+}
+
+/** Results/s of the sink draining N results into `store`. */
+async function sinkRound(store, dir, table) {
+  const broker = await EmbeddedBroker.open({ path: join(dir, `broker-${table}.db`) });
+  const queue = `q_${table}`;
+  await broker.declareQueue(resultQueueOf(queue));
+  for (let i = 0; i < N; i += 1000) {
+    const msgs = [];
+    for (let j = i; j < Math.min(N, i + 1000); j++) msgs.push(resultMessage(result(j)));
+    await broker.publish(resultQueueOf(queue), msgs);
+  }
+  const t0 = performance.now();
+  const sink = await Sink.start({ broker, store, queue, table, batchSize: Number(args.batch) });
+  while (sink.stats.stored < N) await new Promise((r) => setTimeout(r, 5));
+  const seconds = (performance.now() - t0) / 1000;
+  await sink.stop();
+  await broker.close();
+  const counts = await store.resultCounts(table);
+  if (counts.total !== N) throw new Error(`expected ${N} rows in ${table}, found ${counts.total}`);
+  return N / seconds;
+}
+
+/** Rows/s of upsertResults alone, batches of 1000. */
+async function upsertRound(store, table) {
+  await store.ensureResultTable(table);
+  const rows = Array.from({ length: N }, (_, i) => row(i));
+  const t0 = performance.now();
+  for (let i = 0; i < N; i += 1000) await store.upsertResults(table, rows.slice(i, i + 1000));
+  return N / ((performance.now() - t0) / 1000);
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'qtune-bench-sink-'));
+const pg =
+  !args['no-postgres'] && postgresAvailable() ? await startPostgres({ durable: true }) : undefined;
+const systems = [
+  {
+    name: 'SQLite (WAL, synchronous=NORMAL)',
+    open: async (r) => new SqliteStore({ path: join(dir, `store-${r}.db`) }),
+  },
+];
+if (pg) {
+  systems.push({
+    name: 'PostgreSQL 15 (fsync on)',
+    open: async (r) => PostgresStore.open(await pg.createDatabase(`bench_${r}`)),
+  });
+}
+
+const rows = [];
+try {
+  for (const sys of systems) {
+    const sinkRates = [];
+    const upsertRates = [];
+    for (let r = 0; r < ROUNDS; r++) {
+      const store = await sys.open(`${sys.name.slice(0, 2).toLowerCase()}${r}`);
+      try {
+        sinkRates.push(await sinkRound(store, dir, `sink_${r}`));
+        upsertRates.push(await upsertRound(store, `upsert_${r}`));
+      } finally {
+        await store.close();
+      }
+      console.error(
+        `${sys.name} round ${r + 1}: sink ${Math.round(sinkRates.at(-1))}/s, upsert ${Math.round(upsertRates.at(-1))}/s`,
+      );
+    }
+    rows.push([
+      sys.name,
+      fmt(median(sinkRates), 0),
+      `${fmt(Math.min(...sinkRates), 0)}–${fmt(Math.max(...sinkRates), 0)}`,
+      fmt(median(upsertRates), 0),
+    ]);
+  }
+} finally {
+  await pg?.stop();
+  rmSync(dir, { recursive: true, force: true });
+}
+printTable(
+  `Sink: ${N} results from the embedded broker into a result table, medians of ${ROUNDS} rounds (results/s, higher is better)`,
+  ['store', 'sink results/s', 'range', 'upsert alone rows/s'],
+  rows,
+);

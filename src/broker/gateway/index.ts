@@ -1,0 +1,2 @@
+export { GatewayBroker } from './gateway-broker.js';
+export type { GatewayBrokerOptions } from './gateway-broker.js';

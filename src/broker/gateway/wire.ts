@@ -1,0 +1,152 @@
+/**
+ * The JSON bodies of qtune's HTTP gateway API (`/v1`), shared by the gateway server and the
+ * {@link GatewayBroker} client so that both sides validate the same shapes.
+ */
+import { z } from 'zod';
+
+/** Longest long-poll a lease request may ask for, in ms. */
+export const MAX_WAIT_MS = 30_000;
+/** Most leases one lease request may ask for. */
+export const MAX_LEASES_PER_REQUEST = 1_000;
+
+const headerValue = z.union([z.string(), z.number(), z.boolean(), z.null()]);
+/** Message headers on the wire: string keys, scalar values. */
+export const headersSchema = z.record(z.string(), headerValue);
+
+/** Queue name in a path or body: 1 to 255 characters, no slash or control character. */
+export const queueNameSchema = z
+  .string()
+  .min(1)
+  .max(255)
+  .refine((name) => !/[/]/.test(name) && ![...name].some((c) => c.charCodeAt(0) < 0x20), {
+    message: 'must not contain "/" or control characters',
+  });
+
+/** A message to publish; `body` is UTF-8 text (qtune bodies are JSON). */
+export const wireMessageSchema = z.object({
+  id: z.string().min(1).max(256).optional(),
+  body: z.string(),
+  headers: headersSchema.optional(),
+  priority: z.number().int().min(0).max(255).optional(),
+  delayMs: z.number().int().min(0).optional(),
+});
+export type WireMessage = z.infer<typeof wireMessageSchema>;
+
+/** `POST /v1/queues/:queue/messages`. */
+export const publishRequestSchema = z.object({
+  messages: z.array(wireMessageSchema),
+});
+export type PublishRequest = z.infer<typeof publishRequestSchema>;
+
+/** Answer of `POST /v1/queues/:queue/messages`: the ids, in order, once durable. */
+export const publishResponseSchema = z.object({ ids: z.array(z.string()) });
+
+/** Answer of `POST /v1/queues/:queue/tasks`. */
+export const ingestResponseSchema = z.object({
+  accepted: z.number().int().nonnegative(),
+  ids: z.array(z.string()),
+});
+export type IngestResponse = z.infer<typeof ingestResponseSchema>;
+
+/** `PUT /v1/queues/:queue`: the Broker contract's QueueOptions. */
+export const queueOptionsSchema = z.object({
+  durable: z.boolean().optional(),
+  maxDeliveries: z.number().int().positive().optional(),
+  deadLetterQueue: queueNameSchema.optional(),
+  priorities: z.number().int().min(1).max(255).optional(),
+  leaseMs: z.number().int().positive().optional(),
+  messageTtlMs: z.number().int().positive().optional(),
+  temporary: z.boolean().optional(),
+  type: z.enum(['quorum', 'classic']).optional(),
+});
+
+/** Statistics of one queue (`GET /v1/queues/:queue`). */
+export const queueStatsSchema = z.object({
+  queue: z.string(),
+  ready: z.number(),
+  delayed: z.number(),
+  inFlight: z.number(),
+  deadLettered: z.number(),
+  consumers: z.number(),
+});
+
+/** `GET /v1/queues`: stats of every queue, or names only with `?stats=false`. */
+export const queueListSchema = z.object({
+  queues: z.array(
+    z.object({
+      queue: z.string(),
+      ready: z.number().optional(),
+      delayed: z.number().optional(),
+      inFlight: z.number().optional(),
+      deadLettered: z.number().optional(),
+      consumers: z.number().optional(),
+    }),
+  ),
+});
+
+/** `POST /v1/queues/:queue/leases`: long-poll for up to `max` deliveries. */
+export const leaseRequestSchema = z.object({
+  max: z.number().int().min(1).max(MAX_LEASES_PER_REQUEST),
+  waitMs: z.number().int().min(0).max(MAX_WAIT_MS).default(0),
+  /** Lease granted to the client; default: what is left of the broker's lease. */
+  leaseMs: z.number().int().min(100).max(86_400_000).optional(),
+  /** The client consumer asking, counted in the queue's `consumers`; cancelled with DELETE. */
+  consumer: z.string().min(1).max(256).optional(),
+});
+export type LeaseRequest = z.input<typeof leaseRequestSchema>;
+
+/** One leased delivery. */
+export const leaseSchema = z.object({
+  leaseId: z.string(),
+  messageId: z.string(),
+  body: z.string(),
+  headers: headersSchema,
+  priority: z.number(),
+  deliveryCount: z.number(),
+  leaseExpiresAt: z.number(),
+});
+export type WireLease = z.infer<typeof leaseSchema>;
+
+/** Answer of a lease request; empty after `waitMs` without work. */
+export const leaseResponseSchema = z.object({ leases: z.array(leaseSchema) });
+export type LeaseResponse = z.infer<typeof leaseResponseSchema>;
+
+/** `POST /v1/leases/:leaseId/ack`: optionally publish (then ack) in one step. */
+export const ackRequestSchema = z.object({
+  publish: z
+    .object({
+      queue: queueNameSchema,
+      messages: z.array(wireMessageSchema),
+    })
+    .optional(),
+});
+
+/** `POST /v1/leases/:leaseId/nack`. */
+export const nackRequestSchema = z.object({
+  delayMs: z.number().int().min(0).optional(),
+  error: z.string().max(65_536).optional(),
+});
+
+/** `POST /v1/leases/:leaseId/dead-letter`. */
+export const deadLetterRequestSchema = z.object({
+  reason: z.string().min(1).max(65_536),
+});
+
+/** `POST /v1/leases/:leaseId/extend`. */
+export const extendRequestSchema = z.object({
+  ms: z.number().int().min(1).max(86_400_000).optional(),
+});
+
+/** Answer of an extend: the new end of the lease. */
+export const extendResponseSchema = z.object({ leaseExpiresAt: z.number() });
+
+/** Every error answer: a stable code and a message naming what was wrong. */
+export const errorResponseSchema = z.object({
+  error: z.object({ code: z.string(), message: z.string() }),
+});
+
+/** `GET /v1/token`: who the bearer token belongs to. */
+export const tokenInfoSchema = z.object({
+  name: z.string(),
+  role: z.enum(['producer', 'worker', 'admin']),
+});

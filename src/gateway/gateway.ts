@@ -1,0 +1,800 @@
+import { randomUUID } from 'node:crypto';
+import rateLimit from '@fastify/rate-limit';
+import Fastify, {
+  LogController,
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyRequest,
+} from 'fastify';
+import type { Logger } from 'pino';
+import type { z } from 'zod';
+import type { Broker, BrokerStatus, OutgoingMessage, QueueStats } from '../broker/contract.js';
+import {
+  ackRequestSchema,
+  deadLetterRequestSchema,
+  extendRequestSchema,
+  leaseRequestSchema,
+  nackRequestSchema,
+  publishRequestSchema,
+  queueNameSchema,
+  queueOptionsSchema,
+  type IngestResponse,
+  type WireLease,
+  type WireMessage,
+} from '../broker/gateway/wire.js';
+import { resultQueueOf } from '../patterns/work-queue.js';
+import { BrokerError, ErrorCode, InputError, QtuneError, toError } from '../protocol/errors.js';
+import { gatherWorkerReports } from '../worker/control.js';
+import {
+  ANONYMOUS,
+  Role,
+  TokenVerifier,
+  roleAllowed,
+  type AuthConfig,
+  type Principal,
+} from './auth.js';
+import { GatewayErrorCode, HttpError } from './errors.js';
+import { IdempotencyCache, deterministicId, requestFingerprint } from './idempotency.js';
+import {
+  MediaType,
+  keysFrom,
+  parseJsonArray,
+  parseNdjson,
+  taskMessages,
+  type ParsedBody,
+} from './ingest.js';
+import { jsonErrorPosition } from './json-position.js';
+import { openApiDocument } from './openapi.js';
+import { PullHub, type LeaseEntry } from './pull.js';
+
+/** Status lookups the gateway answers through; each resolves undefined for an unknown name. */
+export interface GatewayStatusProviders {
+  /** `GET /v1/jobs/:name`. */
+  job?(name: string): Promise<unknown>;
+  /** `GET /v1/experiments/:name`. */
+  experiment?(name: string): Promise<unknown>;
+}
+
+export interface GatewayOptions {
+  /** The broker the gateway fronts; the caller opens and closes it. */
+  broker: Broker;
+  auth: AuthConfig;
+  /** Largest request body in bytes (default: 64 MiB). */
+  bodyLimit?: number;
+  /** Where the gateway logs; the Authorization header is redacted (default: no logs). */
+  logger?: Logger;
+  /** Deliveries held per queue for pull-consuming clients (default: 256). */
+  pullPrefetch?: number;
+  /** Messages waiting for broker confirmation above which publishes get 503 (default: 200000). */
+  maxPendingPublishes?: number;
+  /** Requests per second per token, unless its entry sets another (default: 1000). */
+  rateLimit?: number;
+  /** Job and experiment status lookups (default: none, those endpoints answer 404). */
+  status?: GatewayStatusProviders;
+  /** A queue nobody polled for this long stops its broker consumer, in ms (default: 10000). */
+  pullIdleMs?: number;
+}
+
+/** Defaults of {@link GatewayOptions}. */
+export const GATEWAY_DEFAULTS = {
+  bodyLimit: 64 * 1024 * 1024,
+  pullPrefetch: 256,
+  maxPendingPublishes: 200_000,
+  rateLimit: 1_000,
+} as const;
+
+/** Messages per broker publish call on the ingest path. */
+const PUBLISH_BATCH = 1_000;
+/** Publish calls of one request in flight at once (in order). */
+const PUBLISH_WINDOW = 4;
+/** Wait for worker reports on `GET /v1/workers` unless `?waitMs=` says (ms). */
+const WORKERS_WAIT_MS = 500;
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** Roles that may call the route (admin may call every route; default: admin only). */
+    roles?: readonly Role[];
+    /** The route needs no token. */
+    public?: boolean;
+  }
+}
+
+const ANY_ROLE: readonly Role[] = [Role.Producer, Role.Worker, Role.Admin];
+
+/**
+ * Creates the HTTP gateway (a fastify app, not yet listening): bulk ingest, raw publish, queue
+ * declaration and statistics, pull-consume with leases for workers that cannot reach the broker,
+ * status lookups, bearer-token auth with roles and per-token rate limits. Closing the app ends
+ * waiting polls and hands back every delivery it holds; it does not close the broker.
+ */
+export function createGateway(options: GatewayOptions): FastifyInstance {
+  const broker = options.broker;
+  const bodyLimit = options.bodyLimit ?? GATEWAY_DEFAULTS.bodyLimit;
+  const maxPending = options.maxPendingPublishes ?? GATEWAY_DEFAULTS.maxPendingPublishes;
+  const defaultRate = options.rateLimit ?? GATEWAY_DEFAULTS.rateLimit;
+  const verifier = new TokenVerifier(options.auth.tokens);
+  const authDisabled = options.auth.disabled === true;
+  const principals = new WeakMap<FastifyRequest, Principal>();
+  const idempotency = new IdempotencyCache();
+  const declared = new Map<string, Promise<void>>();
+  const temporaryQueues = new Set<string>();
+  let pending = 0;
+  let brokerStatus: BrokerStatus = 'connected';
+  const onStatus = (s: BrokerStatus): void => {
+    brokerStatus = s;
+  };
+  broker.on('status', onStatus);
+
+  const logger = options.logger?.child(
+    { component: 'gateway' },
+    {
+      redact: {
+        paths: [
+          'req.headers.authorization',
+          'headers.authorization',
+          'authorization',
+          'req.headers.cookie',
+        ],
+        censor: '[redacted]',
+      },
+    },
+  );
+  const app = Fastify({
+    ...(logger ? { loggerInstance: logger as FastifyBaseLogger } : { logger: false }),
+    bodyLimit,
+    routerOptions: { maxParamLength: 512 },
+    logController: new LogController({ disableRequestLogging: true }),
+    genReqId: () => randomUUID(),
+  });
+  const hub = new PullHub({
+    broker,
+    prefetch: options.pullPrefetch ?? GATEWAY_DEFAULTS.pullPrefetch,
+    ...(options.pullIdleMs !== undefined && { idleMs: options.pullIdleMs }),
+    logger: app.log,
+  });
+
+  // Bodies stay bytes: each endpoint parses its own JSON once, with positions in its errors.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser(
+    [MediaType.Json, MediaType.Ndjson],
+    { parseAs: 'buffer' },
+    (_req, body, done) => done(null, body),
+  );
+
+  app.setNotFoundHandler((req, reply) => {
+    void reply
+      .code(404)
+      .send(
+        errorBody(GatewayErrorCode.NotFound, `no route ${req.method} ${req.url.split('?')[0]}`),
+      );
+  });
+  app.setErrorHandler((thrown: FastifyError | Error, req, reply) => {
+    const err = asHttpError(thrown);
+    if (err.retryAfterS !== undefined) void reply.header('retry-after', String(err.retryAfterS));
+    if (err.statusCode === 401) void reply.header('www-authenticate', 'Bearer realm="qtune"');
+    const log = { reqId: req.id, method: req.method, url: req.url, status: err.statusCode };
+    if (err.code === GatewayErrorCode.Internal) {
+      req.log.error(
+        { ...log, err: err.message, stack: toError(err.cause).stack },
+        'request failed',
+      );
+    } else if (err.statusCode >= 500) req.log.warn({ ...log, err: err.message }, 'request failed');
+    else req.log.debug({ ...log, code: err.code }, 'request refused');
+    void reply.code(err.statusCode).send(errorBody(err.code, err.message));
+  });
+  app.addHook('onResponse', (req, reply, done) => {
+    req.log.debug(
+      {
+        reqId: req.id,
+        method: req.method,
+        url: req.url,
+        status: reply.statusCode,
+        ms: Math.round(reply.elapsedTime),
+        token: principals.get(req)?.name,
+      },
+      'request',
+    );
+    done();
+  });
+
+  // Authentication before anything else, rate limits (route hooks) and body parsing after it.
+  app.addHook('onRequest', (req, _reply, done) => {
+    const access = req.routeOptions.config ?? {};
+    if (access.public || req.is404) return done();
+    let principal: Principal | undefined;
+    if (authDisabled) principal = ANONYMOUS;
+    else principal = verifier.verify(req.headers.authorization);
+    if (!principal) {
+      return done(
+        new HttpError(
+          401,
+          GatewayErrorCode.Unauthorized,
+          req.headers.authorization === undefined
+            ? 'missing bearer token (header "Authorization: Bearer TOKEN")'
+            : 'invalid bearer token',
+        ),
+      );
+    }
+    const roles = access.roles ?? [Role.Admin];
+    if (!roleAllowed(principal.role, roles)) {
+      return done(
+        new HttpError(
+          403,
+          GatewayErrorCode.Forbidden,
+          `token "${principal.name}" has role ${principal.role}; ${req.method} ${req.routeOptions.url} needs ${roles.join(' or ')}`,
+        ),
+      );
+    }
+    principals.set(req, principal);
+    done();
+  });
+
+  // Closing: answers still being sent close their connection, so the server can finish.
+  let closing = false;
+  app.addHook('onSend', (_req, reply, payload, done) => {
+    if (closing) void reply.header('connection', 'close');
+    done(null, payload);
+  });
+  app.addHook('preClose', (done) => {
+    closing = true;
+    hub.endPolls();
+    done();
+  });
+  app.addHook('onClose', async () => {
+    broker.off('status', onStatus);
+    await hub.close();
+  });
+
+  void app.register(rateLimit, {
+    global: true,
+    timeWindow: 1_000,
+    max: (req) => principals.get(req)?.rateLimit ?? defaultRate,
+    keyGenerator: (req) => {
+      const p = principals.get(req);
+      return p ? `token:${p.name}` : `ip:${req.ip}`;
+    },
+    errorResponseBuilder: (req, ctx) => {
+      const who = principals.get(req)?.name;
+      return new HttpError(
+        429,
+        GatewayErrorCode.RateLimited,
+        `${who !== undefined ? `token "${who}"` : 'client'}: over ${ctx.max} requests per second; retry in ${ctx.after}`,
+        { retryAfterS: Math.max(1, Math.ceil(ctx.ttl / 1000)) },
+      );
+    },
+  });
+
+  void app.register(async (api) => {
+    const principal = (req: FastifyRequest): Principal => principals.get(req) ?? ANONYMOUS;
+
+    const brokerUp = (): void => {
+      if (brokerStatus !== 'connected') {
+        throw new HttpError(
+          503,
+          GatewayErrorCode.BrokerUnavailable,
+          `the broker is ${brokerStatus}; retry shortly`,
+          { retryAfterS: 1 },
+        );
+      }
+    };
+
+    const overloaded = (): HttpError =>
+      new HttpError(
+        503,
+        GatewayErrorCode.Overloaded,
+        `${pending} messages are waiting for broker confirmation (limit ${maxPending}); retry shortly`,
+        { retryAfterS: 1 },
+      );
+
+    /** Counts `n` messages as waiting for confirmation; 503 over the limit when `refuse`. */
+    const admit = (n: number, refuse = true): (() => void) => {
+      if (refuse && pending > 0 && pending + n > maxPending) throw overloaded();
+      pending += n;
+      let released = false;
+      return () => {
+        if (released) return;
+        released = true;
+        pending -= n;
+      };
+    };
+
+    const ensureDeclared = async (queue: string): Promise<void> => {
+      let p = declared.get(queue);
+      if (!p) {
+        p = broker.declareQueue(queue);
+        declared.set(queue, p);
+        p.catch(() => declared.delete(queue));
+      }
+      await p;
+    };
+
+    // --- public -----------------------------------------------------------------------------
+
+    api.get('/healthz', { config: { public: true, rateLimit: false } }, async (_req, reply) => {
+      if (brokerStatus !== 'connected') void reply.code(503).header('retry-after', '1');
+      return { status: brokerStatus === 'connected' ? 'ok' : 'unavailable', broker: brokerStatus };
+    });
+
+    let document: object | undefined;
+    api.get('/openapi.json', { config: { public: true, rateLimit: false } }, async () => {
+      document ??= openApiDocument();
+      return document;
+    });
+
+    // --- identity ---------------------------------------------------------------------------
+
+    api.get('/v1/token', { config: { roles: ANY_ROLE } }, async (req) => {
+      const p = principal(req);
+      return { name: p.name, role: p.role };
+    });
+
+    // --- ingest -----------------------------------------------------------------------------
+
+    api.post<{ Params: { queue: string }; Querystring: { key?: string } }>(
+      '/v1/queues/:queue/tasks',
+      { config: { roles: [Role.Producer] } },
+      async (req, reply) => {
+        const queue = queueParam(req.params.queue);
+        const where = `queue "${queue}"`;
+        const type = mediaType(req);
+        const body = bodyOf(req);
+        const keyField = req.query.key;
+        if (keyField !== undefined && (typeof keyField !== 'string' || keyField === '')) {
+          throw new HttpError(400, GatewayErrorCode.BadInput, 'query "key" must name a field');
+        }
+        brokerUp();
+        if (pending >= maxPending) throw overloaded();
+        const p = principal(req);
+        const idemKey = headerValue(req, 'idempotency-key');
+        if (idemKey !== undefined && (idemKey.length === 0 || idemKey.length > 255)) {
+          throw new HttpError(
+            400,
+            GatewayErrorCode.BadInput,
+            `header "Idempotency-Key" must be 1 to 255 characters, got ${idemKey.length}`,
+          );
+        }
+        const slot =
+          idemKey === undefined
+            ? undefined
+            : idempotency.begin(
+                p.name,
+                idemKey,
+                requestFingerprint(`${queue}?key=${keyField ?? ''}`, type, body),
+              );
+        if (slot?.kind === 'conflict') {
+          throw new HttpError(
+            422,
+            GatewayErrorCode.IdempotencyKeyReused,
+            `Idempotency-Key ${JSON.stringify(idemKey)} was used with another queue or body`,
+          );
+        }
+        if (slot?.kind === 'replay') {
+          let stored;
+          try {
+            stored = await slot.answer;
+          } catch {
+            throw new HttpError(
+              409,
+              GatewayErrorCode.BrokerState,
+              `the first request with Idempotency-Key ${JSON.stringify(idemKey)} failed; retry it`,
+            );
+          }
+          void reply.header('idempotent-replayed', 'true');
+          return reply.code(stored.statusCode).send(stored.body);
+        }
+        try {
+          const parsed: ParsedBody =
+            type === MediaType.Ndjson ? parseNdjson(body, where) : parseJsonArray(body, where);
+          const keys = keyField !== undefined ? keysFrom(parsed, keyField, where) : undefined;
+          const n = parsed.payloads.length;
+          const ids =
+            idemKey !== undefined
+              ? Array.from({ length: n }, (_, i) => deterministicId(p.name, idemKey, i))
+              : undefined;
+          const done = admit(n);
+          let messages: OutgoingMessage[];
+          try {
+            const replyTo = resultQueueOf(queue);
+            await ensureDeclared(queue);
+            await ensureDeclared(replyTo);
+            messages = taskMessages(parsed.payloads, replyTo, keys, ids);
+            parsed.payloads.length = 0;
+            await publishInBatches(broker, queue, messages);
+          } finally {
+            done();
+          }
+          const answer: IngestResponse = { accepted: n, ids: messages.map((m) => m.id!) };
+          if (slot?.kind === 'first') slot.done({ statusCode: 200, body: answer });
+          return answer;
+        } catch (err) {
+          if (slot?.kind === 'first') slot.fail();
+          throw err;
+        }
+      },
+    );
+
+    api.post<{ Params: { queue: string } }>(
+      '/v1/queues/:queue/messages',
+      { config: { roles: [Role.Worker, Role.Producer] } },
+      async (req) => {
+        const queue = queueParam(req.params.queue);
+        const { messages } = readJson(req, publishRequestSchema, `queue "${queue}" messages`);
+        brokerUp();
+        const done = admit(messages.length);
+        try {
+          return { ids: await broker.publish(queue, messages.map(toOutgoing)) };
+        } finally {
+          done();
+        }
+      },
+    );
+
+    // --- queues -----------------------------------------------------------------------------
+
+    api.put<{ Params: { queue: string } }>(
+      '/v1/queues/:queue',
+      { config: { roles: [Role.Worker, Role.Producer] } },
+      async (req, reply) => {
+        const queue = queueParam(req.params.queue);
+        const opts = readJson(req, queueOptionsSchema, `queue "${queue}" options`);
+        brokerUp();
+        await broker.declareQueue(queue, stripUndefined(opts));
+        if (opts.temporary === true) temporaryQueues.add(queue);
+        declared.set(queue, Promise.resolve());
+        return reply.code(204).send();
+      },
+    );
+
+    api.delete<{ Params: { queue: string } }>(
+      '/v1/queues/:queue',
+      { config: { roles: [Role.Worker, Role.Producer] } },
+      async (req, reply) => {
+        const queue = queueParam(req.params.queue);
+        const p = principal(req);
+        if (p.role !== Role.Admin && !temporaryQueues.has(queue)) {
+          throw new HttpError(
+            403,
+            GatewayErrorCode.Forbidden,
+            `token "${p.name}" has role ${p.role}; only admin may delete queue "${queue}" (others may delete temporary queues)`,
+          );
+        }
+        brokerUp();
+        await broker.deleteQueue(queue);
+        temporaryQueues.delete(queue);
+        declared.delete(queue);
+        return reply.code(204).send();
+      },
+    );
+
+    api.get<{ Querystring: { stats?: string } }>(
+      '/v1/queues',
+      { config: { roles: ANY_ROLE } },
+      async (req) => {
+        brokerUp();
+        const names = await broker.listQueues();
+        if (req.query.stats === 'false') return { queues: names.map((queue) => ({ queue })) };
+        const stats = await Promise.all(
+          names.map((n) =>
+            broker.stats(n).then(
+              (s) => hub.adjustStats(s),
+              () => undefined,
+            ),
+          ),
+        );
+        return { queues: stats.filter((s): s is QueueStats => s !== undefined) };
+      },
+    );
+
+    api.get<{ Params: { queue: string } }>(
+      '/v1/queues/:queue',
+      { config: { roles: ANY_ROLE } },
+      async (req) => {
+        const queue = queueParam(req.params.queue);
+        brokerUp();
+        return hub.adjustStats(await broker.stats(queue));
+      },
+    );
+
+    // --- pull-consume -----------------------------------------------------------------------
+
+    api.post<{ Params: { queue: string } }>(
+      '/v1/queues/:queue/leases',
+      { config: { roles: [Role.Worker] } },
+      async (req, res) => {
+        const queue = queueParam(req.params.queue);
+        const ask = readJson(req, leaseRequestSchema, `queue "${queue}" lease request`);
+        brokerUp();
+        const entries = await hub.lease(
+          queue,
+          {
+            max: ask.max,
+            waitMs: ask.waitMs,
+            ...(ask.leaseMs !== undefined && { leaseMs: ask.leaseMs }),
+            ...(ask.consumer !== undefined && { consumer: ask.consumer }),
+          },
+          principal(req).name,
+          (cb) =>
+            res.raw.once('close', () => {
+              if (!res.raw.writableFinished) cb();
+            }),
+        );
+        if (entries.length > 0) {
+          res.raw.once('close', () => {
+            if (!res.raw.writableFinished) hub.releaseUndelivered(entries);
+          });
+        }
+        return { leases: entries.map(toWireLease) };
+      },
+    );
+
+    api.delete<{ Params: { queue: string; consumer: string } }>(
+      '/v1/queues/:queue/consumers/:consumer',
+      { config: { roles: [Role.Worker] } },
+      async (req, reply) => {
+        const queue = queueParam(req.params.queue);
+        hub.cancelClient(queue, req.params.consumer);
+        return reply.code(204).send();
+      },
+    );
+
+    const ownLease = (req: FastifyRequest<{ Params: { leaseId: string } }>): string => {
+      const entry = hub.get(req.params.leaseId);
+      const p = principal(req);
+      if (p.role !== Role.Admin && entry.principal !== p.name) {
+        throw new HttpError(
+          403,
+          GatewayErrorCode.Forbidden,
+          `lease "${entry.id}" belongs to another token than "${p.name}"`,
+        );
+      }
+      return entry.id;
+    };
+
+    api.post<{ Params: { leaseId: string } }>(
+      '/v1/leases/:leaseId/ack',
+      { config: { roles: [Role.Worker] } },
+      async (req, reply) => {
+        const body = readJson(req, ackRequestSchema, 'ack');
+        const id = ownLease(req);
+        if (body.publish) {
+          const target = body.publish.queue;
+          const messages = body.publish.messages.map(toOutgoing);
+          const done = admit(messages.length, false);
+          try {
+            await hub.ack(id, { queue: target, messages });
+          } finally {
+            done();
+          }
+        } else {
+          await hub.ack(id);
+        }
+        return reply.code(204).send();
+      },
+    );
+
+    api.post<{ Params: { leaseId: string } }>(
+      '/v1/leases/:leaseId/nack',
+      { config: { roles: [Role.Worker] } },
+      async (req, reply) => {
+        const body = readJson(req, nackRequestSchema, 'nack');
+        await hub.nack(ownLease(req), stripUndefined(body));
+        return reply.code(204).send();
+      },
+    );
+
+    api.post<{ Params: { leaseId: string } }>(
+      '/v1/leases/:leaseId/release',
+      { config: { roles: [Role.Worker] } },
+      async (req, reply) => {
+        await hub.release(ownLease(req));
+        return reply.code(204).send();
+      },
+    );
+
+    api.post<{ Params: { leaseId: string } }>(
+      '/v1/leases/:leaseId/dead-letter',
+      { config: { roles: [Role.Worker] } },
+      async (req, reply) => {
+        const body = readJson(req, deadLetterRequestSchema, 'dead-letter');
+        await hub.deadLetter(ownLease(req), body.reason);
+        return reply.code(204).send();
+      },
+    );
+
+    api.post<{ Params: { leaseId: string } }>(
+      '/v1/leases/:leaseId/extend',
+      { config: { roles: [Role.Worker] } },
+      async (req) => {
+        const body = readJson(req, extendRequestSchema, 'extend');
+        return { leaseExpiresAt: await hub.extend(ownLease(req), body.ms) };
+      },
+    );
+
+    // --- status -----------------------------------------------------------------------------
+
+    const lookup =
+      (kind: 'job' | 'experiment') =>
+      async (req: FastifyRequest<{ Params: { name: string } }>): Promise<unknown> => {
+        const provider = options.status?.[kind];
+        const name = req.params.name;
+        const found = provider ? await provider.call(options.status, name) : undefined;
+        if (found === undefined || found === null) {
+          throw new HttpError(404, GatewayErrorCode.NotFound, `no ${kind} named "${name}"`);
+        }
+        return found;
+      };
+    api.get('/v1/jobs/:name', { config: { roles: ANY_ROLE } }, lookup('job'));
+    api.get('/v1/experiments/:name', { config: { roles: ANY_ROLE } }, lookup('experiment'));
+
+    api.get<{ Querystring: { waitMs?: string } }>(
+      '/v1/workers',
+      { config: { roles: ANY_ROLE } },
+      async (req) => {
+        if (!broker.capabilities.topics) {
+          throw new HttpError(
+            501,
+            GatewayErrorCode.TopicsUnavailable,
+            `the ${broker.kind} broker behind this gateway has no topics, so workers cannot be asked`,
+          );
+        }
+        const raw = req.query.waitMs;
+        const waitMs = raw === undefined ? WORKERS_WAIT_MS : Number(raw);
+        if (!Number.isInteger(waitMs) || waitMs < 0 || waitMs > 10_000) {
+          throw new HttpError(
+            400,
+            GatewayErrorCode.BadInput,
+            `query "waitMs" must be an integer 0..10000, got ${JSON.stringify(raw)}`,
+          );
+        }
+        brokerUp();
+        return { workers: await gatherWorkerReports(broker, waitMs) };
+      },
+    );
+  });
+
+  return app;
+}
+
+async function publishInBatches(
+  broker: Broker,
+  queue: string,
+  messages: readonly OutgoingMessage[],
+): Promise<void> {
+  const inFlight: Promise<unknown>[] = [];
+  for (let i = 0; i < messages.length; i += PUBLISH_BATCH) {
+    inFlight.push(broker.publish(queue, messages.slice(i, i + PUBLISH_BATCH)));
+    if (inFlight.length >= PUBLISH_WINDOW) await inFlight.shift();
+  }
+  await Promise.all(inFlight);
+}
+
+function errorBody(code: string, message: string): { error: { code: string; message: string } } {
+  return { error: { code, message } };
+}
+
+/** Maps whatever a handler threw to an HttpError with a stable code. */
+function asHttpError(thrown: unknown): HttpError {
+  if (thrown instanceof HttpError) return thrown;
+  const err = toError(thrown);
+  const fst = err as FastifyError;
+  switch (fst.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new HttpError(413, GatewayErrorCode.PayloadTooLarge, err.message);
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new HttpError(
+        415,
+        GatewayErrorCode.UnsupportedMediaType,
+        `${err.message}; send application/json or application/x-ndjson`,
+      );
+    default:
+      break;
+  }
+  if (err instanceof InputError) return new HttpError(400, GatewayErrorCode.BadInput, err.message);
+  if (err instanceof BrokerError && err.code === ErrorCode.BrokerUnavailable) {
+    return new HttpError(503, GatewayErrorCode.BrokerUnavailable, err.message, {
+      retryAfterS: 1,
+      cause: err,
+    });
+  }
+  if (err instanceof QtuneError && err.code === ErrorCode.BadInput) {
+    return new HttpError(400, GatewayErrorCode.BadInput, err.message);
+  }
+  if (err instanceof QtuneError) {
+    return new HttpError(409, GatewayErrorCode.BrokerState, err.message, { cause: err });
+  }
+  const status = typeof fst.statusCode === 'number' ? fst.statusCode : 500;
+  if (status >= 400 && status < 500) {
+    return new HttpError(status, GatewayErrorCode.BadInput, err.message, { cause: err });
+  }
+  return new HttpError(500, GatewayErrorCode.Internal, err.message, { cause: err });
+}
+
+function queueParam(raw: string): string {
+  const parsed = queueNameSchema.safeParse(raw);
+  if (!parsed.success) {
+    throw new HttpError(
+      400,
+      GatewayErrorCode.BadInput,
+      `queue name ${JSON.stringify(raw)}: ${parsed.error.issues[0]?.message ?? 'invalid'}`,
+    );
+  }
+  return parsed.data;
+}
+
+function headerValue(req: FastifyRequest, name: string): string | undefined {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+function mediaType(req: FastifyRequest): MediaType {
+  const raw = (headerValue(req, 'content-type') ?? '').split(';')[0]!.trim().toLowerCase();
+  if (raw === MediaType.Json || raw === MediaType.Ndjson) return raw;
+  throw new HttpError(
+    415,
+    GatewayErrorCode.UnsupportedMediaType,
+    `Content-Type ${JSON.stringify(raw)}: send application/json (an array) or application/x-ndjson`,
+  );
+}
+
+function bodyOf(req: FastifyRequest): Buffer {
+  return Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
+}
+
+/** Parses a small JSON body (empty = `{}`) and validates it; 400 naming the position or field. */
+function readJson<S extends z.ZodType>(req: FastifyRequest, schema: S, where: string): z.output<S> {
+  const body = bodyOf(req);
+  let value: unknown = {};
+  if (body.length > 0) {
+    const text = body.toString('utf8');
+    try {
+      value = JSON.parse(text);
+    } catch (err) {
+      throw new HttpError(
+        400,
+        GatewayErrorCode.MalformedJson,
+        `${where}: body is not valid JSON at ${jsonErrorPosition(text, toError(err).message)}`,
+      );
+    }
+  }
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const path = issue?.path.length ? issue.path.join('.') : '(root)';
+    throw new HttpError(
+      400,
+      GatewayErrorCode.BadInput,
+      `${where}: invalid at "${path}": ${issue?.message ?? 'invalid'}`,
+    );
+  }
+  return parsed.data;
+}
+
+function toOutgoing(m: WireMessage): OutgoingMessage {
+  const out: OutgoingMessage = { body: m.body };
+  if (m.id !== undefined) out.id = m.id;
+  if (m.headers !== undefined) out.headers = m.headers;
+  if (m.priority !== undefined) out.priority = m.priority;
+  if (m.delayMs !== undefined) out.delayMs = m.delayMs;
+  return out;
+}
+
+function toWireLease(e: LeaseEntry): WireLease {
+  const d = e.delivery;
+  return {
+    leaseId: e.id,
+    messageId: d.id,
+    body: d.body.toString('utf8'),
+    headers: d.headers,
+    priority: d.priority,
+    deliveryCount: d.deliveryCount,
+    leaseExpiresAt: e.expiresAt,
+  };
+}
+
+function stripUndefined<T extends object>(o: T): T {
+  const out = {} as T;
+  for (const [k, v] of Object.entries(o))
+    if (v !== undefined) (out as Record<string, unknown>)[k] = v;
+  return out;
+}

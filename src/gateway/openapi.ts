@@ -1,0 +1,267 @@
+import { z } from 'zod';
+import {
+  ackRequestSchema,
+  deadLetterRequestSchema,
+  errorResponseSchema,
+  extendRequestSchema,
+  extendResponseSchema,
+  ingestResponseSchema,
+  leaseRequestSchema,
+  leaseResponseSchema,
+  nackRequestSchema,
+  publishRequestSchema,
+  publishResponseSchema,
+  queueListSchema,
+  queueOptionsSchema,
+  queueStatsSchema,
+  tokenInfoSchema,
+} from '../broker/gateway/wire.js';
+
+type Json = Record<string, unknown>;
+
+const input = (s: z.ZodType): Json => z.toJSONSchema(s, { io: 'input' }) as Json;
+const output = (s: z.ZodType): Json => z.toJSONSchema(s, { io: 'output' }) as Json;
+
+const jsonBody = (schema: Json, required = true): Json => ({
+  required,
+  content: { 'application/json': { schema } },
+});
+
+const ok = (description: string, schema?: Json): Json => ({
+  description,
+  ...(schema && { content: { 'application/json': { schema } } }),
+});
+
+const error = (description: string): Json => ({
+  description,
+  content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
+});
+
+const queueParam = {
+  name: 'queue',
+  in: 'path',
+  required: true,
+  schema: { type: 'string', minLength: 1, maxLength: 255 },
+};
+const leaseParam = { name: 'leaseId', in: 'path', required: true, schema: { type: 'string' } };
+const nameParam = { name: 'name', in: 'path', required: true, schema: { type: 'string' } };
+
+/** Answers every authenticated operation may give. */
+const common: Json = {
+  '401': error('missing or invalid bearer token (with WWW-Authenticate: Bearer)'),
+  '403': error("the token's role may not call this operation"),
+  '429': error('over the per-token rate limit (with Retry-After)'),
+  '503': error('broker reconnecting, gateway overloaded or shutting down (with Retry-After)'),
+};
+
+const leaseOp = (summary: string, body?: Json): Json => ({
+  post: {
+    summary,
+    tags: ['pull'],
+    parameters: [leaseParam],
+    ...(body && { requestBody: jsonBody(body, false) }),
+    responses: {
+      '204': ok('done'),
+      '400': error('malformed JSON or invalid body'),
+      '410': error('the lease is gone: settled, expired or handed back'),
+      ...common,
+    },
+  },
+});
+
+/** The OpenAPI 3.1 document of the gateway API, served at `GET /openapi.json`. */
+export function openApiDocument(): Json {
+  return {
+    openapi: '3.1.0',
+    info: {
+      title: 'qtune gateway',
+      version: '1',
+      description:
+        'HTTP API in front of a qtune broker: bulk ingest of tasks, raw publish, queue statistics, ' +
+        'and pull-consume with leases for workers that cannot reach the broker. Every /v1 operation ' +
+        'needs a bearer token whose role allows it (admin may do everything).',
+    },
+    security: [{ bearer: [] }],
+    components: {
+      securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
+      schemas: { Error: output(errorResponseSchema) },
+    },
+    paths: {
+      '/healthz': {
+        get: {
+          summary: 'liveness: 200 while the broker is connected, 503 otherwise',
+          security: [],
+          responses: { '200': ok('up'), '503': ok('broker not connected') },
+        },
+      },
+      '/openapi.json': {
+        get: { summary: 'this document', security: [], responses: { '200': ok('OpenAPI 3.1') } },
+      },
+      '/v1/token': {
+        get: {
+          summary: 'name and role of the bearer token (any role)',
+          responses: { '200': ok('who', output(tokenInfoSchema)), ...common },
+        },
+      },
+      '/v1/queues': {
+        get: {
+          summary: 'statistics of every queue, or names only with ?stats=false (any role)',
+          parameters: [
+            { name: 'stats', in: 'query', schema: { type: 'string', enum: ['true', 'false'] } },
+          ],
+          responses: { '200': ok('queues', output(queueListSchema)), ...common },
+        },
+      },
+      '/v1/queues/{queue}': {
+        parameters: [queueParam],
+        get: {
+          summary: 'statistics of one queue (any role)',
+          responses: { '200': ok('stats', output(queueStatsSchema)), ...common },
+        },
+        put: {
+          summary: 'declare the queue; an existing queue keeps its policy (worker, producer)',
+          requestBody: jsonBody(input(queueOptionsSchema), false),
+          responses: { '204': ok('declared'), '400': error('invalid options'), ...common },
+        },
+        delete: {
+          summary: 'delete the queue (admin; worker and producer: temporary queues only)',
+          responses: { '204': ok('deleted'), ...common },
+        },
+      },
+      '/v1/queues/{queue}/tasks': {
+        post: {
+          summary:
+            'bulk ingest: one task per payload, answered once every message is durable (producer)',
+          description:
+            'Body: a JSON array of payloads (application/json) or one payload per line ' +
+            '(application/x-ndjson). The whole body is checked before anything is published. ' +
+            'Results go to `<queue>.results`. With `Idempotency-Key`, ids are derived from the token ' +
+            'name, the key and the index, and a repeated key within 24 h gets the stored answer with ' +
+            '`Idempotent-Replayed: true`; after a gateway restart a retry publishes the same ids again.',
+          parameters: [
+            queueParam,
+            {
+              name: 'key',
+              in: 'query',
+              description: "payload field whose value becomes each task's idempotency key",
+              schema: { type: 'string' },
+            },
+            { name: 'Idempotency-Key', in: 'header', schema: { type: 'string', maxLength: 255 } },
+          ],
+          requestBody: {
+            required: true,
+            content: {
+              'application/json': { schema: { type: 'array', items: {} } },
+              'application/x-ndjson': { schema: { type: 'string' } },
+            },
+          },
+          responses: {
+            '200': ok(
+              'accepted (a replay carries Idempotent-Replayed: true)',
+              output(ingestResponseSchema),
+            ),
+            '400': error('malformed JSON (with its position) or a payload without the key field'),
+            '413': error('body over the limit'),
+            '415': error('not application/json or application/x-ndjson'),
+            '422': error('Idempotency-Key reused with another queue or body'),
+            ...common,
+          },
+        },
+      },
+      '/v1/queues/{queue}/messages': {
+        post: {
+          summary: 'publish raw broker messages, answered once durable (worker, producer)',
+          parameters: [queueParam],
+          requestBody: jsonBody(input(publishRequestSchema)),
+          responses: {
+            '200': ok('ids in order', output(publishResponseSchema)),
+            '400': error('malformed JSON or invalid messages'),
+            '413': error('body over the limit'),
+            ...common,
+          },
+        },
+      },
+      '/v1/queues/{queue}/leases': {
+        post: {
+          summary: 'lease up to max deliveries, waiting up to waitMs for the first (worker)',
+          tags: ['pull'],
+          parameters: [queueParam],
+          requestBody: jsonBody(input(leaseRequestSchema)),
+          responses: {
+            '200': ok('leases, empty after waitMs', output(leaseResponseSchema)),
+            '400': error('invalid request'),
+            ...common,
+          },
+        },
+      },
+      '/v1/queues/{queue}/consumers/{consumer}': {
+        delete: {
+          summary: 'a client consumer stopped: its waiting polls end, it no longer counts (worker)',
+          tags: ['pull'],
+          parameters: [
+            queueParam,
+            { name: 'consumer', in: 'path', required: true, schema: { type: 'string' } },
+          ],
+          responses: { '204': ok('done'), ...common },
+        },
+      },
+      '/v1/leases/{leaseId}/ack': leaseOp(
+        'ack; with `publish`, publish those messages first (a worker hands in its result)',
+        input(ackRequestSchema),
+      ),
+      '/v1/leases/{leaseId}/nack': leaseOp(
+        'give back for another delivery after delayMs, recording error',
+        input(nackRequestSchema),
+      ),
+      '/v1/leases/{leaseId}/release': leaseOp('give back uncounted (never started)'),
+      '/v1/leases/{leaseId}/dead-letter': leaseOp(
+        'move to the dead-letter queue with reason',
+        input(deadLetterRequestSchema),
+      ),
+      '/v1/leases/{leaseId}/extend': {
+        post: {
+          summary: "extend the lease to ms from now (default: the queue's lease)",
+          tags: ['pull'],
+          parameters: [leaseParam],
+          requestBody: jsonBody(input(extendRequestSchema), false),
+          responses: {
+            '200': ok('new end of the lease', output(extendResponseSchema)),
+            '410': error('the lease is gone'),
+            ...common,
+          },
+        },
+      },
+      '/v1/jobs/{name}': {
+        get: {
+          summary: 'status of a job (any role)',
+          parameters: [nameParam],
+          responses: { '200': ok('status'), '404': error('no such job'), ...common },
+        },
+      },
+      '/v1/experiments/{name}': {
+        get: {
+          summary: 'status of an experiment (any role)',
+          parameters: [nameParam],
+          responses: { '200': ok('status'), '404': error('no such experiment'), ...common },
+        },
+      },
+      '/v1/workers': {
+        get: {
+          summary: 'reports of the live workers connected to the broker (any role)',
+          parameters: [
+            {
+              name: 'waitMs',
+              in: 'query',
+              schema: { type: 'integer', minimum: 0, maximum: 10000 },
+            },
+          ],
+          responses: {
+            '200': ok('reports'),
+            '501': error('the broker has no topics'),
+            ...common,
+          },
+        },
+      },
+    },
+  };
+}

@@ -1,0 +1,118 @@
+import type { Broker } from '../broker/contract.js';
+import { resultQueueOf, submitTasks } from '../patterns/work-queue.js';
+import { InputError, toError } from '../protocol/errors.js';
+import { keyOf } from '../protocol/key.js';
+import type { Store } from '../store/contract.js';
+import type { JobRecord, NewJobItem } from '../store/jobs.js';
+import { checkTableName } from '../store/results.js';
+
+/** Turns an item into its task payload (a template, or the item itself). */
+export type RenderItem = (item: Record<string, unknown>) => unknown;
+
+export interface SubmitJobOptions {
+  broker: Broker;
+  store: Store;
+  /** Job name; also the default queue and result table name. */
+  name: string;
+  /** The items, already read and validated (see readItems). */
+  items: readonly Record<string, unknown>[];
+  /** Where item `index` came from, for error messages (default: `item N`). */
+  where?: (index: number) => string;
+  /** Item fields whose values make the item's id (default: the whole item). */
+  keyFields?: readonly string[];
+  /** Payload of an item's task (default: the item). */
+  render?: RenderItem;
+  /** Task queue (default: the job name). */
+  queue?: string;
+  /** Result table (default: the job name). */
+  table?: string;
+  /**
+   * Lease of the job's queue when this call creates it: how long a task held by a worker that
+   * died stays invisible before it is redelivered (default: the broker's, 30 s).
+   */
+  leaseMs?: number;
+  /** Tasks per publish (default: 1000). */
+  batchSize?: number;
+  /** Called after each published batch with the count so far. */
+  onProgress?: (published: number, toPublish: number) => void;
+}
+
+export interface SubmitJobResult {
+  job: JobRecord;
+  /** Items in the input. */
+  items: number;
+  /** Items new to the job (the others were submitted before, or repeat a key in the input). */
+  added: number;
+  /** Tasks published by this call (new items, plus any a previous submit stored but did not publish). */
+  published: number;
+}
+
+/** Job names are queue names and, by default, table names. */
+export function checkJobName(name: string): string {
+  try {
+    return checkTableName(name);
+  } catch (err) {
+    throw new InputError(toError(err).message.replace(/^table name/, 'job name'));
+  }
+}
+
+/**
+ * Submits a batch job: stores the job and its items (each keyed by a hash of its key fields),
+ * then publishes one task per item not yet published, with the item's id as the task's
+ * idempotency key. Re-submitting the same items adds and publishes nothing; a submit that
+ * crashed half-way is completed by the next one. The whole input is checked before anything
+ * is stored: an item without a key field, or one the template cannot fill, is an InputError
+ * naming where it came from.
+ */
+export async function submitJob(options: SubmitJobOptions): Promise<SubmitJobResult> {
+  const { broker, store } = options;
+  const name = checkJobName(options.name);
+  const queue = options.queue ?? name;
+  const table = checkTableName(options.table ?? name);
+  const keyFields = options.keyFields ?? [];
+  const where = options.where ?? ((i: number) => `item ${i + 1}`);
+  const batchSize = Math.max(1, options.batchSize ?? 1000);
+
+  const prepared: NewJobItem[] = options.items.map((item, i) => {
+    try {
+      return {
+        id: keyOf(item, keyFields),
+        item,
+        payload: options.render ? options.render(item) : item,
+      };
+    } catch (err) {
+      throw new InputError(`${where(i)}: ${toError(err).message}`, { cause: err });
+    }
+  });
+
+  const job = await store.upsertJob({ name, queue, table, keyFields });
+  let added = 0;
+  for (let i = 0; i < prepared.length; i += 5000) {
+    added += await store.addJobItems(name, prepared.slice(i, i + 5000));
+  }
+
+  await broker.declareQueue(
+    queue,
+    options.leaseMs === undefined ? {} : { leaseMs: options.leaseMs },
+  );
+  await broker.declareQueue(resultQueueOf(queue));
+  const toPublish = (await store.jobItemCounts(name)).new;
+  let published = 0;
+  for (;;) {
+    const batch = await store.unpublishedItems(name, batchSize);
+    if (batch.length === 0) break;
+    const ids = await submitTasks(
+      broker,
+      queue,
+      batch.map((it) => ({ payload: it.payload, key: it.id })),
+      { declare: false, batchSize },
+    );
+    await store.markItemsQueued(
+      name,
+      batch.map((it, i) => ({ id: it.id, taskId: ids[i]! })),
+    );
+    published += batch.length;
+    options.onProgress?.(published, toPublish);
+  }
+  return { job, items: prepared.length, added, published };
+}

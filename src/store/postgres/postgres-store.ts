@@ -1,0 +1,59 @@
+import { redact } from '../../broker/open.js';
+import { InputError } from '../../protocol/errors.js';
+import { CompositeStore } from '../composite.js';
+import { PgDb } from './db.js';
+import type { PgDbOptions } from './db.js';
+import { PgExperiments } from './experiments.js';
+import { PgJobs } from './jobs.js';
+import { PgResults } from './results.js';
+import { migrate } from './schema.js';
+
+export type PostgresStoreOptions = PgDbOptions;
+
+/**
+ * The store in a PostgreSQL database, shared by any number of processes on any machines.
+ * Tables are created on open when missing; each call is one transaction, committed before its
+ * promise resolves.
+ */
+export class PostgresStore extends CompositeStore {
+  readonly kind = 'postgres';
+  readonly location: string;
+  readonly #db: PgDb;
+
+  private constructor(db: PgDb) {
+    super({
+      experiments: new PgExperiments(db),
+      jobs: new PgJobs(db),
+      results: new PgResults(db),
+    });
+    this.#db = db;
+    this.location = db.location;
+  }
+
+  /**
+   * Connects to the database at `url` (`postgres://user:password@host:port/db`) and creates
+   * qtune's tables when missing. Throws BrokerUnavailable naming the URL (password hidden)
+   * when the database cannot be reached.
+   */
+  static async open(url: string, options: PostgresStoreOptions = {}): Promise<PostgresStore> {
+    const location = redact(url);
+    if (!URL.canParse(url) || !/^postgres(ql)?:$/i.test(new URL(url).protocol)) {
+      throw new InputError(
+        `store URL "${location}": expected postgres://[USER[:PASSWORD]@]HOST[:PORT]/DATABASE`,
+      );
+    }
+    const db = new PgDb(url, location, options);
+    try {
+      await migrate(db);
+    } catch (err) {
+      await db.close().catch(() => {});
+      throw err;
+    }
+    return new PostgresStore(db);
+  }
+
+  /** Ends the pool's connections; later calls throw BrokerState. */
+  async close(): Promise<void> {
+    await this.#db.close();
+  }
+}

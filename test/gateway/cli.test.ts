@@ -1,0 +1,166 @@
+import { join } from 'node:path';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { TaskResult } from '../../src/protocol/result.js';
+import {
+  FIXTURES,
+  assertBuilt,
+  exited,
+  killAll,
+  readResults,
+  runCli,
+  startCli,
+  startedMarks,
+  tempBroker,
+  waitFor,
+} from '../cli/helpers.js';
+import { TOKENS, TOKENS_ENV, call } from './helpers.js';
+
+const SLEEPY = join(FIXTURES, 'handlers/sleepy.mjs');
+
+type Env = ReturnType<typeof tempBroker>;
+let env: Env | undefined;
+const children: ReturnType<typeof startCli>[] = [];
+
+beforeAll(() => assertBuilt());
+afterEach(() => {
+  killAll(children);
+  children.length = 0;
+  env?.cleanup();
+  env = undefined;
+});
+
+/** Starts `qtune serve` on a free port over the temp dir's embedded broker; resolves its URL. */
+async function serve(e: Env): Promise<{ url: string; child: ReturnType<typeof startCli> }> {
+  const child = startCli(['serve', '--port', '0', '--broker', e.url], { QTUNE_TOKENS: TOKENS_ENV });
+  children.push(child);
+  const url = await waitFor(
+    () => {
+      if (child.exitCode !== null) throw new Error(`qtune serve exited: ${child.stderrText()}`);
+      return /gateway listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(child.stderrText())?.[1];
+    },
+    20_000,
+    'qtune serve to listen',
+  );
+  return { url, child };
+}
+
+function gatewayWorker(e: Env, url: string, queue: string, ...extra: string[]) {
+  const c = startCli(
+    ['worker', queue, '--gateway', url, '--token', TOKENS.worker, '--module', SLEEPY, ...extra],
+    { MARK_DIR: e.marks, QTUNE_BROKER: '' },
+  );
+  children.push(c);
+  return c;
+}
+
+async function consumers(url: string, queue: string): Promise<number> {
+  const res = await call(url, 'GET', `/v1/queues/${queue}`, { token: TOKENS.producer });
+  return (res.json as { consumers?: number } | undefined)?.consumers ?? 0;
+}
+
+async function submit(url: string, queue: string, payloads: unknown[]): Promise<string[]> {
+  const res = await call(url, 'POST', `/v1/queues/${queue}/tasks?key=id`, {
+    token: TOKENS.producer,
+    json: payloads,
+  });
+  expect(res.status, res.text).toBe(200);
+  return (res.json as { ids: string[] }).ids;
+}
+
+describe('qtune serve', () => {
+  it('refuses to start without a token, and with --no-auth off a loopback host (exit 2)', async () => {
+    env = tempBroker();
+    const none = await runCli(['serve', '--port', '0', '--broker', env.url], {
+      env: { QTUNE_TOKENS: '' },
+    });
+    expect(none.code).toBe(2);
+    expect(none.stderr).toContain('no tokens');
+    const open = await runCli(
+      ['serve', '--port', '0', '--host', '0.0.0.0', '--no-auth', '--broker', env.url],
+      {
+        env: { QTUNE_TOKENS: '' },
+      },
+    );
+    expect(open.code).toBe(2);
+    expect(open.stderr).toContain('loopback');
+  });
+
+  it('runs tasks for a `qtune worker --gateway` child and stops cleanly on SIGTERM', async () => {
+    env = tempBroker();
+    const e = env;
+    const { url, child } = await serve(e);
+    const q = 'through-gateway';
+    const ids = await submit(
+      url,
+      q,
+      Array.from({ length: 12 }, (_, i) => ({ id: `t${i}`, ms: 5 })),
+    );
+    const w = gatewayWorker(e, url, q, '--concurrency', '3');
+    const results: TaskResult<{ id: string; pid: number }>[] = [];
+    await waitFor(
+      async () => {
+        results.push(...(await readResults<{ id: string; pid: number }>(q, e.url)));
+        return new Set(results.map((r) => r.key)).size === 12;
+      },
+      30_000,
+      'twelve results',
+    );
+    expect(results.every((r) => r.ok)).toBe(true);
+    expect(new Set(results.map((r) => r.taskId))).toEqual(new Set(ids));
+    expect(results.every((r) => r.worker.pid === w.pid)).toBe(true);
+    expect(results.find((r) => r.key === 't3')?.value).toEqual({ id: 't3', pid: w.pid });
+
+    w.kill('SIGTERM');
+    expect((await exited(w)).code, w.stderrText()).toBe(0);
+    child.kill('SIGTERM');
+    const stop = await exited(child);
+    expect(stop.code, child.stderrText()).toBe(0);
+    expect(child.stderrText()).toContain('gateway stopped');
+    for (const secret of Object.values(TOKENS)) expect(child.stderrText()).not.toContain(secret);
+  });
+
+  it('redelivers to another gateway worker the tasks of one killed with SIGKILL mid-task', async () => {
+    env = tempBroker();
+    const e = env;
+    const { url } = await serve(e);
+    const q = 'killed-through-gateway';
+    const a = gatewayWorker(e, url, q, '--concurrency', '2', '--prefetch', '2', '--lease', '1s');
+    await waitFor(async () => (await consumers(url, q)) >= 1, 20_000, 'worker A to poll');
+    await submit(
+      url,
+      q,
+      Array.from({ length: 6 }, (_, i) => ({ id: i, ms: 1500 })),
+    );
+    await waitFor(
+      () => startedMarks(e.marks).some((m) => m.pid === a.pid),
+      20_000,
+      'A to start a task',
+    );
+    a.kill('SIGKILL');
+    await exited(a);
+    const killedTasks = startedMarks(e.marks)
+      .filter((m) => m.pid === a.pid)
+      .map((m) => m.taskId);
+    expect(killedTasks.length).toBeGreaterThan(0);
+
+    const b = gatewayWorker(e, url, q, '--concurrency', '6');
+    const results: TaskResult<{ id: number; pid: number }>[] = [];
+    await waitFor(
+      async () => {
+        results.push(...(await readResults<{ id: number; pid: number }>(q, e.url)));
+        return new Set(results.map((r) => r.key)).size === 6;
+      },
+      45_000,
+      'all six results',
+    );
+    expect(results.every((r) => r.ok)).toBe(true);
+    for (const taskId of killedTasks) {
+      const r = results.find((x) => x.taskId === taskId);
+      expect(r, `result of killed task ${taskId}`).toBeDefined();
+      expect(r!.worker.pid).toBe(b.pid);
+      expect(r!.attempt).toBeGreaterThanOrEqual(2);
+    }
+    const dlq = await runCli(['dlq', q, '--json', '--broker', e.url]);
+    expect(dlq.stdout.trim()).toBe('');
+  });
+});
