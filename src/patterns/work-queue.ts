@@ -150,7 +150,10 @@ export const taskResultSchema = z.looseObject({
  * queue when the body is not JSON, not an envelope of type `result`, or its payload does not
  * validate. An error code this version does not know is kept as it is.
  */
-export function decodeResult(delivery: Delivery): { result: TaskResult; envelope: Envelope } {
+export function decodeResult(delivery: Pick<Delivery, 'id' | 'queue' | 'body'>): {
+  result: TaskResult;
+  envelope: Envelope;
+} {
   const where = `queue "${delivery.queue}"`;
   const envelope = decode(delivery.body, { source: where, messageId: delivery.id });
   if (envelope.type !== MessageType.Result) {

@@ -1,12 +1,17 @@
 import { EventEmitter } from 'node:events';
 import type { Broker, Consumer, Delivery } from '../broker/contract.js';
-import { decodeResult, resultQueueOf } from '../patterns/work-queue.js';
-import { DecodeError, ErrorCode, toError } from '../protocol/errors.js';
-import { keyOf } from '../protocol/key.js';
-import type { TaskResult } from '../protocol/result.js';
-import type { ResultRow } from '../store/results.js';
+import { resultQueueOf } from '../patterns/work-queue.js';
+import { ErrorCode, QtuneError, toError } from '../protocol/errors.js';
 import { checkTableName } from '../store/results.js';
 import type { Store } from '../store/contract.js';
+import {
+  InProcessWriter,
+  ThreadWriter,
+  writerThreadAvailable,
+  type BatchWriter,
+} from './writer.js';
+
+export { rowOf } from './rows.js';
 
 export interface SinkOptions {
   broker: Broker;
@@ -29,10 +34,17 @@ export interface SinkOptions {
   /** How long a failed store write waits before its results are redelivered, in ms (default: 1000). */
   retryDelayMs?: number;
   /**
-   * Batches written at once (default: 1 for SQLite, whose writes are synchronous; 2 for
-   * PostgreSQL, so that one batch crosses the network while the next one is sent).
+   * Batches written at once (default: 2 — with PostgreSQL one batch crosses the network while
+   * the next one is sent, with the SQLite writer thread one batch is written while the last
+   * one's acks commit; 1 for SQLite written on the main thread).
    */
   writers?: number;
+  /**
+   * Decode results and write them to a SQLite store on a worker thread, beside the consuming
+   * on the main thread (default: true for a SQLite store when the built thread module is
+   * present). Ignored for PostgreSQL, whose writes already leave the thread.
+   */
+  thread?: boolean;
 }
 
 /** Counters of a running sink. */
@@ -57,60 +69,8 @@ export interface SinkEvents {
 }
 
 interface Pending {
-  row: ResultRow;
   delivery: Delivery;
   done: () => void;
-}
-
-/** The table row of a result, keyed by `keyFields` of its value, else its key, else its task id. */
-export function rowOf(result: TaskResult, keyFields: readonly string[] = []): ResultRow {
-  let id: string;
-  if (keyFields.length > 0) {
-    if (!result.ok) {
-      // A failed result has no value to take key fields from: only its key can name the row.
-      if (result.key === undefined)
-        throw new DecodeError(
-          ErrorCode.InvalidEnvelope,
-          `failed result of task ${result.taskId} has no idempotency key, so key fields ${JSON.stringify(keyFields)} cannot name its row`,
-        );
-      id = result.key;
-    } else {
-      try {
-        id = keyOf(result.value, keyFields);
-      } catch {
-        throw new DecodeError(
-          ErrorCode.InvalidEnvelope,
-          `result of task ${result.taskId}: its value lacks one of the key fields ${JSON.stringify(keyFields)}`,
-        );
-      }
-    }
-  } else {
-    id = result.key ?? result.taskId;
-  }
-  const row: ResultRow = {
-    id,
-    taskId: result.taskId,
-    ok: result.ok,
-    host: result.worker.host,
-    pid: result.worker.pid,
-    workerId: result.worker.id,
-    attempt: result.attempt,
-    durationMs: result.durationMs,
-    startedAt: result.startedAt,
-    finishedAt: result.finishedAt,
-  };
-  if (result.key !== undefined) row.key = result.key;
-  if (result.value !== undefined) row.value = result.value;
-  if (result.error) {
-    row.errorCode = result.error.code;
-    row.errorMessage = result.error.message;
-  }
-  const gpus = result.worker.gpus;
-  if (gpus && gpus.length > 0)
-    row.gpu = gpus.map((g) => `${g.name} (${g.memoryMiB} MiB)`).join('; ');
-  const price = (result.worker as { pricePerHour?: unknown }).pricePerHour;
-  if (typeof price === 'number' && Number.isFinite(price)) row.pricePerHour = price;
-  return row;
 }
 
 /**
@@ -132,7 +92,8 @@ export class Sink extends EventEmitter<SinkEvents> {
   };
   /** Epoch ms of the last delivery. */
   lastActivity = Date.now();
-  readonly #o: Required<Omit<SinkOptions, 'resultQueue'>>;
+  readonly #o: Required<Omit<SinkOptions, 'resultQueue' | 'thread'>>;
+  readonly #writer: BatchWriter;
   #pending: Pending[] = [];
   #timer: NodeJS.Timeout | undefined;
   /** One promise chain per concurrent writer; batches go to them in turn. */
@@ -144,16 +105,31 @@ export class Sink extends EventEmitter<SinkEvents> {
     super();
     this.table = checkTableName(options.table);
     this.source = options.resultQueue ?? resultQueueOf(options.queue);
+    const keyFields = options.keyFields ?? [];
+    const sqlite = options.store.kind === 'sqlite';
+    const threaded = sqlite && (options.thread ?? writerThreadAvailable());
+    if (threaded && !writerThreadAvailable())
+      throw new QtuneError(
+        ErrorCode.BadInput,
+        'sink: the writer thread module is missing (run from a build, or pass thread: false)',
+      );
+    this.#writer = threaded
+      ? new ThreadWriter({
+          path: options.store.location,
+          table: this.table,
+          keyFields: [...keyFields],
+        })
+      : new InProcessWriter({ store: options.store, table: this.table, keyFields });
     this.#o = {
       broker: options.broker,
       store: options.store,
       queue: options.queue,
       table: options.table,
-      keyFields: options.keyFields ?? [],
+      keyFields,
       batchSize: Math.max(1, options.batchSize ?? 1000),
       flushMs: options.flushMs ?? 20,
       retryDelayMs: options.retryDelayMs ?? 1000,
-      writers: Math.max(1, options.writers ?? (options.store.kind === 'sqlite' ? 1 : 2)),
+      writers: Math.max(1, options.writers ?? (sqlite && !threaded ? 1 : 2)),
     };
     this.#lanes = Array.from({ length: this.#o.writers }, () => Promise.resolve());
   }
@@ -164,8 +140,8 @@ export class Sink extends EventEmitter<SinkEvents> {
     await options.store.ensureResultTable(sink.table);
     await options.broker.declareQueue(sink.source);
     sink.#consumer = await options.broker.consume(sink.source, (d) => sink.#onDelivery(d), {
-      // Room for one batch being written while the next one fills.
-      prefetch: sink.#o.batchSize * 2,
+      // Room for a batch in each writer while the next one fills.
+      prefetch: sink.#o.batchSize * (sink.#o.writers + 1),
       tag: `sink:${sink.table}`,
     });
     return sink;
@@ -173,18 +149,8 @@ export class Sink extends EventEmitter<SinkEvents> {
 
   #onDelivery(delivery: Delivery): Promise<void> {
     this.lastActivity = Date.now();
-    let row: ResultRow;
-    try {
-      row = rowOf(decodeResult(delivery).result, this.#o.keyFields);
-    } catch (err) {
-      const e = toError(err);
-      const reason = e instanceof DecodeError ? `${e.code}: ${e.message}` : e.message;
-      this.stats.invalid++;
-      this.emit('invalid', { messageId: delivery.id, reason });
-      return delivery.deadLetter(reason);
-    }
     return new Promise<void>((done) => {
-      this.#pending.push({ row, delivery, done });
+      this.#pending.push({ delivery, done });
       if (this.#pending.length >= this.#o.batchSize) this.#flush();
       else this.#timer ??= setTimeout(() => this.#flush(), this.#o.flushMs);
     });
@@ -204,32 +170,42 @@ export class Sink extends EventEmitter<SinkEvents> {
 
   async #write(batch: Pending[]): Promise<void> {
     const started = Date.now();
-    try {
-      const r = await this.#o.store.upsertResults(
-        this.table,
-        batch.map((p) => p.row),
-      );
-      this.stats.batches++;
-      this.stats.stored += batch.length;
-      this.stats.inserted += r.inserted;
-      this.stats.updated += r.updated;
-      await Promise.all(
-        batch.map((p) =>
-          p.delivery.ack().catch((err: unknown) => this.emit('error', toError(err))),
-        ),
-      );
-      this.emit('batch', { rows: batch.length, ...r, ms: Date.now() - started });
-    } catch (err) {
-      this.stats.failedWrites++;
+    const report = (err: unknown): void => {
       this.emit('error', toError(err));
-      const error = `STORE_UNAVAILABLE: ${toError(err).message}`;
-      await Promise.all(
-        batch.map((p) =>
-          p.delivery
-            .nack({ delayMs: this.#o.retryDelayMs, error })
-            .catch((e: unknown) => this.emit('error', toError(e))),
-        ),
-      );
+    };
+    try {
+      const outcome = await this.#writer.write(batch.map((p) => p.delivery));
+      const settled: Array<Promise<void>> = [];
+      const invalid = new Set<number>();
+      for (const { index, reason } of outcome.invalid) {
+        const delivery = batch[index]!.delivery;
+        invalid.add(index);
+        this.stats.invalid++;
+        this.emit('invalid', { messageId: delivery.id, reason });
+        settled.push(delivery.deadLetter(reason).catch(report));
+      }
+      const valid = batch.filter((_, i) => !invalid.has(i));
+      if (outcome.error) {
+        this.stats.failedWrites++;
+        report(outcome.error);
+        const error = `STORE_UNAVAILABLE: ${outcome.error.message}`;
+        for (const p of valid)
+          settled.push(p.delivery.nack({ delayMs: this.#o.retryDelayMs, error }).catch(report));
+      } else if (valid.length > 0) {
+        this.stats.batches++;
+        this.stats.stored += valid.length;
+        this.stats.inserted += outcome.inserted;
+        this.stats.updated += outcome.updated;
+        for (const p of valid) settled.push(p.delivery.ack().catch(report));
+      }
+      await Promise.all(settled);
+      if (!outcome.error && valid.length > 0)
+        this.emit('batch', {
+          rows: valid.length,
+          inserted: outcome.inserted,
+          updated: outcome.updated,
+          ms: Date.now() - started,
+        });
     } finally {
       for (const p of batch) p.done();
     }
@@ -245,5 +221,6 @@ export class Sink extends EventEmitter<SinkEvents> {
     await cancelled;
     this.#flush();
     await Promise.all(this.#lanes);
+    await this.#writer.close();
   }
 }

@@ -1,0 +1,162 @@
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { toError } from '../protocol/errors.js';
+import type { Store } from '../store/contract.js';
+import { decodeRows, type SinkMessage } from './rows.js';
+
+/** What became of one batch: the invalid messages, and the write of the others. */
+export interface WriteOutcome {
+  /** Index into the batch of each message that is not a valid result, with the reason. */
+  invalid: Array<{ index: number; reason: string }>;
+  inserted: number;
+  updated: number;
+  /** Set when the store write failed: none of the valid results were stored. */
+  error?: Error;
+}
+
+/** Decodes a batch of result messages and upserts their rows in one transaction. */
+export interface BatchWriter {
+  write(messages: readonly SinkMessage[]): Promise<WriteOutcome>;
+  close(): Promise<void>;
+}
+
+interface WriterSettings {
+  store: Store;
+  table: string;
+  keyFields: readonly string[];
+}
+
+/** Decodes and writes on the calling thread. */
+export class InProcessWriter implements BatchWriter {
+  readonly #s: WriterSettings;
+
+  constructor(settings: WriterSettings) {
+    this.#s = settings;
+  }
+
+  async write(messages: readonly SinkMessage[]): Promise<WriteOutcome> {
+    const { rows, invalid } = decodeRows(messages, this.#s.keyFields);
+    if (rows.length === 0) return { invalid, inserted: 0, updated: 0 };
+    try {
+      return { invalid, ...(await this.#s.store.upsertResults(this.#s.table, rows)) };
+    } catch (err) {
+      return { invalid, inserted: 0, updated: 0, error: toError(err) };
+    }
+  }
+
+  async close(): Promise<void> {}
+}
+
+/** A batch as it crosses to the writer thread: the bodies end to end in one transferred buffer. */
+export interface ThreadRequest {
+  seq: number;
+  queue: string;
+  ids: string[];
+  /** End offset of each body in `bytes`. */
+  ends: number[];
+  bytes: ArrayBuffer;
+}
+
+export type ThreadReply =
+  | { seq: number; invalid: WriteOutcome['invalid']; inserted: number; updated: number }
+  | { seq: number; invalid: WriteOutcome['invalid']; error: string };
+
+export interface ThreadInit {
+  path: string;
+  table: string;
+  keyFields: string[];
+}
+
+const THREAD_MODULE = new URL('./writer-thread.js', import.meta.url);
+
+/**
+ * Whether the writer thread's module is there to run: it is in a build, not when this file
+ * runs from TypeScript sources.
+ */
+export function writerThreadAvailable(): boolean {
+  return THREAD_MODULE.protocol === 'file:' && existsSync(fileURLToPath(THREAD_MODULE));
+}
+
+interface Waiting {
+  resolve: (outcome: WriteOutcome) => void;
+}
+
+/**
+ * Decodes and writes on a worker thread with its own connection to the SQLite file, so that
+ * JSON parsing and SQLite's work run beside the consuming and acking on the main thread.
+ * Batches are written in the order they are handed in. A thread that dies fails its batches
+ * (their results are given back for redelivery) and the next batch starts a new one.
+ */
+export class ThreadWriter implements BatchWriter {
+  readonly #init: ThreadInit;
+  #worker: Worker | undefined;
+  #seq = 0;
+  readonly #waiting = new Map<number, Waiting>();
+
+  constructor(init: ThreadInit) {
+    this.#init = init;
+  }
+
+  #thread(): Worker {
+    if (this.#worker) return this.#worker;
+    const worker = new Worker(THREAD_MODULE, { workerData: this.#init });
+    const failAll = (error: Error) => {
+      if (this.#worker === worker) this.#worker = undefined;
+      for (const [seq, w] of this.#waiting) {
+        this.#waiting.delete(seq);
+        w.resolve({ invalid: [], inserted: 0, updated: 0, error });
+      }
+    };
+    worker.on('message', (reply: ThreadReply) => {
+      const w = this.#waiting.get(reply.seq);
+      if (!w) return;
+      this.#waiting.delete(reply.seq);
+      if ('error' in reply)
+        w.resolve({
+          invalid: reply.invalid,
+          inserted: 0,
+          updated: 0,
+          error: new Error(reply.error),
+        });
+      else w.resolve(reply);
+    });
+    worker.on('error', (err) => failAll(toError(err)));
+    worker.on('exit', (code) => failAll(new Error(`sink writer thread exited with code ${code}`)));
+    this.#worker = worker;
+    return worker;
+  }
+
+  write(messages: readonly SinkMessage[]): Promise<WriteOutcome> {
+    let total = 0;
+    for (const m of messages) total += m.body.length;
+    // A buffer of its own (not a slice of Node's pool), so that it can be transferred.
+    const bytes = Buffer.allocUnsafeSlow(total);
+    const ends: number[] = [];
+    const ids: string[] = [];
+    let at = 0;
+    for (const m of messages) {
+      at += m.body.copy(bytes, at);
+      ends.push(at);
+      ids.push(m.id);
+    }
+    const seq = ++this.#seq;
+    const request: ThreadRequest = {
+      seq,
+      queue: messages[0]?.queue ?? '',
+      ids,
+      ends,
+      bytes: bytes.buffer as ArrayBuffer,
+    };
+    return new Promise<WriteOutcome>((resolve) => {
+      this.#waiting.set(seq, { resolve });
+      this.#thread().postMessage(request, [request.bytes]);
+    });
+  }
+
+  async close(): Promise<void> {
+    const worker = this.#worker;
+    this.#worker = undefined;
+    await worker?.terminate();
+  }
+}

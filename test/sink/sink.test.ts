@@ -1,0 +1,167 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { EmbeddedBroker } from '../../src/broker/embedded/index.js';
+import { deadLetterQueueOf } from '../../src/broker/contract.js';
+import { deadLetterView, type DeadLetterView } from '../../src/patterns/dead-letters.js';
+import { resultMessage, resultQueueOf } from '../../src/patterns/work-queue.js';
+import type { TaskResult } from '../../src/protocol/result.js';
+import * as fromSource from '../../src/sink/sink.js';
+import { SqliteStore } from '../../src/store/sqlite/index.js';
+import { assertBuilt, ROOT } from '../cli/helpers.js';
+
+/** The dead letters of `queue`, read and left in place. */
+async function deadLetters(broker: EmbeddedBroker, queue: string, n: number) {
+  const seen = new Map<string, DeadLetterView>();
+  const held: Array<{ release(): Promise<void> }> = [];
+  const consumer = await broker.consume(deadLetterQueueOf(queue), async (d) => {
+    seen.set(d.id, deadLetterView(d, queue));
+    held.push(d);
+  });
+  const until = Date.now() + 10_000;
+  while (seen.size < n && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+  await consumer.cancel();
+  await Promise.all(held.map((d) => d.release()));
+  return [...seen.values()];
+}
+
+type SinkModule = typeof fromSource;
+let fromBuild: SinkModule & { writerThreadAvailable(): boolean };
+
+beforeAll(async () => {
+  assertBuilt();
+  fromBuild = (await import(join(ROOT, 'dist/sink/index.js'))) as typeof fromBuild;
+});
+
+let dir: string;
+const opened: { close(): Promise<void> }[] = [];
+afterEach(async () => {
+  for (const o of opened.splice(0).reverse()) await o.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function result(i: number, ok = true, attempt = 1): TaskResult {
+  return {
+    taskId: `task-${i}-${attempt}`,
+    key: `key-${i}`,
+    ok,
+    ...(ok
+      ? { value: { name: `company ${i}`, n: i } }
+      : { error: { code: 'HANDLER_FAILED', message: `boom ${i}` } }),
+    worker: {
+      host: 'gpu-box-1',
+      pid: 42,
+      id: 'w1',
+      gpus: [{ name: 'NVIDIA L4', memoryMiB: 23034 }],
+    },
+    startedAt: 1_000,
+    finishedAt: 1_005,
+    durationMs: 5,
+    attempt,
+  } as TaskResult;
+}
+
+const writers: Array<[string, () => SinkModule, { thread?: boolean }]> = [
+  ['on the main thread', () => fromSource, { thread: false }],
+  ['on the writer thread', () => fromBuild, {}],
+];
+
+describe.each(writers)('Sink writing %s', (_, sinkModule, options) => {
+  async function setup() {
+    dir = mkdtempSync(join(tmpdir(), 'qtune-sink-'));
+    const broker = await EmbeddedBroker.open({ path: join(dir, 'broker.db') });
+    const store = new SqliteStore({ path: join(dir, 'store.db') });
+    opened.push(broker, store);
+    await broker.declareQueue(resultQueueOf('items'));
+    return { broker, store };
+  }
+
+  async function drain(broker: EmbeddedBroker, store: SqliteStore, expected: number, extra = {}) {
+    const sink = await sinkModule().Sink.start({
+      broker,
+      store,
+      queue: 'items',
+      table: 'rows',
+      batchSize: 50,
+      ...options,
+      ...extra,
+    });
+    const until = Date.now() + 20_000;
+    while (sink.stats.stored + sink.stats.invalid < expected && Date.now() < until)
+      await new Promise((r) => setTimeout(r, 10));
+    await sink.stop();
+    return sink;
+  }
+
+  it('stores each result once, updates rows of re-run results, and dead-letters the garbage with its reason', async () => {
+    const { broker, store } = await setup();
+    const q = resultQueueOf('items');
+    // Failed first, then a success for the same items: the success replaces the failure.
+    await broker.publish(
+      q,
+      [0, 1, 2].map((i) => resultMessage(result(i, false))),
+    );
+    const first = await drain(broker, store, 3);
+    expect(first.stats).toMatchObject({ stored: 3, inserted: 3, updated: 0 });
+    expect(await store.resultCounts('rows')).toEqual({ total: 3, ok: 0, failed: 3 });
+
+    const msgs = [];
+    for (let i = 0; i < 300; i++) {
+      msgs.push(resultMessage(result(i, true, i < 3 ? 2 : 1)));
+      if (i === 10) msgs.push({ body: 'not json at all' });
+      if (i === 120)
+        msgs.push({ body: JSON.stringify({ qtune: 1, id: 'x', type: 'task', payload: {} }) });
+      if (i === 200)
+        msgs.push(resultMessage({ ...result(999), worker: undefined } as unknown as TaskResult));
+    }
+    // A redelivered result, in a later batch: the same row again.
+    msgs.push(resultMessage(result(7)));
+    await broker.publish(q, msgs);
+
+    const sink = await drain(broker, store, 304);
+    expect(sink.stats).toMatchObject({ stored: 301, invalid: 3, inserted: 297, failedWrites: 0 });
+    expect(sink.stats.updated).toBe(4);
+    const counts = await store.resultCounts('rows');
+    expect(counts).toEqual({ total: 300, ok: 300, failed: 0 });
+    const [row0, row7] = await store.getResults('rows', ['key-0', 'key-7']);
+    expect(row0).toMatchObject({ ok: true, attempt: 2, value: { name: 'company 0', n: 0 } });
+    expect(row0!.writes).toBe(2);
+    expect(row7).toMatchObject({ ok: true, gpu: 'NVIDIA L4 (23034 MiB)', durationMs: 5 });
+    expect(row7!.writes).toBe(2);
+
+    const left = await broker.stats(q);
+    expect(left.ready + left.inFlight + left.delayed).toBe(0);
+    expect(left.deadLettered).toBe(3);
+    const dead = await deadLetters(broker, q, 3);
+    const reasons = dead.map((d) => d.reason).sort();
+    expect(reasons).toHaveLength(3);
+    expect(reasons[0]).toMatch(/^INVALID_ENVELOPE: .*has type "task", expected "result"/);
+    expect(reasons[1]).toMatch(/^INVALID_ENVELOPE: .*invalid at "payload\.worker"/);
+    expect(reasons[2]).toMatch(/^MALFORMED_JSON: /);
+  });
+
+  it('keys rows by the named fields of the value', async () => {
+    const { broker, store } = await setup();
+    const q = resultQueueOf('items');
+    // Two tasks whose values name the same company: one row.
+    await broker.publish(q, [resultMessage(result(1))]);
+    expect((await drain(broker, store, 1, { keyFields: ['name'] })).stats).toMatchObject({
+      stored: 1,
+      inserted: 1,
+    });
+    await broker.publish(q, [resultMessage({ ...result(1), taskId: 'other', key: 'k2' })]);
+    expect((await drain(broker, store, 1, { keyFields: ['name'] })).stats).toMatchObject({
+      stored: 1,
+      inserted: 0,
+      updated: 1,
+    });
+    const rows = await store.listResults('rows');
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({ taskId: 'other', key: 'k2', writes: 2 });
+  });
+});
+
+it('the build runs the SQLite sink on its writer thread', () => {
+  expect(fromBuild.writerThreadAvailable()).toBe(true);
+});
