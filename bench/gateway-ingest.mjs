@@ -2,7 +2,8 @@
 // Bulk ingest through the HTTP gateway, next to a hand-rolled HTTP agent, in the same run.
 //
 //   node bench/gateway-ingest.mjs [--amqp [URL]] [--duration 10] [--connections 10]
-//                                 [--batch 1000] [--only gateway|naive] [--json]
+//                                 [--batch 1000] [--only gateway|naive|raw] [--json]
+//                                 [--queue-type quorum|classic]
 //
 // Starts `qtune serve` (the built CLI, dist/) over a fresh embedded broker in a temp dir, with a
 // token, and drives it with autocannon: POST /v1/queues/<q>/tasks, each body a JSON array of
@@ -12,8 +13,12 @@
 // checks the token and publishes each payload on its own (one publish call, awaited, per
 // payload) with the embedded broker or amqplib (a confirm channel, waiting for each confirm).
 // With --amqp URL both run against that RabbitMQ; --amqp alone starts a throwaway node with
-// test/support/rabbitmq.mjs. Needs `npm run build` first.
+// test/support/rabbitmq.mjs. On RabbitMQ a third row is the ceiling: raw amqplib publishing
+// envelopes of the same size over one confirm channel, 1000 unconfirmed at most, for the same
+// duration. --queue-type classic|quorum (default quorum, qtune's default) picks the queue type
+// for all three. Needs `npm run build` first.
 import { spawn } from 'node:child_process';
+import { randomUUID as randomUUIDSync } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -37,6 +42,7 @@ function parseArgs(argv) {
     only: undefined,
     json: false,
     naiveServer: undefined,
+    queueType: 'quorum',
   };
   const numeric = { '--duration': 'duration', '--connections': 'connections', '--batch': 'batch' };
   for (let i = 0; i < argv.length; i++) {
@@ -51,15 +57,21 @@ function parseArgs(argv) {
       opts.amqp = next !== undefined && /^amqps?:\/\//.test(next) ? argv[++i] : 'start';
     } else if (arg === '--only') {
       opts.only = argv[++i];
-      if (opts.only !== 'gateway' && opts.only !== 'naive')
-        throw new Error(`--only takes gateway or naive, got '${opts.only ?? ''}'`);
+      if (!['gateway', 'naive', 'raw'].includes(opts.only))
+        throw new Error(`--only takes gateway, naive or raw, got '${opts.only ?? ''}'`);
+    } else if (arg === '--queue-type') {
+      opts.queueType = argv[++i];
+      if (opts.queueType !== 'quorum' && opts.queueType !== 'classic')
+        throw new Error(`--queue-type takes quorum or classic, got '${opts.queueType ?? ''}'`);
     } else if (arg === '--json') opts.json = true;
-    else if (arg === '--naive-server') opts.naiveServer = argv[++i];
-    else if (arg === '--help' || arg === '-h') {
+    else if (arg === '--naive-server') {
+      opts.naiveServer = argv[++i];
+      opts.queueType = argv[++i] ?? 'quorum';
+    } else if (arg === '--help' || arg === '-h') {
       console.log(
         readFileSync(fileURLToPath(import.meta.url), 'utf8')
           .split('\n')
-          .slice(1, 15)
+          .slice(1, 19)
           .join('\n')
           .replace(/^\/\/ ?/gm, ''),
       );
@@ -148,7 +160,7 @@ async function queueCount(url, queue) {
 
 // --- the naive agent (child process mode) ----------------------------------------------------
 
-async function naiveServer(brokerUrl) {
+async function naiveServer(brokerUrl, queueType) {
   const { randomUUID } = await import('node:crypto');
   let publishOne;
   let close;
@@ -157,7 +169,7 @@ async function naiveServer(brokerUrl) {
     const amqplib = (await import('amqplib')).default;
     const conn = await amqplib.connect(brokerUrl);
     const ch = await conn.createConfirmChannel();
-    await ch.assertQueue(queue, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
+    await ch.assertQueue(queue, { durable: true, arguments: { 'x-queue-type': queueType } });
     publishOne = async (body) => {
       ch.sendToQueue(queue, Buffer.from(body), { persistent: true, messageId: randomUUID() });
       await ch.waitForConfirms();
@@ -196,11 +208,62 @@ async function naiveServer(brokerUrl) {
   process.on('SIGTERM', () => server.close(() => close().then(() => process.exit(0))));
 }
 
+/** Deletes a RabbitMQ queue, so that the next system starts on an empty node. */
+async function deleteAmqpQueue(url, queue) {
+  const amqplib = (await import('amqplib')).default;
+  const conn = await amqplib.connect(url);
+  try {
+    const ch = await conn.createChannel();
+    await ch.deleteQueue(queue);
+  } finally {
+    await conn.close();
+  }
+}
+
+// --- the ceiling: raw amqplib ------------------------------------------------------------------
+
+/** Confirmed publishes/s of raw amqplib to a fresh queue, `window` unconfirmed at most. */
+async function rawCeiling(url, queueType, body, seconds, window = 1000) {
+  const amqplib = (await import('amqplib')).default;
+  const { randomUUID } = await import('node:crypto');
+  const conn = await amqplib.connect(url);
+  try {
+    const ch = await conn.createConfirmChannel();
+    const queue = `bench-raw-${randomUUID()}`;
+    await ch.assertQueue(queue, { durable: true, arguments: { 'x-queue-type': queueType } });
+    const run = async (ms) => {
+      const until = Date.now() + ms;
+      let confirmed = 0;
+      let unconfirmed = 0;
+      let wake;
+      const started = performance.now();
+      while (Date.now() < until) {
+        while (unconfirmed >= window) await new Promise((r) => (wake = r));
+        unconfirmed++;
+        ch.sendToQueue(queue, body, { persistent: true, messageId: randomUUID() }, (err) => {
+          unconfirmed--;
+          if (!err) confirmed++;
+          wake?.();
+        });
+        if (unconfirmed % 100 === 0) await new Promise((r) => setImmediate(r));
+      }
+      await ch.waitForConfirms();
+      return Math.round(confirmed / ((performance.now() - started) / 1000));
+    };
+    await run(2_000); // warm-up
+    const rate = await run(seconds * 1000);
+    await ch.deleteQueue(queue);
+    return rate;
+  } finally {
+    await conn.close();
+  }
+}
+
 // --- driver ------------------------------------------------------------------------------------
 
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
-  if (opts.naiveServer !== undefined) return naiveServer(opts.naiveServer);
+  if (opts.naiveServer !== undefined) return naiveServer(opts.naiveServer, opts.queueType);
 
   const dir = mkdtempSync(path.join(tmpdir(), 'qtune-gateway-bench-'));
   let rabbit;
@@ -226,7 +289,7 @@ async function main() {
     const body = JSON.stringify(payloads);
     const rows = [];
 
-    if (opts.only !== 'naive') {
+    if (opts.only === undefined || opts.only === 'gateway') {
       const gw = await startChild(
         [CLI, 'serve', '--port', '0', '--broker', brokerUrl, '--rate-limit', '1000000'],
         { QTUNE_TOKENS: `bench:producer:${TOKEN}` },
@@ -235,6 +298,14 @@ async function main() {
       );
       cleanups.push(() => stopChild(gw.child));
       const queue = 'bench-gateway';
+      if (opts.amqp !== undefined) {
+        const res = await globalThis.fetch(`${gw.match}/v1/queues/${queue}`, {
+          method: 'PUT',
+          headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ type: opts.queueType }),
+        });
+        if (!res.ok) throw new Error(`declaring ${queue}: HTTP ${res.status} ${await res.text()}`);
+      }
       // Warm up (declares the queues, JIT), then measure.
       await drive(`${gw.match}/v1/queues/${queue}/tasks`, body, { ...opts, duration: 2 });
       const before = await queueCount(gw.match, queue);
@@ -247,11 +318,12 @@ async function main() {
       if (!row.storedOk) console.error(`stored ${stored}, answered ${row.requests * opts.batch}`);
       rows.push(row);
       await stopChild(gw.child);
+      if (opts.amqp !== undefined) await deleteAmqpQueue(opts.amqp, queue);
     }
 
-    if (opts.only !== 'gateway') {
+    if (opts.only === undefined || opts.only === 'naive') {
       const naive = await startChild(
-        [fileURLToPath(import.meta.url), '--naive-server', naiveBroker],
+        [fileURLToPath(import.meta.url), '--naive-server', naiveBroker, opts.queueType],
         {},
         /naive agent on port (\d+)/,
         'the naive agent',
@@ -262,9 +334,30 @@ async function main() {
       const result = await drive(url, body, opts);
       rows.push(summarize('naive agent (1 publish per payload)', result, opts));
       await stopChild(naive.child);
+      if (opts.amqp !== undefined) await deleteAmqpQueue(opts.amqp, 'bench-naive');
     }
 
-    const broker = opts.amqp !== undefined ? 'RabbitMQ (quorum queues)' : 'embedded (SQLite)';
+    if (opts.amqp !== undefined && (opts.only === undefined || opts.only === 'raw')) {
+      // The same envelope the gateway writes for one payload.
+      const envelope = JSON.stringify({
+        qtune: 1,
+        id: randomUUIDSync(),
+        type: 'task',
+        createdAt: Date.now(),
+        payload: payloads[0],
+        replyTo: 'bench-gateway.results',
+      });
+      const rate = await rawCeiling(
+        opts.amqp,
+        opts.queueType,
+        Buffer.from(envelope),
+        opts.duration,
+      );
+      rows.push({ system: 'raw amqplib (confirms, window 1000)', payloadsPerSec: rate });
+    }
+
+    const broker =
+      opts.amqp !== undefined ? `RabbitMQ (${opts.queueType} queues)` : 'embedded (SQLite)';
     if (opts.json) {
       for (const r of rows) console.log(JSON.stringify({ ...r, broker, batch: opts.batch }));
     }
@@ -274,16 +367,23 @@ async function main() {
       rows.map((r) => [
         r.system,
         r.payloadsPerSec.toLocaleString('en-US'),
-        r.latencyMs.p50,
-        r.latencyMs.p99,
-        r.requests,
-        r.errors,
+        r.latencyMs?.p50 ?? '—',
+        r.latencyMs?.p99 ?? '—',
+        r.requests ?? '—',
+        r.errors ?? '—',
         r.storedOk === undefined ? '—' : r.storedOk ? 'yes' : 'NO',
       ]),
     );
-    if (rows.length === 2) {
+    const row = (prefix) => rows.find((r) => r.system.startsWith(prefix));
+    const [gateway, naive, raw] = [row('qtune'), row('naive'), row('raw')];
+    if (gateway && naive) {
       console.log(
-        `\ngateway / naive: ${(rows[0].payloadsPerSec / rows[1].payloadsPerSec).toFixed(1)}x`,
+        `\ngateway / naive: ${(gateway.payloadsPerSec / naive.payloadsPerSec).toFixed(1)}x`,
+      );
+    }
+    if (gateway && raw) {
+      console.log(
+        `gateway / raw ceiling: ${Math.round((100 * gateway.payloadsPerSec) / raw.payloadsPerSec)}%`,
       );
     }
     console.log(`node ${process.version}, ${(await import('node:os')).cpus().length} CPUs`);

@@ -257,8 +257,7 @@ export class AmqpBroker extends BrokerEventSource implements Broker {
           exchange: '',
           routingKey: queue,
           content: toBuffer(m.body),
-          options,
-          mandatory: true,
+          options: options,
           target: `queue "${queue}"`,
         });
       }
@@ -291,12 +290,12 @@ export class AmqpBroker extends BrokerEventSource implements Broker {
     const out: Outgoing[] = messages.map((m) => {
       const options = publishOptions(m, m.id ?? randomUUID(), QUEUE_DEFAULTS.priorities);
       options.headers = { ...options.headers, 'x-qtune-topic': topic };
+      options.mandatory = false;
       return {
         exchange: TOPIC_EXCHANGE,
         routingKey: topic,
         content: toBuffer(m.body),
         options,
-        mandatory: false,
         target: `topic "${topic}"`,
       };
     });
@@ -484,8 +483,7 @@ export class AmqpBroker extends BrokerEventSource implements Broker {
               exchange: '',
               routingKey: queue,
               content: msg.content,
-              options: props,
-              mandatory: true,
+              options: { ...props, mandatory: true },
               target: `queue "${queue}"`,
             },
           ]);
@@ -512,8 +510,7 @@ export class AmqpBroker extends BrokerEventSource implements Broker {
             exchange: '',
             routingKey: dlq,
             content: msg.content,
-            options: props,
-            mandatory: true,
+            options: { ...props, mandatory: true },
             target: `queue "${dlq}"`,
           },
         ]);
@@ -560,8 +557,7 @@ export class AmqpBroker extends BrokerEventSource implements Broker {
       exchange: '',
       routingKey: name,
       content,
-      options,
-      mandatory: true,
+      options: { ...options, mandatory: true },
       target: `queue "${queue}"`,
     };
   }
@@ -711,6 +707,8 @@ function publishOptions(m: OutgoingMessage, id: string, priorities: number): Opt
   const body = toBuffer(m.body);
   const options: Options.Publish = {
     messageId: id,
+    // Unroutable messages come back and are refused; topic publishes turn this off.
+    mandatory: true,
     persistent: true,
     timestamp: Math.floor(Date.now() / 1000),
     headers: { ...(m.headers ?? {}) },

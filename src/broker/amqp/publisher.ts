@@ -7,9 +7,11 @@ export interface Outgoing {
   exchange: string;
   routingKey: string;
   content: Buffer;
+  /**
+   * Properties, with `mandatory` set where an unroutable message must be returned and rejected
+   * (queues); topics leave it unset and drop such messages silently.
+   */
   options: Options.Publish;
-  /** Unroutable messages are returned and rejected (queues); topics drop them silently. */
-  mandatory: boolean;
   /** Named in errors, e.g. `queue "jobs"`. */
   target: string;
 }
@@ -52,22 +54,32 @@ export class Publisher {
 
   /** Resolves when every message is confirmed; rejects on the first one refused or returned. */
   async publish(messages: readonly Outgoing[]): Promise<void> {
-    const confirms: Promise<void>[] = [];
+    if (messages.length === 0) return;
+    // One promise for the whole call: settled by the last confirm, or by the first refusal.
+    let left = messages.length;
+    let failed = false;
+    let resolveAll!: () => void;
+    let rejectAll!: (error: Error) => void;
+    const all = new Promise<void>((res, rej) => {
+      resolveAll = res;
+      rejectAll = rej;
+    });
+    all.catch(() => undefined); // awaited below, after the loop
+    const resolve = () => {
+      if (--left === 0 && !failed) resolveAll();
+    };
+    const reject = (error: Error) => {
+      if (failed) return;
+      failed = true;
+      rejectAll(error);
+    };
     for (const m of messages) {
-      await this.#slot();
-      let resolve!: () => void;
-      let reject!: (error: Error) => void;
-      const confirmed = new Promise<void>((res, rej) => {
-        resolve = res;
-        reject = rej;
-      });
-      confirmed.catch(() => undefined); // surfaced through Promise.all below
+      if (this.#pending.size >= this.#window) await this.#slot();
       const p: Pending = { ...m, sentOn: -1, returned: false, resolve, reject };
       this.#pending.add(p);
-      confirms.push(confirmed);
       if (this.#channel) this.#send(p, this.#channel, this.#generation);
     }
-    await Promise.all(confirms);
+    await all;
   }
 
   /** Rejects every message not yet confirmed (the handle is closing for good). */
@@ -113,38 +125,32 @@ export class Publisher {
     p.sentOn = generation;
     p.returned = false;
     try {
-      channel.publish(
-        p.exchange,
-        p.routingKey,
-        p.content,
-        { ...p.options, mandatory: p.mandatory },
-        (err: unknown) => {
-          if (p.sentOn !== generation || !this.#pending.has(p)) return;
-          if (err) {
-            // Lost with its channel: written again once a channel is back.
-            if (err instanceof Error && err.message === 'channel closed') return;
-            this.#settle(p);
-            p.reject(
-              new BrokerError(
-                ErrorCode.BrokerUnavailable,
-                `RabbitMQ refused a message for ${p.target} (basic.nack)`,
-              ),
-            );
-            return;
-          }
+      channel.publish(p.exchange, p.routingKey, p.content, p.options, (err: unknown) => {
+        if (p.sentOn !== generation || !this.#pending.has(p)) return;
+        if (err) {
+          // Lost with its channel: written again once a channel is back.
+          if (err instanceof Error && err.message === 'channel closed') return;
           this.#settle(p);
-          if (p.returned) {
-            p.reject(
-              new BrokerError(
-                ErrorCode.BrokerState,
-                `message for ${p.target} is unroutable: ${p.target} does not exist; declare it first`,
-              ),
-            );
-          } else {
-            p.resolve();
-          }
-        },
-      );
+          p.reject(
+            new BrokerError(
+              ErrorCode.BrokerUnavailable,
+              `RabbitMQ refused a message for ${p.target} (basic.nack)`,
+            ),
+          );
+          return;
+        }
+        this.#settle(p);
+        if (p.returned) {
+          p.reject(
+            new BrokerError(
+              ErrorCode.BrokerState,
+              `message for ${p.target} is unroutable: ${p.target} does not exist; declare it first`,
+            ),
+          );
+        } else {
+          p.resolve();
+        }
+      });
     } catch {
       // The channel closed under us; the message stays pending and is written again.
       p.sentOn = -1;
