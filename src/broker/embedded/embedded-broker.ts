@@ -37,6 +37,7 @@ import type {
 } from '../contract.js';
 import { QUEUE_DEFAULTS } from '../contract.js';
 import { checkTopicPattern } from '../checks.js';
+import { Checkpointer } from './checkpointer.js';
 import { EmbeddedConsumer, type ConsumerHost } from './consumer.js';
 import { GroupCommit, isBusy } from './group-commit.js';
 import { applyPragmas, migrate } from './schema.js';
@@ -58,6 +59,11 @@ export interface EmbeddedBrokerOptions {
   synchronous?: 'normal' | 'full';
   /** How long a write waits for another process's transaction, in ms (default: 5000). */
   busyTimeoutMs?: number;
+  /**
+   * Checkpoint the WAL on a background thread instead of in commits (default: true where the
+   * built thread module is present; see docs/brokers/embedded.md).
+   */
+  checkpointThread?: boolean;
 }
 
 /** Heartbeat period of a handle. */
@@ -145,6 +151,7 @@ export class EmbeddedBroker extends BrokerEventSource implements Broker {
   readonly #consumers = new Map<string, Set<EmbeddedConsumer>>();
   readonly #heartbeat: NodeJS.Timeout;
   readonly #dataVersion: Database.Statement<[], number>;
+  #checkpointer: Checkpointer | undefined;
   #consumerCount = 0;
   #subscriptions = 0;
   #closing = false;
@@ -209,6 +216,11 @@ export class EmbeddedBroker extends BrokerEventSource implements Broker {
       options.busyTimeoutMs ?? 5_000,
     );
     this.#dataVersion = db.prepare<[], number>('PRAGMA data_version').pluck();
+    if (options.checkpointThread !== false) {
+      this.#checkpointer = Checkpointer.start(db, path, options.synchronous ?? 'normal', (err) =>
+        this.#reportError(err),
+      );
+    }
     this.#host = {
       store: this.#store,
       commit: this.#commit,
@@ -404,6 +416,7 @@ export class EmbeddedBroker extends BrokerEventSource implements Broker {
         this.#reportError(toError(err));
       }
       await this.#commit.idle();
+      await this.#checkpointer?.stop();
       this.#shutdown();
       this.emitStatus('closed');
     })();
@@ -419,6 +432,7 @@ export class EmbeddedBroker extends BrokerEventSource implements Broker {
     clearInterval(this.#heartbeat);
     this.#waker.stop();
     this.#commit.close();
+    void this.#checkpointer?.stop();
     try {
       this.#db.close();
     } catch (err) {

@@ -78,6 +78,9 @@ CREATE INDEX IF NOT EXISTS consumers_queue  ON consumers(queue);
 CREATE INDEX IF NOT EXISTS consumers_handle ON consumers(handle);
 `;
 
+/** WAL pages after which a commit checkpoints, when no checkpoint thread does it. */
+export const WAL_AUTOCHECKPOINT_PAGES = 4000;
+
 export interface PragmaOptions {
   synchronous: 'normal' | 'full';
   busyTimeoutMs: number;
@@ -99,7 +102,8 @@ export function applyPragmas(db: Database.Database, options: PragmaOptions): voi
   db.pragma('temp_store = MEMORY');
   db.pragma('foreign_keys = OFF');
   // Checkpoint less often than the default 1000 pages, and truncate a grown WAL afterwards.
-  db.pragma('wal_autocheckpoint = 4000');
+  // (A handle with a checkpoint thread turns this off; see Checkpointer.)
+  db.pragma(`wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`);
   db.pragma(`journal_size_limit = ${64 * 1024 * 1024}`);
 }
 
