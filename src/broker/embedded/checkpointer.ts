@@ -40,7 +40,11 @@ export class Checkpointer {
   #stopped = false;
 
   private constructor(db: Database.Database, init: CheckpointInit, onError: (e: Error) => void) {
-    this.#worker = new Worker(THREAD_MODULE, { workerData: init });
+    this.#worker = new Worker(THREAD_MODULE, {
+      workerData: init,
+      // It allocates almost nothing: keep its heap (and the process's RSS) small.
+      resourceLimits: { maxYoungGenerationSizeMb: 1, maxOldGenerationSizeMb: 16 },
+    });
     // The thread must not keep a process alive that is otherwise done.
     this.#worker.unref();
     const fallBack = (error: Error | undefined) => {
