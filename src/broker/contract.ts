@@ -1,4 +1,5 @@
-import type { Headers } from '../protocol/envelope.js';
+import { encode } from '../protocol/codec.js';
+import type { Envelope, Headers } from '../protocol/envelope.js';
 
 /** Policy of a queue, fixed when it is first declared. */
 export interface QueueOptions {
@@ -37,6 +38,18 @@ export interface OutgoingMessage {
   /** Deliver no earlier than this many ms from now (default: 0). */
   delayMs?: number;
   headers?: Headers;
+  /**
+   * The type, correlation id and reply-to of the envelope in `body`, when the publisher has the
+   * envelope at hand (see {@link envelopeMessage}). A broker that mirrors them into transport
+   * properties (RabbitMQ) takes them from here instead of parsing the body again. Must agree
+   * with the body.
+   */
+  envelope?: Pick<Envelope, 'type' | 'correlationId' | 'replyTo'>;
+}
+
+/** The message carrying `env`: its id, its encoded body, and its routing fields. */
+export function envelopeMessage(env: Envelope): OutgoingMessage & { id: string } {
+  return { id: env.id, body: encode(env), envelope: env };
 }
 
 /** One delivery of a message to a consumer, holding a lease until settled. */

@@ -136,7 +136,7 @@ export function taskMessages(
       },
       replyTo,
     );
-    out[i] = { id: env.id, body: JSON.stringify(env) };
+    out[i] = { id: env.id, body: JSON.stringify(env), envelope: env };
   }
   return out;
 }

@@ -1,5 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import type { Broker, Consumer, Delivery, QueueOptions } from '../broker/contract.js';
+import {
+  envelopeMessage,
+  type Broker,
+  type Consumer,
+  type Delivery,
+  type QueueOptions,
+} from '../broker/contract.js';
 import { decode, encode } from '../protocol/codec.js';
 import { createEnvelope, MessageType, type Envelope, type Headers } from '../protocol/envelope.js';
 import { BrokerError, ErrorCode, QtuneError, errorCode, toError } from '../protocol/errors.js';
@@ -135,7 +141,7 @@ export class Requester {
         await this.#broker.declareQueue(queue);
         this.#declared.add(queue);
       }
-      await this.#broker.publish(queue, [{ id: env.id, body: encode(env) }]);
+      await this.#broker.publish(queue, [envelopeMessage(env)]);
     } catch (err) {
       this.#settle(env.id);
       throw err;

@@ -1,6 +1,12 @@
 import { z } from 'zod';
-import type { Broker, Consumer, Delivery, OutgoingMessage } from '../broker/contract.js';
-import { decode, encode } from '../protocol/codec.js';
+import {
+  envelopeMessage,
+  type Broker,
+  type Consumer,
+  type Delivery,
+  type OutgoingMessage,
+} from '../broker/contract.js';
+import { decode } from '../protocol/codec.js';
 import { createEnvelope, MessageType, type Envelope, type Headers } from '../protocol/envelope.js';
 import { DecodeError, ErrorCode, errorCode, toError } from '../protocol/errors.js';
 import type { TaskResult } from '../protocol/result.js';
@@ -71,7 +77,7 @@ export async function submitTasks<P>(
   for (let i = 0; i < items.length; i += batchSize) {
     const messages: OutgoingMessage[] = items.slice(i, i + batchSize).map((item) => {
       const env = createTaskEnvelope(item, replyTo);
-      const msg: OutgoingMessage = { id: env.id, body: encode(env) };
+      const msg: OutgoingMessage = envelopeMessage(env);
       if (item.priority !== undefined) msg.priority = item.priority;
       if (item.delayMs !== undefined) msg.delayMs = item.delayMs;
       return msg;
@@ -102,8 +108,7 @@ export function createResultEnvelope<V>(
 
 /** The message carrying `result`; throws when the result's value is not JSON-serializable. */
 export function resultMessage(result: TaskResult, headers?: Headers): OutgoingMessage {
-  const env = createResultEnvelope(result, headers);
-  return { id: env.id, body: encode(env) };
+  return envelopeMessage(createResultEnvelope(result, headers));
 }
 
 /**

@@ -1,5 +1,9 @@
-import { afterAll, beforeAll } from 'vitest';
+import amqplib from 'amqplib';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AmqpBroker } from '../../src/broker/amqp/index.js';
+import { envelopeMessage } from '../../src/broker/contract.js';
+import { encode } from '../../src/protocol/codec.js';
+import { createEnvelope, MessageType } from '../../src/protocol/envelope.js';
 import { brokerConformanceSuite } from '../../src/broker/conformance/suite.js';
 import { freePort, startRabbit } from '../support/rabbitmq.mjs';
 import type { RabbitNode } from '../support/rabbitmq.mjs';
@@ -34,4 +38,52 @@ brokerConformanceSuite({
   get url() {
     return url;
   },
+});
+
+describe('AMQP message properties', () => {
+  it('mirror the envelope, whether the publisher passes its routing fields or only the body', async () => {
+    const broker = await AmqpBroker.open(url);
+    const conn = await amqplib.connect(node!.url);
+    try {
+      const queue = `props-${Date.now()}`;
+      await broker.declareQueue(queue);
+      const env = createEnvelope({
+        type: MessageType.Task,
+        payload: { n: 1 },
+        replyTo: `${queue}.results`,
+        correlationId: 'corr-1',
+      });
+      // With the routing fields at hand, and with the same envelope as a bare body to parse.
+      await broker.publish(queue, [
+        envelopeMessage(env),
+        { id: 'second', body: encode(env), headers: { 'x-app': 'a' } },
+        { id: 'bare', body: JSON.stringify({ n: 2 }) },
+      ]);
+      const ch = await conn.createChannel();
+      const got = [];
+      for (let i = 0; i < 3; i++) {
+        const m = await ch.get(queue, { noAck: true });
+        if (m === false) throw new Error(`message ${i} missing`);
+        got.push(m.properties);
+      }
+      for (const p of got.slice(0, 2)) {
+        expect(p).toMatchObject({
+          type: 'task',
+          replyTo: `${queue}.results`,
+          correlationId: 'corr-1',
+          contentType: 'application/json',
+          deliveryMode: 2,
+        });
+      }
+      expect(got[0]!.messageId).toBe(env.id);
+      expect(got[1]!.headers).toMatchObject({ 'x-app': 'a' });
+      expect(got[2]).toMatchObject({ messageId: 'bare', deliveryMode: 2 });
+      expect(got[2]!.type).toBeUndefined();
+      expect(got[2]!.replyTo).toBeUndefined();
+      await broker.deleteQueue(queue);
+    } finally {
+      await conn.close();
+      await broker.close();
+    }
+  });
 });

@@ -704,16 +704,16 @@ function delayQueueName(queue: string, bucket: number): string {
 }
 
 function publishOptions(m: OutgoingMessage, id: string, priorities: number): Options.Publish {
-  const body = toBuffer(m.body);
   const options: Options.Publish = {
     messageId: id,
     // Unroutable messages come back and are refused; topic publishes turn this off.
     mandatory: true,
     persistent: true,
     timestamp: Math.floor(Date.now() / 1000),
-    headers: { ...(m.headers ?? {}) },
   };
-  const envelope = envelopeFields(body);
+  if (m.headers !== undefined && Object.keys(m.headers).length > 0)
+    options.headers = { ...m.headers };
+  const envelope = m.envelope ?? envelopeFields(toBuffer(m.body));
   if (envelope) {
     options.contentType = 'application/json';
     if (envelope.correlationId !== undefined) options.correlationId = envelope.correlationId;

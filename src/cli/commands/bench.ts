@@ -5,9 +5,9 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Command, Option } from 'commander';
 import { openBroker } from '../../broker/open.js';
-import type { Broker, Delivery } from '../../broker/contract.js';
+import { envelopeMessage, type Broker, type Delivery } from '../../broker/contract.js';
 import { resultQueueOf } from '../../patterns/work-queue.js';
-import { decode, encode } from '../../protocol/codec.js';
+import { decode } from '../../protocol/codec.js';
 import { createEnvelope, MessageType } from '../../protocol/envelope.js';
 import type { TaskResult } from '../../protocol/result.js';
 import { action, contextOf } from '../context.js';
@@ -148,8 +148,7 @@ async function runLoad(broker: Broker, queue: string, opts: BenchOptions) {
   const replyTo = resultQueueOf(queue);
   const t0 = now();
   const make = () => {
-    const env = createEnvelope({ type: MessageType.Task, payload: null, replyTo });
-    return { id: env.id, body: encode(env) };
+    return envelopeMessage(createEnvelope({ type: MessageType.Task, payload: null, replyTo }));
   };
   if (opts.rate) {
     const interval = 1000 / opts.rate;
