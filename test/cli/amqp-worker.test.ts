@@ -1,6 +1,8 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { AmqpBroker } from '../../src/broker/amqp/index.js';
+import { consumeResults } from '../../src/patterns/work-queue.js';
 import type { TaskResult } from '../../src/protocol/result.js';
 import { startRabbit, type RabbitNode } from '../support/rabbitmq.mjs';
 import {
@@ -97,6 +99,79 @@ describe('qtune worker on RabbitMQ under faults', () => {
       }
       const dlq = await runCli(['dlq', q, '--json', '--broker', node!.url]);
       expect(dlq.stdout.trim()).toBe('');
+    },
+  );
+
+  it(
+    'three qtune worker processes resume by themselves after a broker restart in the middle of 10,000 tasks, and every result arrives',
+    { timeout: 300_000 },
+    async () => {
+      env = tempBroker();
+      const q = 'amqp-restart';
+      const total = 10_000;
+      const workers = [1, 2, 3].map(() => worker(q, '--concurrency', '10'));
+      const file = join(env.dir, 'tasks.jsonl');
+      writeFileSync(
+        file,
+        Array.from({ length: total }, (_, i) => JSON.stringify({ id: i, ms: 20 })).join('\n') +
+          '\n',
+      );
+      // The test reads the results itself, over a handle that must recover as well.
+      const reader = await AmqpBroker.open(node!.url);
+      try {
+        const results = new Map<string, TaskResult<{ id: number; pid: number }>>();
+        let deliveries = 0;
+        await reader.declareQueue(q);
+        await consumeResults(
+          reader,
+          q,
+          (r) => {
+            deliveries++;
+            results.set(r.key!, r as TaskResult<{ id: number; pid: number }>);
+          },
+          { prefetch: 500 },
+        );
+        const pub = await runCli([
+          'publish',
+          q,
+          '--file',
+          file,
+          '--key-field',
+          'id',
+          '--broker',
+          node!.url,
+        ]);
+        expect(pub.code, pub.stderr).toBe(0);
+
+        await waitFor(() => results.size >= total / 4, 120_000, 'a quarter of the results');
+        await node!.stopNode();
+        await node!.start();
+        const back = Date.now();
+        await waitFor(() => results.size === total, 180_000, `all ${total} results`);
+
+        const missing = Array.from({ length: total }, (_, i) => String(i)).filter(
+          (k) => !results.has(k),
+        );
+        expect(missing).toEqual([]);
+        expect([...results.values()].every((r) => r.ok)).toBe(true);
+        // Each worker process went back to work by itself: none stopped consuming silently.
+        const after = [...results.values()].filter((r) => r.startedAt >= back);
+        for (const w of workers) {
+          expect(w.exitCode, `worker ${w.pid} still running`).toBeNull();
+          expect(
+            after.filter((r) => r.worker.pid === w.pid).length,
+            `tasks started by worker ${w.pid} after the restart`,
+          ).toBeGreaterThan(0);
+        }
+        const firstStart = Math.min(...after.map((r) => r.startedAt));
+        console.log(
+          `amqp worker restart test: ${total} published, ${results.size} distinct results, ` +
+            `${deliveries} result deliveries, first task started ${firstStart - back} ms after the node was back; ` +
+            `tasks started after it per worker: ${workers.map((w) => after.filter((r) => r.worker.pid === w.pid).length).join(', ')}`,
+        );
+      } finally {
+        await reader.close();
+      }
     },
   );
 });
