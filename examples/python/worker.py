@@ -151,7 +151,11 @@ class Worker:
             task=env.get("task"),
             headers=env.get("headers"),
         )
-        reply_to = env.get("replyTo") or self.results_queue
+        # A direct reply-to requester: RabbitMQ put the real address in the property.
+        if (props.reply_to or "").startswith("amq.rabbitmq.reply-to."):
+            reply_to = props.reply_to
+        else:
+            reply_to = env.get("replyTo") or self.results_queue
         # The result first, confirmed; only then the ack (or the dead letter).
         publish(self.channel, reply_to, reply, properties(reply))
         if error is None:

@@ -83,6 +83,31 @@ export interface Delivery {
   deadLetter(reason: string): Promise<void>;
   /** Extends the lease to `ms` from now (default: the queue's leaseMs). */
   extendLease(ms?: number): Promise<void>;
+  /**
+   * Where a reply to this message goes when the transport rewrote the sender's reply address
+   * (RabbitMQ's direct reply-to): it takes precedence over the envelope's `replyTo`. Unset
+   * otherwise.
+   */
+  readonly replyTo?: string;
+}
+
+/** A reply that arrived on a {@link ReplyChannel}. */
+export interface ReplyMessage {
+  readonly id: string;
+  readonly body: Buffer;
+}
+
+/**
+ * Requests sent through it get their replies straight back to it, with no reply queue (see
+ * {@link Broker.openReplyChannel}). Replies in flight when the connection drops are lost: a
+ * request waiting for one times out.
+ */
+export interface ReplyChannel {
+  /** The reply address to put in the requests' envelopes. */
+  readonly replyTo: string;
+  /** Publishes requests; resolves once the broker has them. */
+  publish(queue: string, messages: readonly OutgoingMessage[]): Promise<void>;
+  close(): Promise<void>;
 }
 
 export interface ConsumeOptions {
@@ -178,6 +203,12 @@ export interface Broker {
   off<E extends keyof BrokerEvents>(event: E, listener: BrokerEvents[E]): this;
   /** Stops consumers, waits for handler calls in progress, then closes. Idempotent. */
   close(): Promise<void>;
+  /**
+   * Opens a channel whose requests are answered straight back to `onReply`, without a reply
+   * queue (RabbitMQ's direct reply-to). Brokers without such a path leave it out, and
+   * requesters use a temporary reply queue.
+   */
+  openReplyChannel?(onReply: (reply: ReplyMessage) => void): Promise<ReplyChannel>;
 }
 
 /** Defaults applied when a QueueOptions field is missing. */

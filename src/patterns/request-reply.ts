@@ -5,6 +5,7 @@ import {
   type Consumer,
   type Delivery,
   type QueueOptions,
+  type ReplyChannel,
 } from '../broker/contract.js';
 import { decode, encode } from '../protocol/codec.js';
 import { createEnvelope, MessageType, type Envelope, type Headers } from '../protocol/envelope.js';
@@ -29,6 +30,12 @@ export interface RequesterOptions {
   timeoutMs?: number;
   /** Name of the private reply queue (default: `qtune.reply.<uuid>`). */
   replyQueue?: string;
+  /**
+   * Receive replies without a reply queue where the broker can (RabbitMQ's direct reply-to;
+   * default: true unless `replyQueue` is given). Replies in flight when the connection drops
+   * are then lost, and their requests time out.
+   */
+  directReply?: boolean;
 }
 
 export interface RequestOptions {
@@ -60,6 +67,7 @@ export class Requester {
   readonly #pending = new Map<string, Pending>();
   readonly #declared = new Set<string>();
   #consumer: Consumer | undefined;
+  #replyChannel: ReplyChannel | undefined;
   #closed = false;
 
   private constructor(broker: Broker, replyQueue: string, timeoutMs: number) {
@@ -68,10 +76,27 @@ export class Requester {
     this.#timeoutMs = timeoutMs;
   }
 
-  /** Declares the temporary reply queue and starts listening on it. */
+  /**
+   * Opens a direct reply channel where the broker has one, else declares the temporary reply
+   * queue, and starts listening.
+   */
   static async create(broker: Broker, options: RequesterOptions = {}): Promise<Requester> {
+    const timeoutMs = options.timeoutMs ?? 30_000;
+    if (
+      broker.openReplyChannel !== undefined &&
+      options.replyQueue === undefined &&
+      options.directReply !== false
+    ) {
+      // No reply can come before the first request, which needs the requester.
+      const to: { handle?: (body: Buffer) => void } = {};
+      const channel = await broker.openReplyChannel((reply) => to.handle?.(reply.body));
+      const requester = new Requester(broker, channel.replyTo, timeoutMs);
+      requester.#replyChannel = channel;
+      to.handle = (body) => requester.#onReplyBody(body);
+      return requester;
+    }
     const replyQueue = options.replyQueue ?? `qtune.reply.${randomUUID()}`;
-    const requester = new Requester(broker, replyQueue, options.timeoutMs ?? 30_000);
+    const requester = new Requester(broker, replyQueue, timeoutMs);
     await broker.declareQueue(replyQueue, { temporary: true, durable: false });
     requester.#consumer = await broker.consume(replyQueue, (d) => requester.#onReply(d), {
       prefetch: 100,
@@ -141,7 +166,8 @@ export class Requester {
         await this.#broker.declareQueue(queue);
         this.#declared.add(queue);
       }
-      await this.#broker.publish(queue, [envelopeMessage(env)]);
+      if (this.#replyChannel) await this.#replyChannel.publish(queue, [envelopeMessage(env)]);
+      else await this.#broker.publish(queue, [envelopeMessage(env)]);
     } catch (err) {
       this.#settle(env.id);
       throw err;
@@ -161,6 +187,10 @@ export class Requester {
         ),
       );
     }
+    if (this.#replyChannel) {
+      await this.#replyChannel.close();
+      return;
+    }
     await this.#consumer?.cancel();
     await this.#broker.deleteQueue(this.#replyQueue).catch(() => {});
   }
@@ -177,7 +207,16 @@ export class Requester {
 
   async #onReply(delivery: Delivery): Promise<void> {
     try {
-      const env = decode(delivery.body, { source: `queue "${this.#replyQueue}"` });
+      this.#onReplyBody(delivery.body);
+    } finally {
+      await delivery.ack();
+    }
+  }
+
+  /** Settles the call a reply answers; drops a reply that answers none or cannot be read. */
+  #onReplyBody(body: Buffer): void {
+    try {
+      const env = decode(body, { source: `queue "${this.#replyQueue}"` });
       const call = env.correlationId !== undefined ? this.#settle(env.correlationId) : undefined;
       // A reply with no waiting call (late, after a timeout) is dropped.
       if (!call) return;
@@ -194,8 +233,6 @@ export class Requester {
       }
     } catch {
       // Not a reply we can read, on our private queue: drop it.
-    } finally {
-      await delivery.ack();
     }
   }
 }
@@ -260,7 +297,9 @@ export async function serveRequests<P = unknown, R = unknown>(
           headers: { [REPLY_ERROR_HEADER]: true },
         });
       }
-      if (request.replyTo !== undefined) {
+      // RabbitMQ's direct reply-to rewrites the address on the way: the transport's one wins.
+      const replyTo = delivery.replyTo ?? request.replyTo;
+      if (replyTo !== undefined) {
         let body: Buffer;
         try {
           body = encode(reply);
@@ -280,7 +319,7 @@ export async function serveRequests<P = unknown, R = unknown>(
             }),
           );
         }
-        await broker.publish(request.replyTo, [{ id: reply.id, body }]);
+        await broker.publish(replyTo, [{ id: reply.id, body }]);
       }
       await delivery.ack();
     },

@@ -595,8 +595,9 @@ export class Scheduler {
         });
       }
     }
+    const replyTo = delivery.replyTo ?? request.replyTo;
     if (
-      request.replyTo !== undefined &&
+      replyTo !== undefined &&
       (request.deadline === undefined || Date.now() < request.deadline)
     ) {
       const reply = createEnvelope({
@@ -605,9 +606,7 @@ export class Scheduler {
         correlationId: request.id,
       });
       // The requester may be gone (its worker died); the decision is stored either way.
-      await this.#broker
-        .publish(request.replyTo, [{ id: reply.id, body: encode(reply) }])
-        .catch(() => {});
+      await this.#broker.publish(replyTo, [{ id: reply.id, body: encode(reply) }]).catch(() => {});
     }
     await delivery.ack();
   }

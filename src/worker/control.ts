@@ -39,13 +39,14 @@ export async function serveStatusRequests(
     async (d) => {
       try {
         const req = decode(d.body, { source: `topic "${CONTROL_STATUS_TOPIC}"` });
-        if (req.replyTo) {
+        const replyTo = d.replyTo ?? req.replyTo;
+        if (replyTo) {
           const reply = createEnvelope({
             type: MessageType.Reply,
             correlationId: req.id,
             payload: report(),
           });
-          await broker.publish(req.replyTo, [{ id: reply.id, body: encode(reply) }]);
+          await broker.publish(replyTo, [{ id: reply.id, body: encode(reply) }]);
         }
       } finally {
         await d.ack();

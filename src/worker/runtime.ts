@@ -559,7 +559,7 @@ export class Worker {
   }
 
   #replyTo(h: Held): string {
-    return h.envelope.replyTo ?? this.#resultQueue;
+    return h.delivery.replyTo ?? h.envelope.replyTo ?? this.#resultQueue;
   }
 
   #progress(h: Held, info: unknown): void {

@@ -4,6 +4,7 @@ import { AmqpBroker } from '../../src/broker/amqp/index.js';
 import { envelopeMessage } from '../../src/broker/contract.js';
 import { encode } from '../../src/protocol/codec.js';
 import { createEnvelope, MessageType } from '../../src/protocol/envelope.js';
+import { RemoteError, Requester, serveRequests } from '../../src/patterns/request-reply.js';
 import { brokerConformanceSuite } from '../../src/broker/conformance/suite.js';
 import { freePort, startRabbit } from '../support/rabbitmq.mjs';
 import type { RabbitNode } from '../support/rabbitmq.mjs';
@@ -84,6 +85,53 @@ describe('AMQP message properties', () => {
     } finally {
       await conn.close();
       await broker.close();
+    }
+  });
+});
+
+describe('request/reply over RabbitMQ', () => {
+  it('uses direct reply-to: replies come back with no reply queue declared', async () => {
+    const client = await AmqpBroker.open(url);
+    const server = await AmqpBroker.open(url);
+    try {
+      const queue = `rpc-${Date.now()}`;
+      await serveRequests<{ n: number }, number>(server, queue, (p) => {
+        if (p.n < 0) throw new Error(`negative: ${p.n}`);
+        return p.n * 2;
+      });
+      const requester = await Requester.create(client, { timeoutMs: 10_000 });
+      expect(requester.replyQueue).toBe('amq.rabbitmq.reply-to');
+      const answers = await Promise.all(
+        Array.from({ length: 50 }, (_, n) => requester.request<number>(queue, { n })),
+      );
+      expect(answers).toEqual(Array.from({ length: 50 }, (_, n) => n * 2));
+      const failed = await requester.request(queue, { n: -1 }).catch((e: unknown) => e);
+      expect(failed).toBeInstanceOf(RemoteError);
+      expect((failed as RemoteError).message).toMatch(/negative: -1/);
+      // No reply queue: only the request queue (and its dead-letter queue) exist.
+      const queues = await client.listQueues();
+      expect(queues.filter((q) => q.startsWith('qtune.reply.'))).toEqual([]);
+      await requester.close();
+      await expect(requester.request(queue, { n: 1 })).rejects.toThrow(/closed/);
+    } finally {
+      await client.close();
+      await server.close();
+    }
+  });
+
+  it('still offers a reply queue when asked for one', async () => {
+    const client = await AmqpBroker.open(url);
+    const server = await AmqpBroker.open(url);
+    try {
+      const queue = `rpc-q-${Date.now()}`;
+      await serveRequests<{ n: number }, number>(server, queue, (p) => p.n + 1);
+      const requester = await Requester.create(client, { directReply: false });
+      expect(requester.replyQueue).toMatch(/^qtune\.reply\./);
+      expect(await requester.request<number>(queue, { n: 41 })).toBe(42);
+      await requester.close();
+    } finally {
+      await client.close();
+      await server.close();
     }
   });
 });

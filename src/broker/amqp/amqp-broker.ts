@@ -13,6 +13,8 @@ import type {
   OutgoingMessage,
   QueueOptions,
   QueueStats,
+  ReplyChannel,
+  ReplyMessage,
   SubscribeOptions,
 } from '../contract.js';
 import {
@@ -39,6 +41,8 @@ import { DEFAULT_BACKOFF, Link } from './link.js';
 import { Management } from './management.js';
 import type { Outgoing } from './publisher.js';
 import { Publisher } from './publisher.js';
+import { DirectReplyChannel } from './direct-reply.js';
+import { publishOptions, toBuffer } from './properties.js';
 
 /** The durable topic exchange behind publishTopic and subscribe. */
 export const TOPIC_EXCHANGE = 'qtune.topic';
@@ -123,6 +127,7 @@ export class AmqpBroker extends BrokerEventSource implements Broker {
   readonly #delayQueues = new Set<string>();
   readonly #knownQueues = new Set<string>();
   readonly #consumers = new Set<AmqpConsumer>();
+  readonly #replyChannels = new Set<DirectReplyChannel>();
   readonly #host: ConsumerHost;
   #opsPool: Channel[] = [];
   #state: HandleState = 'open';
@@ -382,11 +387,26 @@ export class AmqpBroker extends BrokerEventSource implements Broker {
     return this.#closing;
   }
 
+  /**
+   * Request/reply without a reply queue, over RabbitMQ's direct reply-to (see
+   * DirectReplyChannel): requests go out on a channel of the publishing connection that also
+   * receives their replies.
+   */
+  async openReplyChannel(onReply: (reply: ReplyMessage) => void): Promise<ReplyChannel> {
+    this.#assertUsable('open a reply channel');
+    const channel = await DirectReplyChannel.open(this.#pubLink, onReply, () =>
+      this.#replyChannels.delete(channel),
+    );
+    this.#replyChannels.add(channel);
+    return channel;
+  }
+
   async #close(): Promise<void> {
     this.#state = 'closing';
     const consumers = [...this.#consumers];
     await Promise.all(consumers.map((c) => c.cancel()));
     await Promise.all(consumers.map((c) => c.closeChannel()));
+    await Promise.all([...this.#replyChannels].map((c) => c.close()));
     this.#state = 'closed';
     this.#publisher.failAll(closedError('publish'));
     await Promise.allSettled([this.#subLink.close(), this.#pubLink.close()]);
@@ -703,56 +723,6 @@ function delayQueueName(queue: string, bucket: number): string {
   return `${queue}.delayed.${bucket}`;
 }
 
-function publishOptions(m: OutgoingMessage, id: string, priorities: number): Options.Publish {
-  const options: Options.Publish = {
-    messageId: id,
-    // Unroutable messages come back and are refused; topic publishes turn this off.
-    mandatory: true,
-    persistent: true,
-    timestamp: Math.floor(Date.now() / 1000),
-  };
-  if (m.headers !== undefined && Object.keys(m.headers).length > 0)
-    options.headers = { ...m.headers };
-  const envelope = m.envelope ?? envelopeFields(toBuffer(m.body));
-  if (envelope) {
-    options.contentType = 'application/json';
-    if (envelope.correlationId !== undefined) options.correlationId = envelope.correlationId;
-    if (envelope.replyTo !== undefined) options.replyTo = envelope.replyTo;
-    if (envelope.type !== undefined) options.type = envelope.type;
-  }
-  if (m.priority !== undefined && m.priority > 0) {
-    options.priority = Math.max(0, Math.min(priorities - 1, 255, Math.floor(m.priority)));
-  }
-  return options;
-}
-
-/** correlationId, replyTo and type of a JSON envelope body, for the AMQP properties. */
-function envelopeFields(
-  body: Buffer,
-): { correlationId?: string; replyTo?: string; type?: string } | undefined {
-  if (body.length === 0 || (body[0] !== 0x7b && body[0] !== 0x5b && body[0] !== 0x22)) {
-    return undefined;
-  }
-  let value: unknown;
-  try {
-    value = JSON.parse(body.toString('utf8'));
-  } catch {
-    return undefined;
-  }
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) return {};
-  const v = value as Record<string, unknown>;
-  if (!('qtune' in v)) return {};
-  const pick = (k: string) => (typeof v[k] === 'string' ? (v[k] as string) : undefined);
-  const out: { correlationId?: string; replyTo?: string; type?: string } = {};
-  const c = pick('correlationId');
-  const r = pick('replyTo');
-  const t = pick('type');
-  if (c !== undefined) out.correlationId = c;
-  if (r !== undefined) out.replyTo = r;
-  if (t !== undefined) out.type = t;
-  return out;
-}
-
 function copyProperties(msg: ConsumeMessage): Options.Publish {
   const p = msg.properties;
   const headers: Record<string, unknown> = { ...(p.headers ?? {}) };
@@ -892,10 +862,6 @@ function tlsOptions(): Record<string, unknown> {
 
 function redactUrl(url: string): string {
   return url.replace(/(\/\/[^:/@]*:)[^@/]*@/, '$1***@');
-}
-
-function toBuffer(body: Buffer | string): Buffer {
-  return typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
 }
 
 function closedError(what: string): BrokerError {

@@ -1,6 +1,7 @@
 import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
 import { toError } from '../../protocol/errors.js';
 import type { Headers } from '../../protocol/envelope.js';
+import { isDirectReplyAddress } from './direct-reply.js';
 import type { Consumer, Delivery, DeliveryHandler, OutgoingMessage } from '../contract.js';
 
 /** What a consumer needs from its broker handle. */
@@ -254,6 +255,7 @@ export class AmqpDelivery implements Delivery {
   readonly headers: Headers;
   readonly priority: number;
   readonly deliveryCount: number;
+  readonly replyTo?: string;
   readonly #consumer: AmqpConsumer;
   readonly #host: ConsumerHost;
   readonly #channel: Channel;
@@ -281,6 +283,8 @@ export class AmqpDelivery implements Delivery {
     this.headers = init.headers;
     this.priority = init.priority;
     this.deliveryCount = init.deliveryCount;
+    // A request from a direct reply-to requester: RabbitMQ put the real reply address here.
+    if (isDirectReplyAddress(msg.properties.replyTo)) this.replyTo = msg.properties.replyTo;
     this.#leaseMs = init.leaseMs;
     this.#maxDeliveries = init.maxDeliveries;
     this.#arm(init.leaseMs);
