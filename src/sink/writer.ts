@@ -101,6 +101,9 @@ export class ThreadWriter implements BatchWriter {
   #thread(): Worker {
     if (this.#worker) return this.#worker;
     const worker = new Worker(THREAD_MODULE, { workerData: this.#init });
+    // The sink's consumer keeps the process alive while it runs; a sink never stopped must not
+    // hold the process open through its thread (unacked results just come back later).
+    worker.unref();
     const failAll = (error: Error) => {
       if (this.#worker === worker) this.#worker = undefined;
       for (const [seq, w] of this.#waiting) {
