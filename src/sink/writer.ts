@@ -1,6 +1,5 @@
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import { builtModuleExists } from '../broker/built-module.js';
 import { toError } from '../protocol/errors.js';
 import type { Store } from '../store/contract.js';
 import { decodeRows, type SinkMessage } from './rows.js';
@@ -75,7 +74,7 @@ const THREAD_MODULE = new URL('./writer-thread.js', import.meta.url);
  * runs from TypeScript sources.
  */
 export function writerThreadAvailable(): boolean {
-  return THREAD_MODULE.protocol === 'file:' && existsSync(fileURLToPath(THREAD_MODULE));
+  return builtModuleExists(THREAD_MODULE);
 }
 
 interface Waiting {

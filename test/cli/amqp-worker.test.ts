@@ -1,4 +1,3 @@
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AmqpBroker } from '../../src/broker/amqp/index.js';
@@ -10,6 +9,7 @@ import {
   assertBuilt,
   exited,
   killAll,
+  publishPayloads,
   readResults,
   runCli,
   startCli,
@@ -44,6 +44,12 @@ function worker(queue: string, ...extra: string[]) {
   return c;
 }
 
+/** Publishes `n` tasks `{ id, ms }` to `queue`, keyed by id. */
+function publishTasks(queue: string, n: number, ms: number): Promise<void> {
+  const tasks = Array.from({ length: n }, (_, i) => ({ id: i, ms }));
+  return publishPayloads(env.dir, node!.url, queue, tasks);
+}
+
 describe('qtune worker on RabbitMQ under faults', () => {
   it(
     'completes on another worker the tasks of a worker killed with SIGKILL mid-task',
@@ -52,22 +58,7 @@ describe('qtune worker on RabbitMQ under faults', () => {
       env = tempBroker();
       const q = 'amqp-killed';
       const a = worker(q, '--concurrency', '2', '--prefetch', '2');
-      const file = join(env.dir, 'tasks.jsonl');
-      writeFileSync(
-        file,
-        Array.from({ length: 6 }, (_, i) => JSON.stringify({ id: i, ms: 1500 })).join('\n') + '\n',
-      );
-      const pub = await runCli([
-        'publish',
-        q,
-        '--file',
-        file,
-        '--key-field',
-        'id',
-        '--broker',
-        node!.url,
-      ]);
-      expect(pub.code, pub.stderr).toBe(0);
+      await publishTasks(q, 6, 1500);
       await waitFor(
         () => startedMarks(env.marks).some((m) => m.pid === a.pid),
         30_000,
@@ -110,12 +101,6 @@ describe('qtune worker on RabbitMQ under faults', () => {
       const q = 'amqp-restart';
       const total = 10_000;
       const workers = [1, 2, 3].map(() => worker(q, '--concurrency', '10'));
-      const file = join(env.dir, 'tasks.jsonl');
-      writeFileSync(
-        file,
-        Array.from({ length: total }, (_, i) => JSON.stringify({ id: i, ms: 20 })).join('\n') +
-          '\n',
-      );
       // The test reads the results itself, over a handle that must recover as well.
       const reader = await AmqpBroker.open(node!.url);
       try {
@@ -131,17 +116,7 @@ describe('qtune worker on RabbitMQ under faults', () => {
           },
           { prefetch: 500 },
         );
-        const pub = await runCli([
-          'publish',
-          q,
-          '--file',
-          file,
-          '--key-field',
-          'id',
-          '--broker',
-          node!.url,
-        ]);
-        expect(pub.code, pub.stderr).toBe(0);
+        await publishTasks(q, total, 20);
 
         await waitFor(() => results.size >= total / 4, 120_000, 'a quarter of the results');
         await node!.stopNode();

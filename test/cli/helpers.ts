@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -81,6 +81,28 @@ export async function readResults<V = unknown>(
     .split('\n')
     .filter((l) => l !== '')
     .map((l) => JSON.parse(l) as TaskResult<V>);
+}
+
+/** Publishes `payloads` to `queue` with `qtune publish --key-field id`, from a file in `dir`. */
+export async function publishPayloads(
+  dir: string,
+  brokerUrl: string,
+  queue: string,
+  payloads: readonly unknown[],
+): Promise<void> {
+  const file = join(dir, `${queue}-${Date.now()}.jsonl`);
+  writeFileSync(file, payloads.map((p) => JSON.stringify(p)).join('\n') + '\n');
+  const res = await runCli([
+    'publish',
+    queue,
+    '--file',
+    file,
+    '--key-field',
+    'id',
+    '--broker',
+    brokerUrl,
+  ]);
+  if (res.code !== 0) throw new Error(`qtune publish ${queue} exited ${res.code}: ${res.stderr}`);
 }
 
 /** Starts a long-running CLI process (e.g. a worker). */

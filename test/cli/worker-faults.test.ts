@@ -1,4 +1,3 @@
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { EmbeddedBroker } from '../../src/broker/embedded/index.js';
@@ -8,6 +7,7 @@ import {
   assertBuilt,
   exited,
   killAll,
+  publishPayloads,
   readResults,
   runCli,
   startCli,
@@ -44,20 +44,8 @@ async function consumers(queue: string): Promise<number> {
   return status.queues.find((q) => q.queue === queue)?.consumers ?? 0;
 }
 
-async function publish(queue: string, payloads: unknown[]) {
-  const file = join(env.dir, `${queue}-${Date.now()}.jsonl`);
-  writeFileSync(file, payloads.map((p) => JSON.stringify(p)).join('\n') + '\n');
-  const res = await runCli([
-    'publish',
-    queue,
-    '--file',
-    file,
-    '--key-field',
-    'id',
-    '--broker',
-    env.url,
-  ]);
-  expect(res.code, res.stderr).toBe(0);
+function publish(queue: string, payloads: unknown[]): Promise<void> {
+  return publishPayloads(env.dir, env.url, queue, payloads);
 }
 
 describe('qtune worker under faults', () => {

@@ -1,6 +1,5 @@
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import { builtModuleExists } from '../built-module.js';
 import type Database from 'better-sqlite3';
 import { toError } from '../../protocol/errors.js';
 import { WAL_AUTOCHECKPOINT_PAGES } from './schema.js';
@@ -22,7 +21,7 @@ const THREAD_MODULE = new URL('./checkpoint-thread.js', import.meta.url);
 
 /** Whether the thread's module is there to run: it is in a build, not when run from sources. */
 export function checkpointThreadAvailable(): boolean {
-  return THREAD_MODULE.protocol === 'file:' && existsSync(fileURLToPath(THREAD_MODULE));
+  return builtModuleExists(THREAD_MODULE);
 }
 
 /**
