@@ -1,7 +1,7 @@
 import amqplib from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AmqpBroker } from '../../src/broker/amqp/index.js';
-import { envelopeMessage } from '../../src/broker/contract.js';
+import { envelopeMessage, type Delivery } from '../../src/broker/contract.js';
 import { encode } from '../../src/protocol/codec.js';
 import { createEnvelope, MessageType } from '../../src/protocol/envelope.js';
 import { RemoteError, Requester, serveRequests } from '../../src/patterns/request-reply.js';
@@ -135,3 +135,68 @@ describe('request/reply over RabbitMQ', () => {
     }
   });
 });
+
+describe('coalesced acks on RabbitMQ', () => {
+  it('ack the settled deliveries and never one still held, even when acks come out of order', async () => {
+    const a = await AmqpBroker.open(url);
+    const b = await AmqpBroker.open(url);
+    try {
+      const queue = `acks-${Date.now()}`;
+      await a.declareQueue(queue);
+      await a.publish(
+        queue,
+        Array.from({ length: 40 }, (_, n) => ({ id: `m${n}`, body: JSON.stringify(n) })),
+      );
+      // Hold m5 and m30; ack the rest, the later half before the earlier one.
+      const held: Delivery[] = [];
+      const acked = new Set<string>();
+      const later: Delivery[] = [];
+      await a.consume(
+        queue,
+        async (d) => {
+          if (d.id === 'm5' || d.id === 'm30') held.push(d);
+          else if (Number(JSON.parse(d.body.toString())) < 20) later.push(d);
+          else {
+            await d.ack();
+            acked.add(d.id);
+          }
+          if (held.length + later.length + acked.size === 40) {
+            for (const l of later.splice(0)) {
+              await l.ack();
+              acked.add(l.id);
+            }
+          }
+        },
+        { prefetch: 40 },
+      );
+      await waitUntil(() => acked.size === 38);
+      await waitUntil(async () => (await a.stats(queue)).inFlight === 2);
+      // The holder goes away without settling: RabbitMQ must give back exactly the two held.
+      await a.close();
+      const again: Delivery[] = [];
+      await b.consume(queue, async (d) => {
+        again.push(d);
+        await d.ack();
+      });
+      await waitUntil(() => again.length === 2);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      expect(again.map((d) => d.id).sort()).toEqual(['m30', 'm5']);
+      expect(again.every((d) => d.deliveryCount === 2)).toBe(true);
+      await waitUntil(async () => {
+        const s = await b.stats(queue);
+        return s.ready === 0 && s.inFlight === 0;
+      });
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+});
+
+async function waitUntil(check: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
+  const until = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > until) throw new Error(`condition not met within ${ms} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}

@@ -1,6 +1,7 @@
 import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
 import { toError } from '../../protocol/errors.js';
 import type { Headers } from '../../protocol/envelope.js';
+import { AckBatcher } from './acks.js';
 import { isDirectReplyAddress } from './direct-reply.js';
 import type { Consumer, Delivery, DeliveryHandler, OutgoingMessage } from '../contract.js';
 
@@ -48,6 +49,7 @@ export class AmqpConsumer {
   readonly #onClosed: () => void;
   #queue: string;
   #channel: Channel | undefined;
+  #acks: AckBatcher | undefined;
   #serverTag: string | undefined;
   #cancelled = false;
   #cancelling: Promise<void> | undefined;
@@ -104,6 +106,7 @@ export class AmqpConsumer {
       this.#queue = q.queue;
     }
     this.#channel = channel;
+    this.#acks = new AckBatcher(channel);
     const ok = await channel.consume(this.#queue, (msg) => this.#onMessage(channel, msg), {
       noAck: false,
     });
@@ -123,6 +126,16 @@ export class AmqpConsumer {
   /** True while `channel` is the live channel of this consumer. */
   isLive(channel: Channel): boolean {
     return this.#channel === channel;
+  }
+
+  /** Acks `msg` if `channel` is still the live one (coalesced with the acks of this turn). */
+  ackOn(channel: Channel, msg: ConsumeMessage): void {
+    if (this.#channel === channel) this.#acks?.ack(msg);
+  }
+
+  /** Puts `msg` back in its queue if `channel` is still the live one. */
+  requeueOn(channel: Channel, msg: ConsumeMessage): void {
+    if (this.#channel === channel) this.#acks?.nack(msg, true);
   }
 
   /** Called by a delivery once settled or handed back. */
@@ -154,7 +167,8 @@ export class AmqpConsumer {
       const wait = this.#lastSettleAt + SETTLE_GRACE_MS - Date.now();
       if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
       const channel = this.#channel;
-      this.#channel = undefined;
+      this.#acks?.flush();
+      this.#dropChannel();
       for (const d of [...this.held]) d.lose();
       if (channel) await channel.close().catch(() => undefined);
       this.#onClosed();
@@ -164,10 +178,16 @@ export class AmqpConsumer {
 
   #channelClosed(channel: Channel): void {
     if (this.#channel !== channel) return;
-    this.#channel = undefined;
+    this.#dropChannel();
     // RabbitMQ requeues what the channel held; our leases on it are gone.
     for (const d of [...this.held]) d.lose();
     if (this.#cancelled) this.#onClosed();
+  }
+
+  #dropChannel(): void {
+    this.#channel = undefined;
+    this.#acks?.close();
+    this.#acks = undefined;
   }
 
   #onMessage(channel: Channel, msg: ConsumeMessage | null): void {
@@ -176,6 +196,7 @@ export class AmqpConsumer {
       this.#host.reportError(new Error(`consumer of queue "${this.#queue}" cancelled by RabbitMQ`));
       return;
     }
+    if (this.#channel === channel) this.#acks?.track(msg);
     const remaining = this.#host.remainingDelay(msg);
     const { id, headers, priority, count } = this.#host.decode(msg);
     if (remaining > 0) {
@@ -226,12 +247,10 @@ export class AmqpConsumer {
   /** Republishes through `publish`, then acks the original (nack-requeue if that failed). */
   #handOver(channel: Channel, msg: ConsumeMessage, publish: () => Promise<void>): void {
     publish().then(
-      () => {
-        if (this.isLive(channel)) channel.ack(msg);
-      },
+      () => this.ackOn(channel, msg),
       (err: unknown) => {
         this.#host.reportError(toError(err));
-        if (this.isLive(channel)) channel.nack(msg, false, true);
+        this.requeueOn(channel, msg);
       },
     );
   }
@@ -296,7 +315,7 @@ export class AmqpDelivery implements Delivery {
 
   async ack(): Promise<void> {
     if (!this.#take()) return;
-    if (this.#consumer.isLive(this.#channel)) this.#channel.ack(this.#msg);
+    this.#consumer.ackOn(this.#channel, this.#msg);
     this.#consumer.settled(this);
   }
 
@@ -390,11 +409,11 @@ export class AmqpDelivery implements Delivery {
     try {
       await publish();
     } catch (err) {
-      if (this.#consumer.isLive(this.#channel)) this.#channel.nack(this.#msg, false, true);
+      this.#consumer.requeueOn(this.#channel, this.#msg);
       this.#consumer.settled(this);
       throw err;
     }
-    if (this.#consumer.isLive(this.#channel)) this.#channel.ack(this.#msg);
+    this.#consumer.ackOn(this.#channel, this.#msg);
     this.#consumer.settled(this);
   }
 }

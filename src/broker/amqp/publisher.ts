@@ -16,12 +16,16 @@ export interface Outgoing {
   target: string;
 }
 
-interface Pending extends Outgoing {
+/** A message written (or waiting to be written) and not yet confirmed. */
+class Pending {
   /** Generation of the channel it was last written to (-1: not written yet). */
-  sentOn: number;
-  returned: boolean;
-  resolve: () => void;
-  reject: (error: Error) => void;
+  sentOn = -1;
+  returned = false;
+  constructor(
+    readonly out: Outgoing,
+    readonly resolve: () => void,
+    readonly reject: (error: Error) => void,
+  ) {}
 }
 
 /**
@@ -33,13 +37,16 @@ export class Publisher {
   readonly #link: Link;
   readonly #window: number;
   readonly #pending = new Set<Pending>();
-  readonly #slotWaiters: (() => void)[] = [];
+  /** Publish calls waiting for the window to drain to its low-water mark. */
+  readonly #roomWaiters: (() => void)[] = [];
+  readonly #lowWater: number;
   #channel: ConfirmChannel | undefined;
   #generation = 0;
 
   constructor(link: Link, window: number) {
     this.#link = link;
     this.#window = window;
+    this.#lowWater = Math.floor((window * 3) / 4);
     link.onUp((conn) => this.#open(conn));
     link.onDown(() => {
       this.#channel = undefined;
@@ -73,11 +80,20 @@ export class Publisher {
       failed = true;
       rejectAll(error);
     };
-    for (const m of messages) {
-      if (this.#pending.size >= this.#window) await this.#slot();
-      const p: Pending = { ...m, sentOn: -1, returned: false, resolve, reject };
-      this.#pending.add(p);
-      if (this.#channel) this.#send(p, this.#channel, this.#generation);
+    // Writes as many as the window has room for, then waits for it to drain to its low-water
+    // mark: one wake-up per few hundred confirms rather than one per message.
+    let i = 0;
+    while (i < messages.length) {
+      if (this.#pending.size >= this.#window) {
+        await new Promise<void>((wake) => this.#roomWaiters.push(wake));
+        continue;
+      }
+      const end = Math.min(messages.length, i + this.#window - this.#pending.size);
+      for (; i < end; i++) {
+        const p = new Pending(messages[i]!, resolve, reject);
+        this.#pending.add(p);
+        if (this.#channel) this.#send(p, this.#channel, this.#generation);
+      }
     }
     await all;
   }
@@ -86,7 +102,7 @@ export class Publisher {
   failAll(error: Error): void {
     for (const p of this.#pending) p.reject(error);
     this.#pending.clear();
-    for (const w of this.#slotWaiters.splice(0)) w();
+    for (const w of this.#roomWaiters.splice(0)) w();
   }
 
   async #open(conn: ChannelModel): Promise<void> {
@@ -100,8 +116,8 @@ export class Publisher {
           if (
             p.sentOn === generation &&
             !p.returned &&
-            p.routingKey === msg.fields.routingKey &&
-            p.options.messageId === msg.properties.messageId
+            p.out.routingKey === msg.fields.routingKey &&
+            p.out.options.messageId === msg.properties.messageId
           ) {
             p.returned = true;
             return;
@@ -124,8 +140,9 @@ export class Publisher {
   #send(p: Pending, channel: ConfirmChannel, generation: number): void {
     p.sentOn = generation;
     p.returned = false;
+    const { exchange, routingKey, content, options, target } = p.out;
     try {
-      channel.publish(p.exchange, p.routingKey, p.content, p.options, (err: unknown) => {
+      channel.publish(exchange, routingKey, content, options, (err: unknown) => {
         if (p.sentOn !== generation || !this.#pending.has(p)) return;
         if (err) {
           // Lost with its channel: written again once a channel is back.
@@ -134,7 +151,7 @@ export class Publisher {
           p.reject(
             new BrokerError(
               ErrorCode.BrokerUnavailable,
-              `RabbitMQ refused a message for ${p.target} (basic.nack)`,
+              `RabbitMQ refused a message for ${target} (basic.nack)`,
             ),
           );
           return;
@@ -144,7 +161,7 @@ export class Publisher {
           p.reject(
             new BrokerError(
               ErrorCode.BrokerState,
-              `message for ${p.target} is unroutable: ${p.target} does not exist; declare it first`,
+              `message for ${target} is unroutable: ${target} does not exist; declare it first`,
             ),
           );
         } else {
@@ -159,12 +176,9 @@ export class Publisher {
 
   #settle(p: Pending): void {
     this.#pending.delete(p);
-    this.#slotWaiters.shift()?.();
-  }
-
-  async #slot(): Promise<void> {
-    while (this.#pending.size >= this.#window) {
-      await new Promise<void>((resolve) => this.#slotWaiters.push(resolve));
+    if (this.#roomWaiters.length > 0 && this.#pending.size <= this.#lowWater) {
+      // Every waiting call gets a turn; those that find the window full again wait again.
+      for (const w of this.#roomWaiters.splice(0)) w();
     }
   }
 }

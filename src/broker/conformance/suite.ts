@@ -459,7 +459,9 @@ export function brokerConformanceSuite(target: ConformanceTarget): void {
         const total = () => boxes.reduce((n, box) => n + box.deliveries.length, 0);
         await waitFor(() => total() === 1, WAIT_MS, 'one delivery');
         const held = boxes.flatMap((box) => box.deliveries)[0]!;
-        await held.extendLease(LEASE_MS * 10);
+        // Far past the original lease and past the seconds a broker's statistics may lag, so
+        // that only a lost extension (not a slow stats check) can bring the task back.
+        await held.extendLease(LEASE_MS * 75);
         await sleep(LEASE_MS * 3);
         expect(total()).toBe(1);
         await statsMatch(a, queue, { inFlight: 1, ready: 0 });
