@@ -200,3 +200,58 @@ async function waitUntil(check: () => boolean | Promise<boolean>, ms = 10_000): 
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
 }
+
+describe('publishing over two confirm channels', () => {
+  it('keeps each call in order while concurrent calls share the channels', async () => {
+    const broker = await AmqpBroker.open(url);
+    try {
+      const queue = `lanes-${Date.now()}`;
+      await broker.declareQueue(queue);
+      const call = (name: string) =>
+        broker.publish(
+          queue,
+          Array.from({ length: 2000 }, (_, n) => ({ id: `${name}${n}`, body: JSON.stringify(n) })),
+        );
+      await Promise.all([call('a'), call('b'), call('c')]);
+      // The publishing connection carries two confirm channels.
+      const api = `http://127.0.0.1:${new URL(url).searchParams.get('management')}/api`;
+      const get = async <T>(path: string): Promise<T> => {
+        const auth = `Basic ${Buffer.from('guest:guest').toString('base64')}`;
+        return (await (
+          await fetch(`${api}${path}`, { headers: { authorization: auth } })
+        ).json()) as T;
+      };
+      await waitUntil(async () => {
+        const conns =
+          await get<{ name: string; client_properties: { connection_name?: string } }[]>(
+            '/connections',
+          );
+        const publishing = conns.find(
+          (c) => c.client_properties.connection_name === 'qtune publish',
+        );
+        const channels =
+          await get<{ confirm: boolean; connection_details: { name: string } }[]>('/channels');
+        const confirming = channels.filter(
+          (ch) => ch.confirm && ch.connection_details.name === publishing?.name,
+        );
+        return confirming.length === 2;
+      });
+      const seen: string[] = [];
+      await broker.consume(
+        queue,
+        async (d) => {
+          seen.push(d.id);
+          await d.ack();
+        },
+        { prefetch: 500 },
+      );
+      await waitUntil(() => seen.length === 6000);
+      for (const name of ['a', 'b', 'c']) {
+        const order = seen.filter((id) => id.startsWith(name)).map((id) => Number(id.slice(1)));
+        expect(order).toEqual(Array.from({ length: 2000 }, (_, n) => n));
+      }
+    } finally {
+      await broker.close();
+    }
+  });
+});

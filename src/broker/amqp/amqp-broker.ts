@@ -86,8 +86,13 @@ export interface AmqpBrokerOptions {
    * the `management` query parameter of the URL, a port or a URL, else `http://HOST:15672`).
    */
   managementUrl?: string;
-  /** Most unconfirmed published messages per handle; publish waits beyond (default: 1000). */
+  /** Most unconfirmed published messages per publishing channel; publish waits beyond (default: 1000). */
   publishWindow?: number;
+  /**
+   * Confirm channels publishing for this handle (default: 2). The messages of one `publish` call
+   * keep their order; calls in flight at the same time may interleave.
+   */
+  publishChannels?: number;
   /** Reconnect backoff (default: 100 ms doubling to 2 s, ±30 % jitter). */
   backoff?: Backoff;
   /** AMQP heartbeat in seconds (default: 30). */
@@ -180,7 +185,7 @@ export class AmqpBroker extends BrokerEventSource implements Broker {
       { ...connectOptions, clientProperties: { connection_name: 'qtune consume' } },
       backoff,
     );
-    const publisher = new Publisher(pubLink, opts.publishWindow ?? 1000);
+    const publisher = new Publisher(pubLink, opts.publishWindow ?? 1000, opts.publishChannels ?? 2);
     let management: Management | undefined = new Management(
       opts.managementUrl ?? managementUrl,
       user,

@@ -29,11 +29,50 @@ class Pending {
 }
 
 /**
- * Publishes over one confirm channel with at most `window` unconfirmed messages: a publish
- * resolves when the broker confirmed every message of it, waits while the window is full, and
- * messages not confirmed when the connection drops are written again after it recovers.
+ * Publishes over `channels` confirm channels of one connection. A call goes whole to the channel
+ * with the fewest unconfirmed messages, so the messages of one call reach their queue in order;
+ * calls in flight at the same time may interleave. On RabbitMQ each channel is a process of its
+ * own: one channel caps a publisher at what that process handles, two carry about half as much
+ * again on a quorum queue.
  */
 export class Publisher {
+  readonly #lanes: Lane[];
+  #turn = 0;
+
+  constructor(link: Link, window: number, channels = 1) {
+    this.#lanes = Array.from({ length: Math.max(1, channels) }, () => new Lane(link, window));
+  }
+
+  /** Unconfirmed messages right now, over all channels. */
+  get inFlight(): number {
+    return this.#lanes.reduce((n, lane) => n + lane.inFlight, 0);
+  }
+
+  /** Resolves when every message is confirmed; rejects on the first one refused or returned. */
+  publish(messages: readonly Outgoing[]): Promise<void> {
+    const lanes = this.#lanes;
+    // Least loaded first; ties rotate so that idle channels share the calls.
+    const start = this.#turn++ % lanes.length;
+    let lane = lanes[start]!;
+    for (let i = 1; i < lanes.length; i++) {
+      const other = lanes[(start + i) % lanes.length]!;
+      if (other.inFlight < lane.inFlight) lane = other;
+    }
+    return lane.publish(messages);
+  }
+
+  /** Rejects every message not yet confirmed (the handle is closing for good). */
+  failAll(error: Error): void {
+    for (const lane of this.#lanes) lane.failAll(error);
+  }
+}
+
+/**
+ * One confirm channel with at most `window` unconfirmed messages: a publish resolves when the
+ * broker confirmed every message of it, waits while the window is full, and messages not
+ * confirmed when the connection drops are written again after it recovers.
+ */
+class Lane {
   readonly #link: Link;
   readonly #window: number;
   readonly #pending = new Set<Pending>();
