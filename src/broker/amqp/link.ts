@@ -1,6 +1,7 @@
 import type { ChannelModel, Options } from 'amqplib';
 import { connect } from 'amqplib';
 import { BrokerError, ErrorCode } from '../../protocol/errors.js';
+import { batchSocketWrites } from './write-batching.js';
 
 /** Reconnect backoff: exponential from `initialMs` to `maxMs`, each delay spread by ±`jitter`. */
 export interface Backoff {
@@ -87,6 +88,7 @@ export class Link {
   }
 
   async #attach(conn: ChannelModel): Promise<void> {
+    batchSocketWrites(conn);
     conn.on('error', () => undefined); // 'close' follows and drives the reconnect
     conn.on('close', (err?: Error) => {
       if (this.#conn !== conn) return;
