@@ -1,6 +1,8 @@
 import amqplib from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Writable } from 'node:stream';
 import { AmqpBroker } from '../../src/broker/amqp/index.js';
+import { Link } from '../../src/broker/amqp/link.js';
 import { envelopeMessage, type Delivery } from '../../src/broker/contract.js';
 import { encode } from '../../src/protocol/codec.js';
 import { createEnvelope, MessageType } from '../../src/protocol/envelope.js';
@@ -252,6 +254,41 @@ describe('publishing over two confirm channels', () => {
       }
     } finally {
       await broker.close();
+    }
+  });
+});
+
+describe('AMQP connection writes', () => {
+  it('leave a turn of frames in one batched write on every connection a Link opens', async () => {
+    const link = new Link(node!.url, {});
+    await link.open();
+    try {
+      const conn = link.current()!;
+      const socket = (conn as unknown as { connection: { stream: Writable } }).connection.stream;
+      let calls = 0;
+      for (const name of ['_write', '_writev'] as const) {
+        const original = (socket as unknown as Record<string, (...a: unknown[]) => unknown>)[name]!;
+        (socket as unknown as Record<string, unknown>)[name] = function (
+          this: Writable,
+          ...a: unknown[]
+        ) {
+          calls++;
+          return original.apply(this, a);
+        };
+      }
+      const ch = await conn.createConfirmChannel();
+      const queue = `writes-${Date.now()}`;
+      await ch.assertQueue(queue, { arguments: { 'x-queue-type': 'quorum' } });
+      calls = 0;
+      for (let i = 0; i < 500; i++) ch.sendToQueue(queue, Buffer.from(`m${i}`));
+      await ch.waitForConfirms();
+      // 500 publishes (1,500 frames) in one turn: a handful of socket writes, not hundreds.
+      expect(calls).toBeGreaterThan(0);
+      expect(calls).toBeLessThan(50);
+      await ch.deleteQueue(queue);
+      await ch.close();
+    } finally {
+      await link.close();
     }
   });
 });
