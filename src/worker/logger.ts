@@ -9,6 +9,8 @@ export interface Logger {
   error(obj: object, msg?: string): void;
   /** Returns a logger that adds `bindings` to every line (optional). */
   child?(bindings: Record<string, unknown>): Logger;
+  /** Whether lines of `level` are written (optional; pino has it). Without it, they are. */
+  isLevelEnabled?(level: string): boolean;
 }
 
 const noop = (): void => {};
@@ -20,6 +22,7 @@ export const silentLogger: Logger = {
   warn: noop,
   error: noop,
   child: () => silentLogger,
+  isLevelEnabled: () => false,
 };
 
 /** `logger.child(bindings)` where supported, else `logger` itself. */

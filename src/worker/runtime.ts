@@ -146,7 +146,12 @@ interface Held {
   delivery: Delivery;
   envelope: Envelope;
   state: HeldState;
+  /** Made on first use (a handler reading ctx.signal, a timeout, a stop): most tasks need none. */
   controller?: AbortController;
+  /** Why the task was aborted, once it was. */
+  abortReason?: Error;
+  /** Wakes #execute when the task is aborted while its handler runs. */
+  wakeAbort?: () => void;
   heartbeat?: NodeJS.Timeout;
 }
 
@@ -181,6 +186,8 @@ export class Worker {
   readonly #resultQueue: string;
   readonly #progressTopic: string | undefined;
   readonly #logger: Logger;
+  /** Whether the logger writes debug lines (read once: per-task lines cost a child logger). */
+  readonly #debug: boolean;
   readonly #events = new EventEmitter();
   readonly #held = new Set<Held>();
   readonly #waiting: Held[] = [];
@@ -205,6 +212,7 @@ export class Worker {
     this.#abortGraceMs = options.abortGraceMs ?? DEFAULT_ABORT_GRACE_MS;
     this.#resultQueue = options.resultQueue ?? resultQueueOf(options.queue);
     this.#progressTopic = options.progressTopic;
+    this.#debug = (options.logger ?? silentLogger).isLevelEnabled?.('debug') ?? true;
     this.#logger = childLogger(options.logger ?? silentLogger, {
       queue: options.queue,
       worker: this.info.id,
@@ -301,7 +309,7 @@ export class Worker {
         ErrorCode.HandlerFailed,
         `task ${h.envelope.id} on queue "${this.queue}": worker stopped before the task finished (grace ${graceMs} ms)`,
       );
-      h.controller?.abort(error);
+      abortTask(h, error);
       this.#counters.failed++;
       this.#emit('task:failed', {
         ...this.#taskEvent(h),
@@ -398,19 +406,19 @@ export class Worker {
     }
 
     h.state = 'running';
-    const controller = new AbortController();
-    h.controller = controller;
     const startedAt = Date.now();
     const event = this.#taskEvent(h);
     this.#emit('task:started', event);
-    const log = childLogger(this.#logger, { taskId: env.id, attempt });
-    log.debug({ key: env.key }, 'task started');
+    let log: Logger | undefined;
+    const taskLog = () => (log ??= childLogger(this.#logger, { taskId: env.id, attempt }));
+    if (this.#debug) taskLog().debug({ key: env.key }, 'task started');
     let timer: NodeJS.Timeout | undefined;
     if (this.#timeoutMs !== undefined) {
       const limit = this.#timeoutMs;
       timer = setTimeout(
         () => {
-          controller.abort(
+          abortTask(
+            h,
             new TaskError(
               ErrorCode.Timeout,
               `task ${env.id} on queue "${this.queue}" ran past its time limit of ${limit} ms`,
@@ -424,14 +432,19 @@ export class Worker {
       taskId: env.id,
       attempt,
       headers: env.headers ?? {},
-      signal: controller.signal,
-      log,
+      // An AbortController and a child logger cost more than a no-op task: made when first read.
+      get signal() {
+        return (h.controller ??= new AbortController()).signal;
+      },
+      get log() {
+        return taskLog();
+      },
       progress: (info) => this.#progress(h, info),
       heartbeat: (ms) => h.delivery.extendLease(ms),
       ...(env.key !== undefined && { key: env.key }),
       ...(env.task !== undefined && { task: env.task }),
     };
-    const outcome = await this.#execute(env.payload, ctx, controller.signal);
+    const outcome = await this.#execute(env.payload, ctx, h);
     clearTimeout(timer);
     // stop() gave up on this task and nacked it already.
     if (h.state !== 'running') return;
@@ -445,7 +458,7 @@ export class Worker {
    * Runs the handler. If the task's signal aborts first, waits up to abortGraceMs for the
    * handler to settle (an exec child being killed) and fails with the abort reason.
    */
-  async #execute(payload: unknown, ctx: TaskContext, signal: AbortSignal): Promise<Outcome> {
+  async #execute(payload: unknown, ctx: TaskContext, h: Held): Promise<Outcome> {
     const run = (async (): Promise<Outcome> => {
       try {
         return { ok: true, value: await this.#handler(payload, ctx) };
@@ -453,13 +466,12 @@ export class Worker {
         return { ok: false, error: toError(err) };
       }
     })();
-    let onAbort: (() => void) | undefined;
     const aborted = new Promise<'aborted'>((resolve) => {
-      onAbort = () => resolve('aborted');
-      signal.addEventListener('abort', onAbort, { once: true });
+      if (h.abortReason !== undefined) resolve('aborted');
+      else h.wakeAbort = () => resolve('aborted');
     });
     const first = await Promise.race([run, aborted]);
-    signal.removeEventListener('abort', onAbort!);
+    h.wakeAbort = undefined;
     if (first !== 'aborted') return first;
     let timer: NodeJS.Timeout | undefined;
     const grace = new Promise<void>((resolve) => {
@@ -467,7 +479,7 @@ export class Worker {
     });
     await Promise.race([run, grace]);
     clearTimeout(timer);
-    return { ok: false, error: toError(signal.reason) };
+    return { ok: false, error: h.abortReason! };
   }
 
   async #succeeded(h: Held, value: unknown, timing: Timing): Promise<void> {
@@ -643,6 +655,14 @@ export class Worker {
     this.#logger.error({ err: error.message }, context);
     if (this.#events.listenerCount('error') > 0) this.#emit('error', wrapped);
   }
+}
+
+/** Aborts a running task: its signal (if a handler asked for it) and the wait in #execute. */
+function abortTask(h: Held, reason: Error): void {
+  if (h.abortReason !== undefined) return;
+  h.abortReason = reason;
+  (h.controller ??= new AbortController()).abort(reason);
+  h.wakeAbort?.();
 }
 
 function positiveInt(name: string, value: number): number {
