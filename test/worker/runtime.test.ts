@@ -244,6 +244,29 @@ describe('worker runtime', () => {
     never.resolve(null);
   });
 
+  it('gives a handler that first reads ctx.signal after its timeout an aborted signal', async () => {
+    const { broker, queue } = setup();
+    await submitTasks(broker, queue, [{ payload: 1 }]);
+    const seen: { aborted: boolean; reason: unknown }[] = [];
+    await worker({
+      broker,
+      queue,
+      timeoutMs: 20,
+      abortGraceMs: 2_000,
+      maxAttempts: 1,
+      handler: async (_p, ctx) => {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        seen.push({ aborted: ctx.signal.aborted, reason: ctx.signal.reason });
+        throw new Error('stopped after seeing the signal');
+      },
+    });
+    const [result] = results(await takeMessages(broker, resultQueueOf(queue), 1));
+    expect(result!.error?.code).toBe(ErrorCode.Timeout);
+    expect(seen).toHaveLength(1);
+    expect(seen[0]!.aborted).toBe(true);
+    expect(String((seen[0]!.reason as Error).message)).toMatch(/time limit of 20 ms/);
+  });
+
   it('dead-letters a task whose deadline passed with DEADLINE_EXCEEDED, without running it', async () => {
     const { broker, queue } = setup();
     await submitTasks(broker, queue, [{ payload: 1, deadline: Date.now() - 1_000 }]);
