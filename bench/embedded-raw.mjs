@@ -1,6 +1,6 @@
 // Raw speed of the embedded broker in one process: publish 100,000 messages in batches of 1,000,
 // then consume and ack them with prefetch 1,000. Needs `npx tsc -p tsconfig.build.json` first.
-// Usage: node bench/embedded-raw.mjs [count]
+// Usage: node bench/embedded-raw.mjs [count] [bodyBytes]   (default: a small task envelope)
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,7 +12,11 @@ const batch = 1_000;
 const dir = mkdtempSync(join(tmpdir(), 'qtune-embedded-raw-'));
 const broker = await EmbeddedBroker.open({ path: join(dir, 'broker.db') });
 const queue = 'raw';
-const body = Buffer.from(JSON.stringify({ qtune: 1, id: 'x', type: 'task', payload: { n: 1 } }));
+const bodyBytes = Number(process.argv[3] ?? 0);
+const body =
+  bodyBytes > 0
+    ? Buffer.alloc(bodyBytes, 0x61)
+    : Buffer.from(JSON.stringify({ qtune: 1, id: 'x', type: 'task', payload: { n: 1 } }));
 
 try {
   let t0 = performance.now();

@@ -2,7 +2,15 @@ import type Database from 'better-sqlite3';
 import { BrokerError, ErrorCode } from '../../protocol/errors.js';
 
 /** Version of the on-disk layout, kept in `PRAGMA user_version`. */
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
+
+/**
+ * Bodies longer than this many bytes live in the `bodies` table, not in their message's row:
+ * leasing, extending and settling rewrite the row, and a row without its body is a fraction of
+ * the size. Small bodies (a task envelope) stay in the row, where reading them costs nothing
+ * more.
+ */
+export const INLINE_BODY_BYTES = 256;
 
 /** Message states (the `messages.state` column). */
 export const MessageState = {
@@ -46,12 +54,21 @@ CREATE TABLE IF NOT EXISTS messages (
   expires_at  INTEGER,
   last_error  TEXT,
   headers     TEXT,
-  body        BLOB NOT NULL
+  -- NULL when the body is in \`bodies\` (longer than INLINE_BODY_BYTES).
+  body        BLOB
 );
 CREATE INDEX IF NOT EXISTS messages_ready   ON messages(queue, priority DESC, seq) WHERE state = 0;
 CREATE INDEX IF NOT EXISTS messages_delayed ON messages(queue, due_at) WHERE state = 1;
 CREATE INDEX IF NOT EXISTS messages_leased  ON messages(queue, due_at) WHERE state = 2;
 CREATE INDEX IF NOT EXISTS messages_expiry  ON messages(expires_at) WHERE expires_at IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS bodies (
+  seq  INTEGER PRIMARY KEY,
+  body BLOB NOT NULL
+);
+-- Every way a message leaves (ack, purge, dead-lettering, TTL) takes its stored body along.
+CREATE TRIGGER IF NOT EXISTS messages_drop_body AFTER DELETE ON messages
+  WHEN old.body IS NULL BEGIN DELETE FROM bodies WHERE seq = old.seq; END;
 
 CREATE TABLE IF NOT EXISTS bindings (
   queue   TEXT NOT NULL,
@@ -76,6 +93,23 @@ CREATE TABLE IF NOT EXISTS consumers (
 );
 CREATE INDEX IF NOT EXISTS consumers_queue  ON consumers(queue);
 CREATE INDEX IF NOT EXISTS consumers_handle ON consumers(handle);
+`;
+
+const V1_TO_V2 = `
+ALTER TABLE messages RENAME TO messages_v1;
+DROP INDEX IF EXISTS messages_ready;
+DROP INDEX IF EXISTS messages_delayed;
+DROP INDEX IF EXISTS messages_leased;
+DROP INDEX IF EXISTS messages_expiry;
+CREATE TABLE messages (
+  seq INTEGER PRIMARY KEY, queue TEXT NOT NULL, id TEXT NOT NULL, priority INTEGER NOT NULL,
+  state INTEGER NOT NULL, due_at INTEGER, lease_token INTEGER,
+  deliveries INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL, expires_at INTEGER,
+  last_error TEXT, headers TEXT, body BLOB
+);
+INSERT INTO messages SELECT seq, queue, id, priority, state, due_at, lease_token, deliveries,
+  created_at, expires_at, last_error, headers, body FROM messages_v1;
+DROP TABLE messages_v1;
 `;
 
 /** WAL pages after which a commit checkpoints, when no checkpoint thread does it. */
@@ -119,6 +153,8 @@ export function migrate(db: Database.Database): void {
   if (version === SCHEMA_VERSION) return;
   db.exec('BEGIN IMMEDIATE');
   try {
+    // Version 1 kept every body in its row, NOT NULL: rebuild the table with a nullable body.
+    if (version === 1) db.exec(V1_TO_V2);
     db.exec(DDL);
     db.pragma(`user_version = ${SCHEMA_VERSION}`);
     db.exec('COMMIT');

@@ -10,7 +10,9 @@ import {
   type QueueOptions,
 } from '../contract.js';
 import { topicMatches } from '../topic.js';
-import { MessageState } from './schema.js';
+import { INLINE_BODY_BYTES, MessageState } from './schema.js';
+
+const EMPTY = Buffer.alloc(0);
 
 /** A queue's policy as stored in the `queues` table. */
 export interface QueuePolicy {
@@ -42,6 +44,7 @@ export interface LeasedRow {
   created_at: number;
   expires_at: number | null;
   headers: string | null;
+  /** Null in the row when the body is stored apart; filled in before the row is returned. */
   body: Buffer;
 }
 
@@ -209,6 +212,9 @@ export class QueueStore {
          FROM messages WHERE seq = ?`,
       ),
       deleteSeq: p(`DELETE FROM messages WHERE seq = ?`),
+      insertBody: p(`INSERT INTO bodies (seq, body) VALUES (?, ?)`),
+      selectBody: p<{ body: Buffer }>(`SELECT body FROM bodies WHERE seq = ?`),
+      moveBody: p(`UPDATE bodies SET seq = ? WHERE seq = ?`),
       ttlExpired: p<DueRow>(
         `SELECT seq, queue, deliveries, headers FROM messages
          WHERE expires_at IS NOT NULL AND expires_at <= ? AND state != 2 LIMIT ${TTL_SWEEP_BATCH}`,
@@ -343,7 +349,8 @@ export class QueueStore {
     const expiresAt = policy.messageTtlMs === null ? null : now + policy.messageTtlMs;
     for (const m of messages) {
       const delayed = m.delayMs > 0;
-      ins.run(
+      const apart = m.body.length > INLINE_BODY_BYTES;
+      const { lastInsertRowid } = ins.run(
         policy.name,
         m.id,
         clampPriority(m.priority, policy.priorities),
@@ -352,8 +359,9 @@ export class QueueStore {
         now,
         expiresAt,
         m.headers,
-        m.body,
+        apart ? null : m.body,
       );
+      if (apart) this.#s.insertBody.run(lastInsertRowid, m.body);
     }
   }
 
@@ -412,6 +420,9 @@ export class QueueStore {
     for (let round = 0; round < MAX_LEASE_ROUNDS && rows.length < n; round++) {
       const want = n - rows.length;
       const got = this.#s.lease.all(leaseUntil, token, policy.name, want);
+      for (const row of got) {
+        if (row.body === null) row.body = this.#s.selectBody.get(row.seq)?.body ?? EMPTY;
+      }
       if (policy.messageTtlMs === null) {
         rows = rows.length === 0 ? got : rows.concat(got);
       } else {
@@ -536,7 +547,7 @@ export class QueueStore {
     headers[DEAD_LETTER_REASON_HEADER] = reason;
     headers[DEAD_LETTER_QUEUE_HEADER] = row.queue;
     headers[DEAD_LETTER_DELIVERIES_HEADER] = row.deliveries;
-    this.#s.copyToDeadLetter.run(
+    const dl = this.#s.copyToDeadLetter.run(
       dlq.name,
       dlq.priorities - 1,
       now,
@@ -545,6 +556,8 @@ export class QueueStore {
       JSON.stringify(headers),
       seq,
     );
+    // A body stored apart moves to the copy; deleting the original then finds none to drop.
+    if (dl.changes > 0) this.#s.moveBody.run(dl.lastInsertRowid, seq);
     this.#s.deleteSeq.run(seq);
     return dlq.name;
   }
