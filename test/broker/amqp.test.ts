@@ -7,7 +7,7 @@ import { envelopeMessage, type Delivery } from '../../src/broker/contract.js';
 import { encode } from '../../src/protocol/codec.js';
 import { createEnvelope, MessageType } from '../../src/protocol/envelope.js';
 import { RemoteError, Requester, serveRequests } from '../../src/patterns/request-reply.js';
-import { brokerConformanceSuite } from '../../src/broker/conformance/suite.js';
+import { brokerConformanceSuite, waitFor } from '../../src/broker/conformance/suite.js';
 import { freePort, startRabbit } from '../support/rabbitmq.mjs';
 import type { RabbitNode } from '../support/rabbitmq.mjs';
 
@@ -171,8 +171,8 @@ describe('coalesced acks on RabbitMQ', () => {
         },
         { prefetch: 40 },
       );
-      await waitUntil(() => acked.size === 38);
-      await waitUntil(async () => (await a.stats(queue)).inFlight === 2);
+      await waitFor(() => acked.size === 38);
+      await waitFor(async () => (await a.stats(queue)).inFlight === 2);
       // The holder goes away without settling: RabbitMQ must give back exactly the two held.
       await a.close();
       const again: Delivery[] = [];
@@ -180,11 +180,11 @@ describe('coalesced acks on RabbitMQ', () => {
         again.push(d);
         await d.ack();
       });
-      await waitUntil(() => again.length === 2);
+      await waitFor(() => again.length === 2);
       await new Promise((resolve) => setTimeout(resolve, 500));
       expect(again.map((d) => d.id).sort()).toEqual(['m30', 'm5']);
       expect(again.every((d) => d.deliveryCount === 2)).toBe(true);
-      await waitUntil(async () => {
+      await waitFor(async () => {
         const s = await b.stats(queue);
         return s.ready === 0 && s.inFlight === 0;
       });
@@ -194,14 +194,6 @@ describe('coalesced acks on RabbitMQ', () => {
     }
   });
 });
-
-async function waitUntil(check: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
-  const until = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > until) throw new Error(`condition not met within ${ms} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
 
 describe('publishing over two confirm channels', () => {
   it('keeps each call in order while concurrent calls share the channels', async () => {
@@ -223,7 +215,7 @@ describe('publishing over two confirm channels', () => {
           await fetch(`${api}${path}`, { headers: { authorization: auth } })
         ).json()) as T;
       };
-      await waitUntil(async () => {
+      await waitFor(async () => {
         const conns =
           await get<{ name: string; client_properties: { connection_name?: string } }[]>(
             '/connections',
@@ -247,7 +239,7 @@ describe('publishing over two confirm channels', () => {
         },
         { prefetch: 500 },
       );
-      await waitUntil(() => seen.length === 6000);
+      await waitFor(() => seen.length === 6000);
       for (const name of ['a', 'b', 'c']) {
         const order = seen.filter((id) => id.startsWith(name)).map((id) => Number(id.slice(1)));
         expect(order).toEqual(Array.from({ length: 2000 }, (_, n) => n));

@@ -254,6 +254,7 @@ export class AmqpBroker extends BrokerEventSource implements Broker {
     const ids: string[] = [];
     const out: Outgoing[] = [];
     const priorities = this.#policies.get(queue)?.priorities ?? QUEUE_DEFAULTS.priorities;
+    const target = `queue "${queue}"`;
     for (const m of messages) {
       const id = m.id ?? randomUUID();
       ids.push(id);
@@ -267,8 +268,8 @@ export class AmqpBroker extends BrokerEventSource implements Broker {
           exchange: '',
           routingKey: queue,
           content: toBuffer(m.body),
-          options: options,
-          target: `queue "${queue}"`,
+          options,
+          target,
         });
       }
     }
