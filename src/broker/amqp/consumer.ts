@@ -123,11 +123,6 @@ export class AmqpConsumer {
     return this.#cancelling;
   }
 
-  /** True while `channel` is the live channel of this consumer. */
-  isLive(channel: Channel): boolean {
-    return this.#channel === channel;
-  }
-
   /** Acks `msg` if `channel` is still the live one (coalesced with the acks of this turn). */
   ackOn(channel: Channel, msg: ConsumeMessage): void {
     if (this.#channel === channel) this.#acks?.ack(msg);

@@ -43,11 +43,6 @@ export class Publisher {
     this.#lanes = Array.from({ length: Math.max(1, channels) }, () => new Lane(link, window));
   }
 
-  /** Unconfirmed messages right now, over all channels. */
-  get inFlight(): number {
-    return this.#lanes.reduce((n, lane) => n + lane.inFlight, 0);
-  }
-
   /** Resolves when every message is confirmed; rejects on the first one refused or returned. */
   publish(messages: readonly Outgoing[]): Promise<void> {
     const lanes = this.#lanes;
