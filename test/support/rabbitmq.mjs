@@ -11,6 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 const BIN = '/usr/lib/rabbitmq/bin';
+/** Erlang flags that stop the node's schedulers from busy-waiting when they run out of work. */
+export const SCHEDULER_NO_BUSY_WAIT = '+sbwt none +sbwtdcpu none +sbwtdio none';
 
 /** True when the rabbitmq-server package is installed. */
 export function rabbitAvailable() {
@@ -87,6 +89,11 @@ export class RabbitNode {
       RABBITMQ_PID_FILE: join(dir, 'pid'),
       ERL_EPMD_PORT: String(epmdPort),
       ERL_EPMD_ADDRESS: '127.0.0.1',
+      // The node shares this machine's few cores with its clients: Erlang schedulers that spin
+      // while waiting for work take CPU time the clients need (RabbitMQ's runtime guide,
+      // "scheduler busy waiting"). An explicit value in the environment, even empty, wins.
+      RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS:
+        process.env.RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS ?? SCHEDULER_NO_BUSY_WAIT,
     };
     return new RabbitNode(name, port, distPort, dir, env);
   }
