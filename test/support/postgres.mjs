@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { freePort } from './rabbitmq.mjs';
+import { reapOnExit } from './reaper.mjs';
 
 const ROOT = '/usr/lib/postgresql';
 const USER = 'qtune';
@@ -133,6 +134,12 @@ export async function startPostgres(options = {}) {
     if (!exited) proc.kill('SIGKILL');
   };
   process.once('exit', killOnExit);
+  // Also when this process dies without running its exit handlers (kill -9): immediate
+  // shutdown, then kill, then remove the data directory.
+  const reaper = reapOnExit(
+    'kill -QUIT "$QTUNE_REAP_PID" 2>/dev/null; sleep 2; kill -9 "$QTUNE_REAP_PID" 2>/dev/null; rm -rf "$QTUNE_REAP_DIR"',
+    { ...process.env, QTUNE_REAP_PID: String(proc.pid), QTUNE_REAP_DIR: dir },
+  );
 
   const base = `postgres://${USER}@127.0.0.1:${port}`;
   const url = `${base}/postgres`;
@@ -146,6 +153,7 @@ export async function startPostgres(options = {}) {
       clearTimeout(timer);
     }
     rmSync(dir, { recursive: true, force: true });
+    reaper.cancel();
   }
 
   // Wait until it accepts connections.

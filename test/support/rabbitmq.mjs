@@ -9,6 +9,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { reapOnExit } from './reaper.mjs';
 
 const BIN = '/usr/lib/rabbitmq/bin';
 /** Erlang flags that stop the node's schedulers from busy-waiting when they run out of work. */
@@ -31,9 +32,23 @@ export async function freePort() {
   });
 }
 
+/**
+ * Cleanup for a node whose starter died without stopping it: kill its process group and its VM,
+ * stop its epmd, remove its directory.
+ */
+const REAP_NODE = [
+  'kill -9 "-$QTUNE_REAP_PGID" 2>/dev/null',
+  'pid=$(cat "$QTUNE_REAP_DIR/pid" 2>/dev/null) && kill -9 "$pid" 2>/dev/null',
+  // epmd refuses to stop while it still counts the node alive: give it a moment to notice.
+  'sleep 1; epmd -kill >/dev/null 2>&1',
+  'rm -rf "$QTUNE_REAP_DIR"',
+].join('; ');
+
 export class RabbitNode {
   #env;
   #proc;
+  /** @type {{ cancel(): void } | undefined} */
+  #reaper;
 
   /** Use {@link RabbitNode.create}. */
   constructor(name, port, distPort, dir, env) {
@@ -106,6 +121,12 @@ export class RabbitNode {
       detached: true,
     });
     this.#proc.unref();
+    this.#reaper?.cancel();
+    this.#reaper = reapOnExit(REAP_NODE, {
+      ...this.#env,
+      QTUNE_REAP_PGID: String(this.#proc.pid),
+      QTUNE_REAP_DIR: this.dir,
+    });
     await this.ctl(
       ['wait', join(this.dir, 'pid'), '--timeout', String(Math.ceil(timeoutMs / 1000))],
       timeoutMs + 5000,
@@ -153,6 +174,8 @@ export class RabbitNode {
     await this.stopNode();
     spawnSync('epmd', ['-kill'], { env: this.#env });
     rmSync(this.dir, { recursive: true, force: true });
+    this.#reaper?.cancel();
+    this.#reaper = undefined;
   }
 }
 
