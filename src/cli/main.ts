@@ -1,25 +1,36 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
-import { benchCommand } from './commands/bench.js';
-import { demoCommand } from './commands/demo.js';
-import { dlqCommand } from './commands/dlq.js';
-import { experimentCommand } from './commands/experiment.js';
-import { jobCommand } from './commands/job.js';
-import { publishCommand } from './commands/publish.js';
-import { resultsCommand } from './commands/results.js';
-import { serveCommand } from './commands/serve.js';
-import { sinkCommand } from './commands/sink.js';
-import { statusCommand } from './commands/status.js';
-import { workerCommand } from './commands/worker.js';
 import { ExitCode } from './exit-codes.js';
+
+/**
+ * Each command's module, loaded only when needed: a command line that names its command loads
+ * that one alone (a worker does not load the gateway, the store drivers or the samplers), and
+ * only the top-level help loads them all.
+ */
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  publish: async () => (await import('./commands/publish.js')).publishCommand(),
+  worker: async () => (await import('./commands/worker.js')).workerCommand(),
+  results: async () => (await import('./commands/results.js')).resultsCommand(),
+  status: async () => (await import('./commands/status.js')).statusCommand(),
+  dlq: async () => (await import('./commands/dlq.js')).dlqCommand(),
+  bench: async () => (await import('./commands/bench.js')).benchCommand(),
+  demo: async () => (await import('./commands/demo.js')).demoCommand(),
+  experiment: async () => (await import('./commands/experiment.js')).experimentCommand(),
+  job: async () => (await import('./commands/job.js')).jobCommand(),
+  sink: async () => (await import('./commands/sink.js')).sinkCommand(),
+  serve: async () => (await import('./commands/serve.js')).serveCommand(),
+};
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
   version: string;
 };
 
-/** Builds the `qtune` program; exported for tests. */
-export function buildProgram(): Command {
+/**
+ * Builds the `qtune` program with the commands `argv` may run: the one it names when its first
+ * argument is a command, else all of them (help, global options first).
+ */
+export async function buildProgram(argv: readonly string[] = process.argv): Promise<Command> {
   const program = new Command('qtune')
     .description('distributed AutoML and batch jobs over message queues')
     .version(pkg.version)
@@ -59,19 +70,10 @@ export function buildProgram(): Command {
       }
       process.exit(ExitCode.BadInput);
     });
-  for (const cmd of [
-    publishCommand(),
-    workerCommand(),
-    resultsCommand(),
-    statusCommand(),
-    dlqCommand(),
-    benchCommand(),
-    demoCommand(),
-    experimentCommand(),
-    jobCommand(),
-    sinkCommand(),
-    serveCommand(),
-  ]) {
+  const first = argv[2];
+  const names =
+    first !== undefined && Object.hasOwn(COMMANDS, first) ? [first] : Object.keys(COMMANDS);
+  for (const cmd of await Promise.all(names.map((n) => COMMANDS[n]!()))) {
     cmd.copyInheritedSettings(program);
     program.addCommand(cmd);
   }
@@ -84,4 +86,4 @@ process.stdout.on('error', (err: NodeJS.ErrnoException) => {
   throw err;
 });
 
-await buildProgram().parseAsync(process.argv);
+await (await buildProgram(process.argv)).parseAsync(process.argv);

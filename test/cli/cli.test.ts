@@ -21,16 +21,43 @@ afterEach(() => {
   env = undefined;
 });
 
+const COMMANDS = [
+  'publish',
+  'worker',
+  'results',
+  'status',
+  'dlq',
+  'bench',
+  'demo',
+  'experiment',
+  'job',
+  'sink',
+  'serve',
+];
+
 describe('qtune CLI', () => {
-  it.each(['publish', 'worker', 'results', 'status', 'dlq', 'bench', 'demo'])(
-    'prints help for "%s" and exits 0',
-    async (cmd) => {
-      const res = await runCli([cmd, '--help']);
-      expect(res.code).toBe(0);
-      expect(res.stdout).toContain(`Usage: qtune ${cmd}`);
-      expect(res.stdout).toContain('--help');
-    },
-  );
+  it.each(COMMANDS)('prints help for "%s" and exits 0', async (cmd) => {
+    const res = await runCli([cmd, '--help']);
+    expect(res.code).toBe(0);
+    expect(res.stdout).toContain(`Usage: qtune ${cmd}`);
+    expect(res.stdout).toContain('--help');
+  });
+
+  it('lists every command in the top-level help', async () => {
+    const res = await runCli(['--help']);
+    expect(res.code).toBe(0);
+    for (const cmd of COMMANDS) expect(res.stdout).toMatch(new RegExp(`^  ${cmd} `, 'm'));
+  });
+
+  it('runs a command named after global options, and suggests one for a typo', async () => {
+    env = tempBroker();
+    const status = await runCli(['--log-level', 'silent', '--broker', env.url, 'status', '--json']);
+    expect(status.code).toBe(0);
+    expect(JSON.parse(status.stdout)).toHaveProperty('queues');
+    const typo = await runCli(['wroker']);
+    expect(typo.code).toBe(2);
+    expect(typo.stderr).toContain('Did you mean worker?');
+  });
 
   it('exits 2 on an unknown flag, naming it', async () => {
     const res = await runCli(['status', '--no-such-flag']);
