@@ -57,7 +57,10 @@ export interface WorkerOptions {
   /** Queue to consume; declared on start, keeping an existing policy. */
   queue: string;
   handler: TaskHandler;
-  /** Tasks run at once (default: 1; an exec or HTTP handler can usually take more). */
+  /**
+   * Handlers run at once (default: 1; an exec or HTTP handler can usually take more). A task
+   * whose handler returned frees its slot while its result is stored.
+   */
   concurrency?: number;
   /** Deliveries held from the broker at once, running or waiting (default: 2 × concurrency). */
   prefetch?: number;
@@ -153,6 +156,8 @@ interface Held {
   /** Wakes #execute when the task is aborted while its handler runs. */
   wakeAbort?: () => void;
   heartbeat?: NodeJS.Timeout;
+  /** Whether it holds one of the `concurrency` slots: from its start until its handler is done. */
+  slot?: boolean;
 }
 
 type Outcome = { ok: true; value: unknown } | { ok: false; error: Error };
@@ -192,6 +197,11 @@ export class Worker {
   readonly #held = new Set<Held>();
   readonly #waiting: Held[] = [];
   readonly #runs = new Map<Held, Promise<void>>();
+  /**
+   * Handlers running now. The concurrency limit counts these, not tasks whose result is still
+   * being stored: the next task starts while the last one's result is committed.
+   */
+  #executing = 0;
   readonly #ops = new Set<Promise<void>>();
   #consumer: Consumer | undefined;
   #started = false;
@@ -375,8 +385,10 @@ export class Worker {
 
   /** Starts waiting tasks while there is room under the concurrency limit. */
   #pump(): void {
-    while (!this.#stopping && this.#runs.size < this.#concurrency && this.#waiting.length > 0) {
+    while (!this.#stopping && this.#executing < this.#concurrency && this.#waiting.length > 0) {
       const held = this.#waiting.shift()!;
+      this.#executing++;
+      held.slot = true;
       const run = this.#run(held)
         .catch((err: unknown) =>
           this.#emitError(toError(err), `task ${held.envelope.id} failed to settle`),
@@ -384,10 +396,18 @@ export class Worker {
         .finally(() => {
           this.#runs.delete(held);
           this.#release(held);
-          this.#pump();
+          this.#endExecution(held);
         });
       this.#runs.set(held, run);
     }
+  }
+
+  /** The task's handler is done, or will not run: its concurrency slot goes to the next task. */
+  #endExecution(h: Held): void {
+    if (!h.slot) return;
+    h.slot = false;
+    this.#executing--;
+    this.#pump();
   }
 
   async #run(h: Held): Promise<void> {
@@ -401,6 +421,7 @@ export class Worker {
         `task ${env.id} on queue "${this.queue}": deadline ${new Date(env.deadline).toISOString()} passed ${now - env.deadline} ms before it could start`,
         { retry: false },
       );
+      this.#endExecution(h);
       await this.#failed(h, error, { startedAt: now, finishedAt: now });
       return;
     }
@@ -446,6 +467,7 @@ export class Worker {
     };
     const outcome = await this.#execute(env.payload, ctx, h);
     clearTimeout(timer);
+    this.#endExecution(h);
     // stop() gave up on this task and nacked it already.
     if (h.state !== 'running') return;
     h.state = 'settling';

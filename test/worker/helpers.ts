@@ -114,6 +114,17 @@ export function deferred<T = void>(): { promise: Promise<T>; resolve: (value: T)
 export class RecordingBroker implements Broker {
   readonly log: string[] = [];
   readonly #inner: Broker;
+  #settleGate: Promise<void> | undefined;
+
+  /** Holds every ackWithPublish (result and ack) from now on until the returned function runs. */
+  holdSettles(): () => void {
+    let open!: () => void;
+    this.#settleGate = new Promise<void>((resolve) => (open = resolve));
+    return () => {
+      this.#settleGate = undefined;
+      open();
+    };
+  }
 
   constructor(inner: Broker) {
     this.#inner = inner;
@@ -181,6 +192,7 @@ export class RecordingBroker implements Broker {
 
   #wrap(d: Delivery): Delivery {
     const log = this.log;
+    const gate = () => this.#settleGate;
     return {
       id: d.id,
       queue: d.queue,
@@ -196,6 +208,7 @@ export class RecordingBroker implements Broker {
         log.push(`ack:${d.id}`);
       },
       async ackWithPublish(queue, messages) {
+        await gate();
         // The broker makes the publish durable before (or atomically with) the ack.
         await d.ackWithPublish(queue, messages);
         log.push(`publish:${queue}:${messages.length}`, `ack:${d.id}`);

@@ -305,6 +305,43 @@ describe('worker runtime', () => {
     expect(peak).toBe(2);
   });
 
+  it("starts the next task while the last one's result is still being stored", async () => {
+    const { broker: inner, queue } = setup();
+    const broker = new RecordingBroker(inner);
+    await submitTasks(
+      broker,
+      queue,
+      Array.from({ length: 3 }, (_, i) => ({ payload: i })),
+    );
+    const openSettles = broker.holdSettles();
+    const started: unknown[] = [];
+    let running = 0;
+    let peak = 0;
+    const w = await worker({
+      broker,
+      queue,
+      concurrency: 1,
+      prefetch: 3,
+      handler: async (p) => {
+        started.push(p);
+        running++;
+        peak = Math.max(peak, running);
+        await new Promise((r) => setTimeout(r, 5));
+        running--;
+        return p;
+      },
+    });
+    // One slot: the handlers ran one after the other, none waiting for a result to be stored.
+    await vi.waitFor(() => expect(started).toEqual([0, 1, 2]));
+    expect(peak).toBe(1);
+    expect(broker.log.filter((e) => e.startsWith('ack:'))).toHaveLength(0);
+    expect(w.stats().inFlight).toBe(3);
+    openSettles();
+    const taken = await takeMessages(inner, resultQueueOf(queue), 3);
+    expect(results(taken).map((r) => r.value)).toEqual([0, 1, 2]);
+    await vi.waitFor(() => expect(broker.log.filter((e) => e.startsWith('ack:'))).toHaveLength(3));
+  });
+
   it('hands in every result with its ack, the result first', async () => {
     const { broker: inner, queue } = setup();
     const broker = new RecordingBroker(inner);
