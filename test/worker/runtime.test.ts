@@ -38,6 +38,24 @@ afterEach(async () => {
   for (const b of open.brokers.splice(0)) await b.close();
 });
 
+/** A handler that takes 5 ms per task and records the payloads it started and its most calls at once. */
+function overlapping() {
+  let running = 0;
+  const state = {
+    started: [] as unknown[],
+    peak: 0,
+    handler: async (payload: unknown) => {
+      state.started.push(payload);
+      running++;
+      state.peak = Math.max(state.peak, running);
+      await new Promise((r) => setTimeout(r, 5));
+      running--;
+      return payload;
+    },
+  };
+  return state;
+}
+
 function results(taken: { envelope: { payload: unknown } }[]): TaskResult[] {
   return taken.map((t) => t.envelope.payload as TaskResult);
 }
@@ -286,23 +304,10 @@ describe('worker runtime', () => {
       queue,
       Array.from({ length: 6 }, (_, i) => ({ payload: i })),
     );
-    let running = 0;
-    let peak = 0;
-    await worker({
-      broker,
-      queue,
-      concurrency: 2,
-      prefetch: 6,
-      handler: async () => {
-        running++;
-        peak = Math.max(peak, running);
-        await new Promise((r) => setTimeout(r, 5));
-        running--;
-        return null;
-      },
-    });
+    const overlap = overlapping();
+    await worker({ broker, queue, concurrency: 2, prefetch: 6, handler: overlap.handler });
     await takeMessages(broker, resultQueueOf(queue), 6);
-    expect(peak).toBe(2);
+    expect(overlap.peak).toBe(2);
   });
 
   it("starts the next task while the last one's result is still being stored", async () => {
@@ -314,26 +319,17 @@ describe('worker runtime', () => {
       Array.from({ length: 3 }, (_, i) => ({ payload: i })),
     );
     const openSettles = broker.holdSettles();
-    const started: unknown[] = [];
-    let running = 0;
-    let peak = 0;
+    const overlap = overlapping();
     const w = await worker({
       broker,
       queue,
       concurrency: 1,
       prefetch: 3,
-      handler: async (p) => {
-        started.push(p);
-        running++;
-        peak = Math.max(peak, running);
-        await new Promise((r) => setTimeout(r, 5));
-        running--;
-        return p;
-      },
+      handler: overlap.handler,
     });
     // One slot: the handlers ran one after the other, none waiting for a result to be stored.
-    await vi.waitFor(() => expect(started).toEqual([0, 1, 2]));
-    expect(peak).toBe(1);
+    await vi.waitFor(() => expect(overlap.started).toEqual([0, 1, 2]));
+    expect(overlap.peak).toBe(1);
     expect(broker.log.filter((e) => e.startsWith('ack:'))).toHaveLength(0);
     expect(w.stats().inFlight).toBe(3);
     openSettles();
