@@ -62,7 +62,7 @@ export interface WorkerOptions {
    * whose handler returned frees its slot while its result is stored.
    */
   concurrency?: number;
-  /** Deliveries held from the broker at once, running or waiting (default: 2 × concurrency). */
+  /** Deliveries held from the broker at once: waiting, running or being settled (default: 2 × concurrency). */
   prefetch?: number;
   /** Time limit per task in ms; past it the task's signal aborts and it fails with TIMEOUT (default: none). */
   timeoutMs?: number;
