@@ -1,14 +1,18 @@
 // Sink throughput: N results waiting in a result queue of the embedded broker, drained by the
 // sink into a result table in SQLite and in PostgreSQL (a throwaway server on loopback, fsync
 // and synchronous_commit on). Also the store's upsert alone, without the broker.
+// Two shapes of row id: job keys, the SHA-256-derived keys `qtune job submit --key` gives items
+// (in no particular order, as in a real job), and sequential keys (`item-0`, `item-1`, ...).
 // Needs `npm run build` first.
-// Usage: node bench/sink.mjs [--results N] [--rounds R] [--batch ROWS] [--no-postgres]
+// Usage: node bench/sink.mjs [--results N] [--rounds R] [--batch ROWS (default: the sink's)] [--keys job,seq]
+//                            [--no-postgres]
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { EmbeddedBroker } from '../dist/broker/embedded/index.js';
+import { keyOf } from '../dist/protocol/key.js';
 import { resultMessage, resultQueueOf } from '../dist/patterns/work-queue.js';
 import { Sink } from '../dist/sink/sink.js';
 import { PostgresStore } from '../dist/store/postgres/index.js';
@@ -21,17 +25,28 @@ const { values: args } = parseArgs({
     results: { type: 'string', default: '100000' },
     rounds: { type: 'string', default: '3' },
     'no-postgres': { type: 'boolean', default: false },
-    batch: { type: 'string', default: '1000' },
+    batch: { type: 'string' },
+    keys: { type: 'string', default: 'job,seq' },
   },
 });
 const N = Number(args.results);
 const ROUNDS = Number(args.rounds);
+const KEY_SHAPES = {
+  job: { label: 'job keys', key: (i) => keyOf({ company: `Company ${i}` }, ['company']) },
+  seq: { label: 'sequential keys', key: (i) => `item-${i}` },
+};
+const shapes = args.keys.split(',').map((k) => {
+  if (!(k in KEY_SHAPES)) throw new Error(`--keys takes job and/or seq, got '${k}'`);
+  return KEY_SHAPES[k];
+});
+/** Row key of result i in the shape being measured. */
+let keyFor = KEY_SHAPES.job.key;
 
 function result(i) {
   const now = Date.now();
   return {
     taskId: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`,
-    key: `item-${i}`,
+    key: keyFor(i),
     ok: true,
     value: { text: `Company ${i} makes things people like.`, tokens: 12 },
     worker: {
@@ -66,9 +81,11 @@ function row(i) {
   };
 }
 
+let brokers = 0;
+
 /** Results/s of the sink draining N results into `store`. */
 async function sinkRound(store, dir, table) {
-  const broker = await EmbeddedBroker.open({ path: join(dir, `broker-${table}.db`) });
+  const broker = await EmbeddedBroker.open({ path: join(dir, `broker-${++brokers}.db`) });
   const queue = `q_${table}`;
   await broker.declareQueue(resultQueueOf(queue));
   for (let i = 0; i < N; i += 1000) {
@@ -77,7 +94,13 @@ async function sinkRound(store, dir, table) {
     await broker.publish(resultQueueOf(queue), msgs);
   }
   const t0 = performance.now();
-  const sink = await Sink.start({ broker, store, queue, table, batchSize: Number(args.batch) });
+  const sink = await Sink.start({
+    broker,
+    store,
+    queue,
+    table,
+    ...(args.batch !== undefined && { batchSize: Number(args.batch) }),
+  });
   while (sink.stats.stored < N) await new Promise((r) => setTimeout(r, 5));
   const seconds = (performance.now() - t0) / 1000;
   await sink.stop();
@@ -115,26 +138,30 @@ if (pg) {
 const rows = [];
 try {
   for (const sys of systems) {
-    const sinkRates = [];
-    const upsertRates = [];
-    for (let r = 0; r < ROUNDS; r++) {
-      const store = await sys.open(`${sys.name.slice(0, 2).toLowerCase()}${r}`);
-      try {
-        sinkRates.push(await sinkRound(store, dir, `sink_${r}`));
-        upsertRates.push(await upsertRound(store, `upsert_${r}`));
-      } finally {
-        await store.close();
+    for (const [k, shape] of shapes.entries()) {
+      keyFor = shape.key;
+      const sinkRates = [];
+      const upsertRates = [];
+      for (let r = 0; r < ROUNDS; r++) {
+        const store = await sys.open(`${sys.name.slice(0, 2).toLowerCase()}${k}_${r}`);
+        try {
+          sinkRates.push(await sinkRound(store, dir, `sink_${r}`));
+          upsertRates.push(await upsertRound(store, `upsert_${r}`));
+        } finally {
+          await store.close();
+        }
+        console.error(
+          `${sys.name}, ${shape.label}, round ${r + 1}: sink ${Math.round(sinkRates.at(-1))}/s, upsert ${Math.round(upsertRates.at(-1))}/s`,
+        );
       }
-      console.error(
-        `${sys.name} round ${r + 1}: sink ${Math.round(sinkRates.at(-1))}/s, upsert ${Math.round(upsertRates.at(-1))}/s`,
-      );
+      rows.push([
+        sys.name,
+        shape.label,
+        fmt(median(sinkRates), 0),
+        `${fmt(Math.min(...sinkRates), 0)}–${fmt(Math.max(...sinkRates), 0)}`,
+        fmt(median(upsertRates), 0),
+      ]);
     }
-    rows.push([
-      sys.name,
-      fmt(median(sinkRates), 0),
-      `${fmt(Math.min(...sinkRates), 0)}–${fmt(Math.max(...sinkRates), 0)}`,
-      fmt(median(upsertRates), 0),
-    ]);
   }
 } finally {
   await pg?.stop();
@@ -142,6 +169,6 @@ try {
 }
 printTable(
   `Sink: ${N} results from the embedded broker into a result table, medians of ${ROUNDS} rounds (results/s, higher is better)`,
-  ['store', 'sink results/s', 'range', 'upsert alone rows/s'],
+  ['store', 'row ids', 'sink results/s', 'range', 'upsert alone rows/s'],
   rows,
 );

@@ -27,7 +27,10 @@ export interface SinkOptions {
    * idempotency key, else its task id).
    */
   keyFields?: readonly string[];
-  /** Rows per store transaction (default: 1000). */
+  /**
+   * Rows per store transaction (default: 5000). Larger batches cost SQLite fewer page writes
+   * per row when row ids are hashes.
+   */
   batchSize?: number;
   /** Longest wait for a batch to fill before it is written, in ms (default: 20). */
   flushMs?: number;
@@ -67,6 +70,9 @@ export interface SinkEvents {
   invalid: [info: { messageId: string; reason: string }];
   error: [error: Error];
 }
+
+/** Rows per store transaction unless told otherwise. */
+export const DEFAULT_BATCH_ROWS = 5000;
 
 interface Pending {
   delivery: Delivery;
@@ -126,7 +132,7 @@ export class Sink extends EventEmitter<SinkEvents> {
       queue: options.queue,
       table: options.table,
       keyFields,
-      batchSize: Math.max(1, options.batchSize ?? 1000),
+      batchSize: Math.max(1, options.batchSize ?? DEFAULT_BATCH_ROWS),
       flushMs: options.flushMs ?? 20,
       retryDelayMs: options.retryDelayMs ?? 1000,
       writers: Math.max(1, options.writers ?? (sqlite && !threaded ? 1 : 2)),

@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander';
 import { waitForIdle } from '../../patterns/idle.js';
-import { Sink } from '../../sink/sink.js';
+import { DEFAULT_BATCH_ROWS, Sink } from '../../sink/sink.js';
 import { action, contextOf } from '../context.js';
 import { intAtLeast } from '../options.js';
 
@@ -27,7 +27,7 @@ export function sinkCommand(): Command {
     .addOption(
       new Option('--batch <n>', 'rows per database transaction')
         .argParser(intAtLeast(1))
-        .default(1000),
+        .default(DEFAULT_BATCH_ROWS),
     )
     .option('--follow', 'keep storing new results until SIGTERM/SIGINT')
     .option('--json', 'print the summary as JSON')

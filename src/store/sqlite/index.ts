@@ -10,6 +10,11 @@ import { SqliteResults } from './results.js';
 
 const SCHEMA_VERSION = 1;
 
+/** WAL size (4 KiB pages) past which a commit checkpoints: about 40 MiB. */
+const WAL_AUTOCHECKPOINT_PAGES = 10_000;
+/** Size the WAL file is cut back to once checkpointed, at most. */
+const JOURNAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024;
+
 export interface SqliteStoreOptions {
   /** Database file; created with its folder when missing (default: `./.qtune/store.db`). */
   path?: string;
@@ -39,6 +44,11 @@ function openDatabase(path: string, busyTimeoutMs: number): Database.Database {
     db.pragma(`busy_timeout = ${busyTimeoutMs}`);
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = NORMAL');
+    // A sink's batch scatters index entries over many pages (row ids are hashes): each commit
+    // writes every page it touched to the WAL. Checkpointing every WAL_AUTOCHECKPOINT_PAGES
+    // rather than SQLite's 1,000 copies such a page into the file once for many commits.
+    db.pragma(`wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`);
+    db.pragma(`journal_size_limit = ${JOURNAL_SIZE_LIMIT_BYTES}`);
     migrate(db);
     return db;
   } catch (err) {
