@@ -50,6 +50,23 @@ function publishTasks(queue: string, n: number, ms: number): Promise<void> {
   return publishPayloads(env.dir, node!.url, queue, tasks);
 }
 
+describe('qtune bench on RabbitMQ', () => {
+  it('reads every result back and leaves no queue behind', { timeout: 90_000 }, async () => {
+    const res = await runCli(
+      ['bench', '--broker', node!.url, '--tasks', '500', '--workers', '1', '--json'],
+      { timeoutMs: 80_000 },
+    );
+    expect(res.code, res.stderr).toBe(0);
+    const out = JSON.parse(res.stdout.trim().split('\n').pop()!) as { received: number };
+    expect(out.received).toBe(500);
+    const queues = (await node!.ctl(['list_queues', 'name', '--quiet', '--no-table-headers']))
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l.startsWith('bench.'));
+    expect(queues).toEqual([]);
+  });
+});
+
 describe('qtune worker on RabbitMQ under faults', () => {
   it(
     'completes on another worker the tasks of a worker killed with SIGKILL mid-task',

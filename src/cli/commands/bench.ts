@@ -4,8 +4,14 @@ import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Command, Option } from 'commander';
+import type { Logger } from 'pino';
 import { openBroker } from '../../broker/open.js';
-import { envelopeMessage, type Broker, type Delivery } from '../../broker/contract.js';
+import {
+  deadLetterQueueOf,
+  envelopeMessage,
+  type Broker,
+  type Delivery,
+} from '../../broker/contract.js';
 import { resultQueueOf } from '../../patterns/work-queue.js';
 import { decode } from '../../protocol/codec.js';
 import { createEnvelope, MessageType } from '../../protocol/envelope.js';
@@ -108,11 +114,24 @@ export function benchCommand(): Command {
           return summary.received === opts.tasks ? 0 : 1;
         } finally {
           await workers.stop();
+          if (!tempDir) await removeBenchQueues(broker, queue, ctx.logger);
           await broker.close();
           if (tempDir) rmSync(tempDir, { recursive: true, force: true });
         }
       }),
     );
+}
+
+/** Deletes the queues a run made on a broker that outlives it (task, results, their dead letters). */
+async function removeBenchQueues(broker: Broker, queue: string, logger: Logger): Promise<void> {
+  const results = resultQueueOf(queue);
+  for (const q of [queue, results, deadLetterQueueOf(queue), deadLetterQueueOf(results)]) {
+    try {
+      await broker.deleteQueue(q);
+    } catch (err) {
+      logger.warn({ queue: q, err: (err as Error).message }, 'could not delete a bench queue');
+    }
+  }
 }
 
 function round1(x: number): number {
