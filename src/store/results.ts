@@ -128,3 +128,14 @@ export function checkTableName(table: string): string {
   }
   return table;
 }
+
+/**
+ * The last row of each id in a batch, in id order: a batch upserts each row once, and taken in
+ * id order its rows reach the id index page by page (SQLite) and lock rows in one order, so
+ * that two sinks writing overlapping batches never deadlock (PostgreSQL).
+ */
+export function lastOfEachIdSorted(rows: readonly ResultRow[]): ResultRow[] {
+  const byId = new Map<string, ResultRow>();
+  for (const r of rows) byId.set(r.id, r);
+  return [...byId.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+}

@@ -1,4 +1,4 @@
-import { checkTableName } from '../results.js';
+import { checkTableName, lastOfEachIdSorted } from '../results.js';
 import type {
   ListResultsOptions,
   ResultCounts,
@@ -51,17 +51,6 @@ function upsertSql(table: string): string {
   RETURNING (xmax = 0) AS inserted
 )
 SELECT COUNT(*) AS inserted FROM up WHERE inserted`;
-}
-
-/**
- * The last row of each id, sorted by id: one row per id is all `ON CONFLICT` can touch in one
- * statement, and a fixed order keeps concurrent upserts of overlapping batches from
- * deadlocking on each other's rows.
- */
-function lastOfEachIdSorted(rows: readonly ResultRow[]): ResultRow[] {
-  const byId = new Map<string, ResultRow>();
-  for (const r of rows) byId.set(r.id, r);
-  return [...byId.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 }
 
 /** Column arrays of a batch, in {@link COLUMNS} order. */

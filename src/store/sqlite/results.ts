@@ -1,6 +1,7 @@
 import type Database from 'better-sqlite3';
 import {
   checkTableName,
+  lastOfEachIdSorted,
   type ListResultsOptions,
   type ResultCounts,
   type ResultRow,
@@ -90,20 +91,6 @@ function params(r: ResultRow, now: number): unknown[] {
     r.finishedAt,
     now,
   ];
-}
-
-/** Keeps the last row of each id, in the order of their last occurrence. */
-export function lastOfEachId(rows: readonly ResultRow[]): ResultRow[] {
-  const byId = new Map<string, ResultRow>();
-  for (const r of rows) {
-    byId.delete(r.id);
-    byId.set(r.id, r);
-  }
-  return [...byId.values()];
-}
-
-function byId(a: ResultRow, b: ResultRow): number {
-  return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
 }
 
 type Statements = ReturnType<typeof prepare>;
@@ -211,8 +198,7 @@ export class SqliteResults implements ResultStore {
     return this.#db
       .transaction(() => {
         let inserted = 0;
-        // In id order, the batch's entries reach the id index page by page instead of at random.
-        const unique = lastOfEachId(rows).sort(byId);
+        const unique = lastOfEachIdSorted(rows);
         // Fewer statements, fewer crossings into SQLite: ROWS_PER_STATEMENT rows at a time.
         let i = 0;
         for (; i + ROWS_PER_STATEMENT <= unique.length; i += ROWS_PER_STATEMENT) {
