@@ -105,3 +105,81 @@ CREATE INDEX "${t}_finished_at" ON "${t}"(finished_at);`;
     }
   });
 });
+
+describe('sqlite store schema', () => {
+  const V1_JOB_ITEMS = `
+CREATE TABLE qtune_job_items (
+  job TEXT NOT NULL, id TEXT NOT NULL, seq INTEGER NOT NULL, item TEXT NOT NULL,
+  payload TEXT NOT NULL, state TEXT NOT NULL, task_id TEXT, PRIMARY KEY (job, id)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX qtune_job_items_seq ON qtune_job_items(job, seq);
+CREATE INDEX qtune_job_items_state ON qtune_job_items(job, state, seq);`;
+
+  it('moves the job items of a version 1 store into a rowid table, keeping every item and its order', async () => {
+    const path = join(dir, 'v1.db');
+    // A version 1 store: today's tables, with job items as version 1 made them.
+    await new SqliteStore({ path }).close();
+    const db = new Database(path);
+    db.exec(`DROP TABLE qtune_job_items; ${V1_JOB_ITEMS}`);
+    db.exec(
+      `INSERT INTO qtune_jobs VALUES ('j', 'jq', 'jt', '["k"]', 1, 1);
+       INSERT INTO qtune_job_items VALUES
+         ('j', 'ff', 1, '{"k":"a"}', '{"k":"a"}', 'queued', 't1'),
+         ('j', '0a', 2, '{"k":"b"}', '{"k":"b"}', 'new', NULL),
+         ('j', '7c', 3, '{"k":"c"}', '{"k":"c"}', 'new', NULL);`,
+    );
+    db.pragma('user_version = 1');
+    db.close();
+
+    const store = new SqliteStore({ path });
+    try {
+      const items = await store.listJobItems('j');
+      expect(items.map((i) => [i.id, i.seq, i.state, i.taskId ?? null, i.item])).toEqual([
+        ['ff', 1, 'queued', 't1', { k: 'a' }],
+        ['0a', 2, 'new', null, { k: 'b' }],
+        ['7c', 3, 'new', null, { k: 'c' }],
+      ]);
+      expect((await store.unpublishedItems('j', 10)).map((i) => i.id)).toEqual(['0a', '7c']);
+      // Re-adding known items adds nothing; a new one comes last.
+      expect(
+        await store.addJobItems('j', [
+          { id: '0a', item: { k: 'b' }, payload: { k: 'b' } },
+          { id: '11', item: { k: 'd' }, payload: { k: 'd' } },
+        ]),
+      ).toBe(1);
+      expect(await store.jobItemCounts('j')).toEqual({ total: 4, new: 3, queued: 1 });
+      expect((await store.listJobItems('j')).at(-1)).toMatchObject({ id: '11', seq: 4 });
+    } finally {
+      await store.close();
+    }
+    const check = new Database(path, { readonly: true });
+    try {
+      expect(check.pragma('user_version', { simple: true })).toBe(2);
+      const ddl = check
+        .prepare("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'qtune_job_items'")
+        .pluck()
+        .get() as string;
+      expect(ddl).not.toMatch(/WITHOUT ROWID/i);
+      const indexes = check
+        .prepare(
+          "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'qtune_job_items' AND sql IS NOT NULL ORDER BY name",
+        )
+        .pluck()
+        .all();
+      expect(indexes).toEqual(['qtune_job_items_seq', 'qtune_job_items_state']);
+      expect(
+        check.prepare("SELECT name FROM sqlite_master WHERE name = 'qtune_job_items_v2'").get(),
+      ).toBeUndefined();
+    } finally {
+      check.close();
+    }
+  });
+
+  it('refuses a store of a newer schema version, naming both versions', async () => {
+    const path = join(dir, 'future.db');
+    const db = new Database(path);
+    db.pragma('user_version = 99');
+    db.close();
+    expect(() => new SqliteStore({ path })).toThrow(/schema version 99 is newer .*\(2\)/);
+  });
+});

@@ -5,10 +5,11 @@ import { ErrorCode, QtuneError } from '../../protocol/errors.js';
 import { CompositeStore } from '../composite.js';
 import { DEFAULT_STORE_PATH } from '../contract.js';
 import { EXPERIMENT_DDL, SqliteExperiments } from './experiments.js';
-import { JOB_DDL, SqliteJobs } from './jobs.js';
+import { JOB_DDL, JOB_ITEMS_TO_ROWID, SqliteJobs } from './jobs.js';
 import { SqliteResults } from './results.js';
 
-const SCHEMA_VERSION = 1;
+/** 1: the first layout; 2: job items in a rowid table. */
+const SCHEMA_VERSION = 2;
 
 /** WAL size (4 KiB pages) past which a commit checkpoints: about 40 MiB. */
 const WAL_AUTOCHECKPOINT_PAGES = 10_000;
@@ -22,7 +23,7 @@ export interface SqliteStoreOptions {
   busyTimeoutMs?: number;
 }
 
-function migrate(db: Database.Database): void {
+function schemaVersion(db: Database.Database): number {
   const version = Number(db.pragma('user_version', { simple: true }));
   if (version > SCHEMA_VERSION) {
     throw new QtuneError(
@@ -30,9 +31,17 @@ function migrate(db: Database.Database): void {
       `store "${db.name}": schema version ${version} is newer than this qtune supports (${SCHEMA_VERSION})`,
     );
   }
-  if (version === SCHEMA_VERSION) return;
+  return version;
+}
+
+function migrate(db: Database.Database): void {
+  if (schemaVersion(db) === SCHEMA_VERSION) return;
   db.transaction(() => {
-    db.exec(EXPERIMENT_DDL + JOB_DDL);
+    // Read again under the write lock: another process may have migrated meanwhile.
+    const version = schemaVersion(db);
+    if (version === SCHEMA_VERSION) return;
+    if (version === 0) db.exec(EXPERIMENT_DDL + JOB_DDL);
+    if (version === 1) db.exec(JOB_ITEMS_TO_ROWID);
     db.pragma(`user_version = ${SCHEMA_VERSION}`);
   }).immediate();
 }

@@ -3,6 +3,30 @@ import type { JobItem, JobItemCounts, JobRecord, JobStore, NewJob, NewJobItem } 
 import { jobConflict, jobDifference } from '../jobs.js';
 import { toItem, toJob } from '../rows.js';
 
+/**
+ * The job-items table: a rowid table, so items sit in the order they were added, with `(job,
+ * id)` as a unique index. Item ids are hashes: a table clustered on them put every batch of new
+ * items on random pages, and each commit rewrote most of the table.
+ */
+function jobItemsTable(name: string): string {
+  return `
+CREATE TABLE IF NOT EXISTS ${name} (
+  job     TEXT NOT NULL,
+  id      TEXT NOT NULL,
+  seq     INTEGER NOT NULL,
+  item    TEXT NOT NULL,
+  payload TEXT NOT NULL,
+  state   TEXT NOT NULL,
+  task_id TEXT,
+  PRIMARY KEY (job, id)
+);`;
+}
+
+const JOB_ITEM_INDEXES = `
+CREATE UNIQUE INDEX IF NOT EXISTS qtune_job_items_seq ON qtune_job_items(job, seq);
+CREATE INDEX IF NOT EXISTS qtune_job_items_state ON qtune_job_items(job, state, seq);
+`;
+
 /** Tables of the batch-job part of the store. */
 export const JOB_DDL = `
 CREATE TABLE IF NOT EXISTS qtune_jobs (
@@ -13,19 +37,20 @@ CREATE TABLE IF NOT EXISTS qtune_jobs (
   created_at INTEGER NOT NULL,
   updated_at INTEGER NOT NULL
 );
-CREATE TABLE IF NOT EXISTS qtune_job_items (
-  job     TEXT NOT NULL,
-  id      TEXT NOT NULL,
-  seq     INTEGER NOT NULL,
-  item    TEXT NOT NULL,
-  payload TEXT NOT NULL,
-  state   TEXT NOT NULL,
-  task_id TEXT,
-  PRIMARY KEY (job, id)
-) WITHOUT ROWID;
-CREATE UNIQUE INDEX IF NOT EXISTS qtune_job_items_seq ON qtune_job_items(job, seq);
-CREATE INDEX IF NOT EXISTS qtune_job_items_state ON qtune_job_items(job, state, seq);
-`;
+${jobItemsTable('qtune_job_items')}
+${JOB_ITEM_INDEXES}`;
+
+/**
+ * Schema version 1 to 2: job items move from a table clustered on `(job, id)` (WITHOUT ROWID)
+ * to the rowid table of {@link JOB_DDL}, in their order within each job.
+ */
+export const JOB_ITEMS_TO_ROWID = `
+${jobItemsTable('qtune_job_items_v2')}
+INSERT INTO qtune_job_items_v2 (job, id, seq, item, payload, state, task_id)
+  SELECT job, id, seq, item, payload, state, task_id FROM qtune_job_items ORDER BY job, seq;
+DROP TABLE qtune_job_items;
+ALTER TABLE qtune_job_items_v2 RENAME TO qtune_job_items;
+${JOB_ITEM_INDEXES}`;
 
 interface JobRow {
   name: string;
