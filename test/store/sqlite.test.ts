@@ -20,6 +20,19 @@ storeConformance(
   () => rmSync(dir, { recursive: true, force: true }),
 );
 
+/** The CREATE statement of `table` in the file at `path`. */
+function ddlOf(path: string, table: string): string {
+  const db = new Database(path, { readonly: true });
+  try {
+    return db
+      .prepare('SELECT sql FROM sqlite_master WHERE type = ? AND name = ?')
+      .pluck()
+      .get('table', table) as string;
+  } finally {
+    db.close();
+  }
+}
+
 describe('sqlite result tables', () => {
   const OLD_LAYOUT = (t: string) => `
 CREATE TABLE "${t}" (
@@ -46,18 +59,6 @@ CREATE INDEX "${t}_finished_at" ON "${t}"(finished_at);`;
       startedAt: 1000,
       finishedAt: 1005,
     };
-  }
-
-  function ddlOf(path: string, table: string): string {
-    const db = new Database(path, { readonly: true });
-    try {
-      return db
-        .prepare('SELECT sql FROM sqlite_master WHERE type = ? AND name = ?')
-        .pluck()
-        .get('table', table) as string;
-    } finally {
-      db.close();
-    }
   }
 
   it('new tables are rowid tables with a unique id, so hashed ids do not scatter rows', async () => {
@@ -155,11 +156,6 @@ CREATE INDEX qtune_job_items_state ON qtune_job_items(job, state, seq);`;
     const check = new Database(path, { readonly: true });
     try {
       expect(check.pragma('user_version', { simple: true })).toBe(2);
-      const ddl = check
-        .prepare("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'qtune_job_items'")
-        .pluck()
-        .get() as string;
-      expect(ddl).not.toMatch(/WITHOUT ROWID/i);
       const indexes = check
         .prepare(
           "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'qtune_job_items' AND sql IS NOT NULL ORDER BY name",
@@ -173,6 +169,7 @@ CREATE INDEX qtune_job_items_state ON qtune_job_items(job, state, seq);`;
     } finally {
       check.close();
     }
+    expect(ddlOf(path, 'qtune_job_items')).not.toMatch(/WITHOUT ROWID/i);
   });
 
   it('refuses a store of a newer schema version, naming both versions', async () => {
