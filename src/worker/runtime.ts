@@ -9,7 +9,7 @@ import type {
 import { publishEvent } from '../patterns/pubsub.js';
 import { deadReason, resultMessage, resultQueueOf } from '../patterns/work-queue.js';
 import { decode } from '../protocol/codec.js';
-import { MessageType, type Envelope } from '../protocol/envelope.js';
+import { MessageType, type Envelope, type Headers } from '../protocol/envelope.js';
 import {
   BrokerError,
   DecodeError,
@@ -155,7 +155,9 @@ interface Held {
   abortReason?: Error;
   /** Wakes #execute when the task is aborted while its handler runs. */
   wakeAbort?: () => void;
-  heartbeat?: NodeJS.Timeout;
+  /** Heartbeat period (a third of the lease) and when the next one is due, in epoch ms. */
+  beatEvery?: number;
+  nextBeatAt?: number;
   /** Whether it holds one of the `concurrency` slots: from its start until its handler is done. */
   slot?: boolean;
 }
@@ -203,9 +205,19 @@ export class Worker {
    */
   #executing = 0;
   readonly #ops = new Set<Promise<void>>();
+  /** Held deliveries whose lease the heartbeat extends, and the one timer that does it. */
+  readonly #beating = new Set<Held>();
+  #beatTimer: NodeJS.Timeout | undefined;
+  #beatTick = Infinity;
   #consumer: Consumer | undefined;
   #started = false;
   #stopping: Promise<void> | undefined;
+  /** What each task's context calls back into (one object per worker, not per task). */
+  readonly #hooks: ContextHooks = {
+    progress: (h, info) => this.#progress(h, info),
+    logger: (h) =>
+      childLogger(this.#logger, { taskId: h.envelope.id, attempt: h.delivery.deliveryCount }),
+  };
   readonly #counters = { done: 0, failed: 0, retried: 0, deadLettered: 0, startedAt: Date.now() };
 
   /** Use {@link startWorker}. */
@@ -389,16 +401,7 @@ export class Worker {
       const held = this.#waiting.shift()!;
       this.#executing++;
       held.slot = true;
-      const run = this.#run(held)
-        .catch((err: unknown) =>
-          this.#emitError(toError(err), `task ${held.envelope.id} failed to settle`),
-        )
-        .finally(() => {
-          this.#runs.delete(held);
-          this.#release(held);
-          this.#endExecution(held);
-        });
-      this.#runs.set(held, run);
+      this.#runs.set(held, this.#run(held));
     }
   }
 
@@ -410,9 +413,21 @@ export class Worker {
     this.#pump();
   }
 
+  /** Runs a held task to its end; never rejects. */
   async #run(h: Held): Promise<void> {
+    try {
+      await this.#attempt(h);
+    } catch (err) {
+      this.#emitError(toError(err), `task ${h.envelope.id} failed to settle`);
+    } finally {
+      this.#runs.delete(h);
+      this.#release(h);
+      this.#endExecution(h);
+    }
+  }
+
+  async #attempt(h: Held): Promise<void> {
     const env = h.envelope;
-    const attempt = h.delivery.deliveryCount;
     if (env.deadline !== undefined && Date.now() > env.deadline) {
       const now = Date.now();
       h.state = 'settling';
@@ -428,11 +443,9 @@ export class Worker {
 
     h.state = 'running';
     const startedAt = Date.now();
-    const event = this.#taskEvent(h);
-    this.#emit('task:started', event);
-    let log: Logger | undefined;
-    const taskLog = () => (log ??= childLogger(this.#logger, { taskId: env.id, attempt }));
-    if (this.#debug) taskLog().debug({ key: env.key }, 'task started');
+    if (this.#listening('task:started')) this.#emit('task:started', this.#taskEvent(h));
+    const ctx = new RunContext(h, this.#hooks);
+    if (this.#debug) ctx.log.debug({ key: env.key }, 'task started');
     let timer: NodeJS.Timeout | undefined;
     if (this.#timeoutMs !== undefined) {
       const limit = this.#timeoutMs;
@@ -449,22 +462,6 @@ export class Worker {
         Math.min(limit, MAX_TIMER_MS),
       );
     }
-    const ctx: TaskContext = {
-      taskId: env.id,
-      attempt,
-      headers: env.headers ?? {},
-      // An AbortController and a child logger cost more than a no-op task: made when first read.
-      get signal() {
-        return (h.controller ??= new AbortController()).signal;
-      },
-      get log() {
-        return taskLog();
-      },
-      progress: (info) => this.#progress(h, info),
-      heartbeat: (ms) => h.delivery.extendLease(ms),
-      ...(env.key !== undefined && { key: env.key }),
-      ...(env.task !== undefined && { task: env.task }),
-    };
     const outcome = await this.#execute(env.payload, ctx, h);
     clearTimeout(timer);
     this.#endExecution(h);
@@ -481,25 +478,30 @@ export class Worker {
    * handler to settle (an exec child being killed) and fails with the abort reason.
    */
   async #execute(payload: unknown, ctx: TaskContext, h: Held): Promise<Outcome> {
-    const run = (async (): Promise<Outcome> => {
-      try {
-        return { ok: true, value: await this.#handler(payload, ctx) };
-      } catch (err) {
-        return { ok: false, error: toError(err) };
-      }
-    })();
-    const aborted = new Promise<'aborted'>((resolve) => {
+    let returned: unknown;
+    try {
+      returned = this.#handler(payload, ctx);
+    } catch (err) {
+      return { ok: false, error: toError(err) };
+    }
+    if (!isThenable(returned) && h.abortReason === undefined) return { ok: true, value: returned };
+    const run = Promise.resolve(returned);
+    // One promise settled by the handler or by an abort, whichever comes first.
+    const first = await new Promise<Outcome | 'aborted'>((resolve) => {
+      run.then(
+        (value) => resolve({ ok: true, value }),
+        (err: unknown) => resolve({ ok: false, error: toError(err) }),
+      );
       if (h.abortReason !== undefined) resolve('aborted');
       else h.wakeAbort = () => resolve('aborted');
     });
-    const first = await Promise.race([run, aborted]);
     h.wakeAbort = undefined;
     if (first !== 'aborted') return first;
     let timer: NodeJS.Timeout | undefined;
     const grace = new Promise<void>((resolve) => {
       timer = setTimeout(resolve, this.#abortGraceMs);
     });
-    await Promise.race([run, grace]);
+    await Promise.race([run.then(noop, noop), grace]);
     clearTimeout(timer);
     return { ok: false, error: h.abortReason! };
   }
@@ -527,7 +529,8 @@ export class Worker {
       return;
     }
     this.#counters.done++;
-    this.#emit('task:completed', { ...this.#taskEvent(h), result });
+    if (this.#listening('task:completed'))
+      this.#emit('task:completed', { ...this.#taskEvent(h), result });
   }
 
   async #failed(h: Held, error: Error, timing: Timing): Promise<void> {
@@ -612,26 +615,46 @@ export class Worker {
   /**
    * Extends the lease of a held delivery every third of its length until it is settled. A
    * delivery whose lease has no finite end (a transport without leases) gets no heartbeat.
+   * One timer serves every held delivery, ticking at half the shortest period, so each lease
+   * is extended before half of it has passed.
    */
   #startHeartbeat(h: Held): void {
     if (!this.#heartbeat) return;
-    const remaining = h.delivery.leaseExpiresAt - Date.now();
+    const now = Date.now();
+    const remaining = h.delivery.leaseExpiresAt - now;
     if (!Number.isFinite(remaining) || remaining <= 0) return;
     const every = Math.min(Math.max(Math.floor(remaining / 3), 10), MAX_TIMER_MS);
-    h.heartbeat = setInterval(() => {
+    h.beatEvery = every;
+    h.nextBeatAt = now + every;
+    this.#beating.add(h);
+    const tick = Math.max(Math.floor(every / 2), 5);
+    if (this.#beatTimer !== undefined && tick >= this.#beatTick) return;
+    clearInterval(this.#beatTimer);
+    this.#beatTick = tick;
+    this.#beatTimer = setInterval(() => this.#beat(), tick);
+    this.#beatTimer.unref();
+  }
+
+  #beat(): void {
+    const now = Date.now();
+    for (const h of this.#beating) {
+      if (now < h.nextBeatAt!) continue;
+      h.nextBeatAt = now + h.beatEvery!;
       h.delivery.extendLease().catch((err: unknown) => {
         this.#logger.warn(
           { taskId: h.envelope.id, err: toError(err).message },
           'lease extension failed; the task may be delivered again elsewhere',
         );
       });
-    }, every);
-    h.heartbeat.unref();
+    }
   }
 
   #release(h: Held): void {
-    if (h.heartbeat) clearInterval(h.heartbeat);
-    h.heartbeat = undefined;
+    if (this.#beating.delete(h) && this.#beating.size === 0) {
+      clearInterval(this.#beatTimer);
+      this.#beatTimer = undefined;
+      this.#beatTick = Infinity;
+    }
     if (h.state !== 'abandoned') h.state = 'settled';
     this.#held.delete(h);
   }
@@ -661,6 +684,11 @@ export class Worker {
     return event;
   }
 
+  /** Whether anyone listens for `event` (event objects are built only then). */
+  #listening(event: keyof WorkerEvents): boolean {
+    return this.#events.listenerCount(event) > 0;
+  }
+
   #emit<E extends keyof WorkerEvents>(event: E, ...args: Parameters<WorkerEvents[E]>): void {
     try {
       this.#events.emit(event, ...args);
@@ -678,6 +706,65 @@ export class Worker {
     if (this.#events.listenerCount('error') > 0) this.#emit('error', wrapped);
   }
 }
+
+interface ContextHooks {
+  progress(h: Held, info: unknown): void;
+  logger(h: Held): Logger;
+}
+
+/**
+ * The context a handler gets. A class, not an object literal with getters, so that every task's
+ * context shares one shape; an AbortController and a child logger cost more than a no-op task,
+ * so they are made when first read.
+ */
+class RunContext implements TaskContext {
+  readonly taskId: string;
+  readonly attempt: number;
+  readonly headers: Headers;
+  declare readonly key?: string;
+  declare readonly task?: string;
+  readonly #h: Held;
+  readonly #hooks: ContextHooks;
+  #log: Logger | undefined;
+
+  constructor(h: Held, hooks: ContextHooks) {
+    const env = h.envelope;
+    this.taskId = env.id;
+    this.attempt = h.delivery.deliveryCount;
+    this.headers = env.headers ?? {};
+    if (env.key !== undefined) (this as { key?: string }).key = env.key;
+    if (env.task !== undefined) (this as { task?: string }).task = env.task;
+    this.#h = h;
+    this.#hooks = hooks;
+  }
+
+  get signal(): AbortSignal {
+    return (this.#h.controller ??= new AbortController()).signal;
+  }
+
+  get log(): Logger {
+    return (this.#log ??= this.#hooks.logger(this.#h));
+  }
+
+  // Bound on read, so that a handler may destructure them.
+  get progress(): (info: unknown) => void {
+    return (info) => this.#hooks.progress(this.#h, info);
+  }
+
+  get heartbeat(): (ms?: number) => Promise<void> {
+    return (ms) => this.#h.delivery.extendLease(ms);
+  }
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (
+    value !== null &&
+    (typeof value === 'object' || typeof value === 'function') &&
+    typeof (value as { then?: unknown }).then === 'function'
+  );
+}
+
+function noop(): void {}
 
 /** Aborts a running task: its signal (if a handler asked for it) and the wait in #execute. */
 function abortTask(h: Held, reason: Error): void {

@@ -55,6 +55,10 @@ export class AmqpConsumer {
   #cancelling: Promise<void> | undefined;
   readonly #running = new Set<Promise<void>>();
   readonly held = new Set<AmqpDelivery>();
+  /** Held deliveries whose lease is running (see watchLease). */
+  readonly #leases = new Set<AmqpDelivery>();
+  #leaseTimer: NodeJS.Timeout | undefined;
+  #leaseTick = Infinity;
   #lastSettleAt = 0;
   #closingChannel: Promise<void> | undefined;
 
@@ -223,20 +227,65 @@ export class AmqpConsumer {
       maxDeliveries: policy.maxDeliveries,
     });
     this.held.add(delivery);
-    const run = (async () => {
-      try {
-        await this.#handler(delivery);
-      } catch (err) {
-        const error = toError(err);
-        this.#host.reportError(error);
-        await delivery.nack({ error: error.message }).catch(() => undefined);
-      }
-    })();
+    // A handler that returns at once (the worker's) costs no promise here; cancel() waits for
+    // the ones that return a promise.
+    let returned: unknown;
+    try {
+      returned = this.#handler(delivery);
+    } catch (err) {
+      this.#track(this.#handlerFailed(delivery, err));
+      return;
+    }
+    if (returned instanceof Promise)
+      this.#track(returned.then(undefined, (err: unknown) => this.#handlerFailed(delivery, err)));
+  }
+
+  /** A handler threw: the error is reported and the delivery goes back to its queue. */
+  #handlerFailed(delivery: AmqpDelivery, err: unknown): Promise<void> {
+    const error = toError(err);
+    this.#host.reportError(error);
+    return delivery.nack({ error: error.message }).catch(() => undefined);
+  }
+
+  /** Handler work that cancel() waits for. */
+  #track(run: Promise<void>): void {
     this.#running.add(run);
     void run.finally(() => {
       this.#running.delete(run);
       this.#maybeClose();
     });
+  }
+
+  /**
+   * Watches the lease of a held delivery until it is settled, lost or expired. One timer per
+   * consumer checks every lease, ticking at a tenth of the shortest lease armed (between 5 ms
+   * and 1 s), so a lease is handed back at most that late; a timer per delivery would cost each
+   * task a timer set and cleared, and garbage that outlives it.
+   */
+  watchLease(d: AmqpDelivery, ms: number): void {
+    this.#leases.add(d);
+    const tick = Math.min(Math.max(Math.floor(ms / 10), 5), 1000);
+    if (this.#leaseTimer !== undefined && tick >= this.#leaseTick) return;
+    clearInterval(this.#leaseTimer);
+    this.#leaseTick = tick;
+    this.#leaseTimer = setInterval(() => this.#expireLeases(), tick);
+  }
+
+  /** Stops watching a delivery's lease (settled, lost or expired). */
+  unwatchLease(d: AmqpDelivery): void {
+    this.#leases.delete(d);
+    if (this.#leases.size === 0) this.#stopLeaseTimer();
+  }
+
+  #expireLeases(): void {
+    const now = Date.now();
+    for (const d of this.#leases) if (d.leaseExpiresAt <= now) d.expire();
+  }
+
+  #stopLeaseTimer(): void {
+    clearInterval(this.#leaseTimer);
+    this.#leaseTimer = undefined;
+    this.#leaseTick = Infinity;
   }
 
   /** Republishes through `publish`, then acks the original (nack-requeue if that failed). */
@@ -278,7 +327,6 @@ export class AmqpDelivery implements Delivery {
   readonly #maxDeliveries: number;
   #state: State = 'held';
   #expiresAt = 0;
-  #timer: NodeJS.Timeout | undefined;
 
   constructor(
     consumer: AmqpConsumer,
@@ -309,14 +357,18 @@ export class AmqpDelivery implements Delivery {
   }
 
   async ack(): Promise<void> {
-    if (!this.#take()) return;
-    this.#consumer.ackOn(this.#channel, this.#msg);
-    this.#consumer.settled(this);
+    this.#ack();
   }
 
   async ackWithPublish(queue: string, messages: readonly OutgoingMessage[]): Promise<void> {
     await this.#host.publish(queue, messages);
-    await this.ack();
+    this.#ack();
+  }
+
+  #ack(): void {
+    if (!this.#take()) return;
+    this.#consumer.ackOn(this.#channel, this.#msg);
+    this.#consumer.settled(this);
   }
 
   async nack(options: { delayMs?: number; error?: string } = {}): Promise<void> {
@@ -361,18 +413,19 @@ export class AmqpDelivery implements Delivery {
   lose(): void {
     if (this.#state !== 'held') return;
     this.#state = 'lost';
-    clearTimeout(this.#timer);
+    this.#consumer.unwatchLease(this);
   }
 
   #arm(ms: number): void {
-    clearTimeout(this.#timer);
     this.#expiresAt = Date.now() + ms;
-    this.#timer = setTimeout(() => this.#expire(), ms);
+    this.#consumer.watchLease(this, ms);
   }
 
-  #expire(): void {
+  /** Its lease ran out (called by the consumer's lease timer): hands the message back. */
+  expire(): void {
     if (this.#state !== 'held') return;
     this.#state = 'lost';
+    this.#consumer.unwatchLease(this);
     const last = this.#lastError();
     const handBack =
       this.deliveryCount >= this.#maxDeliveries
@@ -396,7 +449,7 @@ export class AmqpDelivery implements Delivery {
   #take(): boolean {
     if (this.#state !== 'held') return false;
     this.#state = 'settled';
-    clearTimeout(this.#timer);
+    this.#consumer.unwatchLease(this);
     return true;
   }
 

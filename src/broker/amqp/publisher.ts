@@ -94,7 +94,21 @@ class Lane {
   }
 
   /** Resolves when every message is confirmed; rejects on the first one refused or returned. */
-  async publish(messages: readonly Outgoing[]): Promise<void> {
+  publish(messages: readonly Outgoing[]): Promise<void> {
+    if (messages.length === 1 && this.#pending.size < this.#window) {
+      // One message with room for it (a worker's result): its confirm settles the call.
+      return new Promise<void>((resolve, reject) => this.#write(messages[0]!, resolve, reject));
+    }
+    return this.#publishMany(messages);
+  }
+
+  #write(out: Outgoing, resolve: () => void, reject: (error: Error) => void): void {
+    const p = new Pending(out, resolve, reject);
+    this.#pending.add(p);
+    if (this.#channel) this.#send(p, this.#channel, this.#generation);
+  }
+
+  async #publishMany(messages: readonly Outgoing[]): Promise<void> {
     if (messages.length === 0) return;
     // One promise for the whole call: settled by the last confirm, or by the first refusal.
     let left = messages.length;
@@ -123,11 +137,7 @@ class Lane {
         continue;
       }
       const end = Math.min(messages.length, i + this.#window - this.#pending.size);
-      for (; i < end; i++) {
-        const p = new Pending(messages[i]!, resolve, reject);
-        this.#pending.add(p);
-        if (this.#channel) this.#send(p, this.#channel, this.#generation);
-      }
+      for (; i < end; i++) this.#write(messages[i]!, resolve, reject);
     }
     await all;
   }
