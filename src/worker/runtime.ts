@@ -635,7 +635,14 @@ export class Worker {
     this.#beatTimer.unref();
   }
 
+  /** Extends the leases that are due; the timer stops at the first tick that finds none held. */
   #beat(): void {
+    if (this.#beating.size === 0) {
+      clearInterval(this.#beatTimer);
+      this.#beatTimer = undefined;
+      this.#beatTick = Infinity;
+      return;
+    }
     const now = Date.now();
     for (const h of this.#beating) {
       if (now < h.nextBeatAt!) continue;
@@ -650,11 +657,7 @@ export class Worker {
   }
 
   #release(h: Held): void {
-    if (this.#beating.delete(h) && this.#beating.size === 0) {
-      clearInterval(this.#beatTimer);
-      this.#beatTimer = undefined;
-      this.#beatTick = Infinity;
-    }
+    this.#beating.delete(h);
     if (h.state !== 'abandoned') h.state = 'settled';
     this.#held.delete(h);
   }

@@ -53,7 +53,14 @@ export class AmqpConsumer {
   #serverTag: string | undefined;
   #cancelled = false;
   #cancelling: Promise<void> | undefined;
-  readonly #running = new Set<Promise<void>>();
+  /** Handler calls (and the nacks of failed ones) not finished yet; cancel() waits for them. */
+  #running = 0;
+  readonly #idleWaiters: (() => void)[] = [];
+  readonly #handlerDone = (): void => {
+    if (--this.#running > 0) return;
+    for (const wake of this.#idleWaiters.splice(0)) wake();
+    this.#maybeClose();
+  };
   readonly held = new Set<AmqpDelivery>();
   /** Held deliveries whose lease is running (see watchLease). */
   readonly #leases = new Set<AmqpDelivery>();
@@ -150,13 +157,13 @@ export class AmqpConsumer {
     if (channel && this.#serverTag !== undefined) {
       await channel.cancel(this.#serverTag).catch(() => undefined);
     }
-    while (this.#running.size > 0) await Promise.allSettled([...this.#running]);
+    if (this.#running > 0) await new Promise<void>((wake) => this.#idleWaiters.push(wake));
     this.#maybeClose();
   }
 
   /** A cancelled consumer keeps its channel while it holds leases, then closes it. */
   #maybeClose(): void {
-    if (!this.#cancelled || this.held.size > 0 || this.#running.size > 0) return;
+    if (!this.#cancelled || this.held.size > 0 || this.#running > 0) return;
     void this.closeChannel();
   }
 
@@ -233,11 +240,16 @@ export class AmqpConsumer {
     try {
       returned = this.#handler(delivery);
     } catch (err) {
-      this.#track(this.#handlerFailed(delivery, err));
+      this.#running++;
+      void this.#handlerFailed(delivery, err).then(this.#handlerDone);
       return;
     }
-    if (returned instanceof Promise)
-      this.#track(returned.then(undefined, (err: unknown) => this.#handlerFailed(delivery, err)));
+    if (returned instanceof Promise) {
+      this.#running++;
+      returned.then(this.#handlerDone, (err: unknown) => {
+        void this.#handlerFailed(delivery, err).then(this.#handlerDone);
+      });
+    }
   }
 
   /** A handler threw: the error is reported and the delivery goes back to its queue. */
@@ -245,15 +257,6 @@ export class AmqpConsumer {
     const error = toError(err);
     this.#host.reportError(error);
     return delivery.nack({ error: error.message }).catch(() => undefined);
-  }
-
-  /** Handler work that cancel() waits for. */
-  #track(run: Promise<void>): void {
-    this.#running.add(run);
-    void run.finally(() => {
-      this.#running.delete(run);
-      this.#maybeClose();
-    });
   }
 
   /**
@@ -268,16 +271,21 @@ export class AmqpConsumer {
     if (this.#leaseTimer !== undefined && tick >= this.#leaseTick) return;
     clearInterval(this.#leaseTimer);
     this.#leaseTick = tick;
-    this.#leaseTimer = setInterval(() => this.#expireLeases(), tick);
+    // The connection keeps the process alive while deliveries are held; this timer need not.
+    this.#leaseTimer = setInterval(() => this.#expireLeases(), tick).unref();
   }
 
   /** Stops watching a delivery's lease (settled, lost or expired). */
   unwatchLease(d: AmqpDelivery): void {
     this.#leases.delete(d);
-    if (this.#leases.size === 0) this.#stopLeaseTimer();
   }
 
+  /** Hands back expired leases; the timer stops at the first tick that finds none held. */
   #expireLeases(): void {
+    if (this.#leases.size === 0) {
+      this.#stopLeaseTimer();
+      return;
+    }
     const now = Date.now();
     for (const d of this.#leases) if (d.leaseExpiresAt <= now) d.expire();
   }
