@@ -250,11 +250,11 @@ export class AmqpBroker extends BrokerEventSource implements Broker {
   async publish(queue: string, messages: readonly OutgoingMessage[]): Promise<string[]> {
     this.#assertUsable(`publish to queue "${queue}"`);
     assertQueueName(queue);
-    for (const m of messages) checkMessage(`queue "${queue}"`, m);
+    const target = `queue "${queue}"`;
+    for (const m of messages) checkMessage(target, m);
     const ids: string[] = [];
     const out: Outgoing[] = [];
     const priorities = this.#policies.get(queue)?.priorities ?? QUEUE_DEFAULTS.priorities;
-    const target = `queue "${queue}"`;
     for (const m of messages) {
       const id = m.id ?? randomUUID();
       ids.push(id);
