@@ -103,10 +103,37 @@ describe('request/reply over RabbitMQ', () => {
       });
       const requester = await Requester.create(client, { timeoutMs: 10_000 });
       expect(requester.replyQueue).toBe('amq.rabbitmq.reply-to');
-      const answers = await Promise.all(
-        Array.from({ length: 50 }, (_, n) => requester.request<number>(queue, { n })),
-      );
-      expect(answers).toEqual(Array.from({ length: 50 }, (_, n) => n * 2));
+      const warnings: string[] = [];
+      const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`);
+      process.on('warning', onWarning);
+      try {
+        // 50 requests in flight at once on the one reply channel.
+        const answers = await Promise.all(
+          Array.from({ length: 50 }, (_, n) => requester.request<number>(queue, { n })),
+        );
+        expect(answers).toEqual(Array.from({ length: 50 }, (_, n) => n * 2));
+        // Publishing on a reply channel: a message RabbitMQ returns as unroutable fails its own
+        // call only, while other calls are in flight.
+        const plain = `${queue}-plain`;
+        await client.declareQueue(plain);
+        const channel = await client.openReplyChannel!(() => undefined);
+        const [routed, missing] = await Promise.allSettled([
+          channel.publish(
+            plain,
+            Array.from({ length: 20 }, (_, n) => ({ body: `m${n}` })),
+          ),
+          channel.publish(`${queue}-missing`, [{ body: 'lost?' }]),
+        ]);
+        expect(routed.status).toBe('fulfilled');
+        expect(missing.status).toBe('rejected');
+        expect(String((missing as PromiseRejectedResult).reason)).toMatch(/unroutable/);
+        await channel.close();
+        await client.deleteQueue(plain);
+        await new Promise((resolve) => setImmediate(resolve));
+        expect(warnings).toEqual([]);
+      } finally {
+        process.off('warning', onWarning);
+      }
       const failed = await requester.request(queue, { n: -1 }).catch((e: unknown) => e);
       expect(failed).toBeInstanceOf(RemoteError);
       expect((failed as RemoteError).message).toMatch(/negative: -1/);

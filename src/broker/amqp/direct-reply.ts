@@ -27,6 +27,8 @@ export class DirectReplyChannel implements ReplyChannel {
   readonly #onReply: (reply: ReplyMessage) => void;
   readonly #onClosed: () => void;
   #channel: ConfirmChannel | undefined;
+  /** Message ids RabbitMQ returned as unroutable, until the publish call that sent them ends. */
+  readonly #returned = new Set<string>();
   #opening: Promise<ConfirmChannel> | undefined;
   #closed = false;
 
@@ -65,6 +67,11 @@ export class DirectReplyChannel implements ReplyChannel {
   async #open(conn: ChannelModel): Promise<ConfirmChannel> {
     const ch = await conn.createConfirmChannel();
     ch.on('error', () => undefined);
+    // One listener for every publish call (a listener per call would warn past ten at once).
+    // RabbitMQ returns an unroutable mandatory message before it confirms it.
+    ch.on('return', (msg: { properties: { messageId?: unknown } }) =>
+      this.#returned.add(String(msg.properties.messageId)),
+    );
     ch.on('close', () => {
       if (this.#channel === ch) this.#channel = undefined;
     });
@@ -87,13 +94,11 @@ export class DirectReplyChannel implements ReplyChannel {
 
   async publish(queue: string, messages: readonly OutgoingMessage[]): Promise<void> {
     const ch = await this.#ready();
-    const returned = new Set<string>();
-    const onReturn = (msg: { properties: { messageId?: unknown } }) =>
-      returned.add(String(msg.properties.messageId));
-    ch.on('return', onReturn);
+    const sent: string[] = [];
     try {
       const confirms = messages.map((m) => {
         const id = m.id ?? randomUUID();
+        sent.push(id);
         const options = { ...publishOptions(m, id, 1), replyTo: DIRECT_REPLY_TO };
         return new Promise<string>((resolve, reject) => {
           ch.publish('', queue, toBuffer(m.body), options, (err: unknown) =>
@@ -109,14 +114,14 @@ export class DirectReplyChannel implements ReplyChannel {
         });
       });
       const ids = await Promise.all(confirms);
-      if (ids.some((id) => returned.has(id))) {
+      if (ids.some((id) => this.#returned.has(id))) {
         throw new BrokerError(
           ErrorCode.BrokerState,
           `request for queue "${queue}" is unroutable: the queue does not exist; declare it first`,
         );
       }
     } finally {
-      ch.off('return', onReturn);
+      for (const id of sent) this.#returned.delete(id);
     }
   }
 
