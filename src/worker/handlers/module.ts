@@ -11,7 +11,16 @@ import type { TaskContext, TaskHandler } from './types.js';
  */
 export async function loadModuleHandler(path: string): Promise<TaskHandler> {
   const fn = await loadModuleFunction(path, '(payload, ctx) => result');
-  return async (payload: unknown, ctx: TaskContext) => (await fn(payload, ctx)) as unknown;
+  // A promise from the module is passed on as it is (no wrapper promise per task); a plain
+  // value or a throw becomes one.
+  return (payload: unknown, ctx: TaskContext) => {
+    try {
+      const out = fn(payload, ctx);
+      return out instanceof Promise ? out : Promise.resolve(out);
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+  };
 }
 
 /**

@@ -17,6 +17,17 @@ describe('loadModuleHandler', () => {
     });
   });
 
+  it('returns a promise for a function that returns or throws at once', async () => {
+    const sync = await loadModuleHandler(fixture('sync.mjs'));
+    const out = sync('x', fakeContext());
+    expect(out).toBeInstanceOf(Promise);
+    await expect(out).resolves.toEqual({ sync: 'x' });
+    const throws = await loadModuleHandler(fixture('throws-sync.mjs'));
+    const failed = throws(null, fakeContext());
+    expect(failed).toBeInstanceOf(Promise);
+    await expect(failed).rejects.toThrow('sync boom');
+  });
+
   it('accepts a CommonJS module whose module.exports is the function', async () => {
     const handler = await loadModuleHandler(fixture('commonjs.cjs'));
     await expect(handler('x', fakeContext())).resolves.toEqual({ echoed: 'x' });
