@@ -716,16 +716,36 @@ interface ContextHooks {
 }
 
 /**
- * The context a handler gets. A class, not an object literal with getters, so that every task's
- * context shares one shape; an AbortController and a child logger cost more than a no-op task,
- * so they are made when first read.
+ * The context a handler gets: a class, so that every task's context shares one shape (an object
+ * literal with getters gets a shape of its own each time). Every member is an own enumerable
+ * property, so a handler may spread or destructure it. `signal` and `log` are getters made on
+ * first read: an AbortController and a child logger cost more than a no-op task.
  */
 class RunContext implements TaskContext {
+  static readonly #lazy: PropertyDescriptorMap = {
+    signal: {
+      enumerable: true,
+      get(this: RunContext): AbortSignal {
+        return (this.#h.controller ??= new AbortController()).signal;
+      },
+    },
+    log: {
+      enumerable: true,
+      get(this: RunContext): Logger {
+        return (this.#log ??= this.#hooks.logger(this.#h));
+      },
+    },
+  };
+
   readonly taskId: string;
   readonly attempt: number;
   readonly headers: Headers;
   declare readonly key?: string;
   declare readonly task?: string;
+  declare readonly signal: AbortSignal;
+  declare readonly log: Logger;
+  readonly progress: (info: unknown) => void;
+  readonly heartbeat: (ms?: number) => Promise<void>;
   readonly #h: Held;
   readonly #hooks: ContextHooks;
   #log: Logger | undefined;
@@ -737,25 +757,11 @@ class RunContext implements TaskContext {
     this.headers = env.headers ?? {};
     if (env.key !== undefined) (this as { key?: string }).key = env.key;
     if (env.task !== undefined) (this as { task?: string }).task = env.task;
+    this.progress = (info) => hooks.progress(h, info);
+    this.heartbeat = (ms) => h.delivery.extendLease(ms);
     this.#h = h;
     this.#hooks = hooks;
-  }
-
-  get signal(): AbortSignal {
-    return (this.#h.controller ??= new AbortController()).signal;
-  }
-
-  get log(): Logger {
-    return (this.#log ??= this.#hooks.logger(this.#h));
-  }
-
-  // Bound on read, so that a handler may destructure them.
-  get progress(): (info: unknown) => void {
-    return (info) => this.#hooks.progress(this.#h, info);
-  }
-
-  get heartbeat(): (ms?: number) => Promise<void> {
-    return (ms) => this.#h.delivery.extendLease(ms);
+    Object.defineProperties(this, RunContext.#lazy);
   }
 }
 

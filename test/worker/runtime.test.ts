@@ -402,6 +402,41 @@ describe('worker runtime', () => {
     );
   });
 
+  it('gives a context that survives spreading and destructuring', async () => {
+    const { broker, queue } = setup();
+    const [taskId] = await submitTasks(broker, queue, [{ payload: 1, key: 'k-1' }]);
+    const progress = vi.fn();
+    const seen: Record<string, unknown> = {};
+    const w = await worker({
+      broker,
+      queue,
+      handler: async (_p, ctx) => {
+        const copy = { ...ctx };
+        const { signal, log, heartbeat, progress: report } = ctx;
+        seen.keys = Object.keys(copy).sort();
+        seen.signal = copy.signal instanceof AbortSignal && signal === copy.signal;
+        seen.log = typeof copy.log.info === 'function' && log === copy.log;
+        report({ step: 1 });
+        copy.progress({ step: 2 });
+        await heartbeat(10_000);
+        await copy.heartbeat();
+        return { taskId: copy.taskId, key: copy.key, attempt: copy.attempt };
+      },
+    });
+    w.on('task:progress', progress);
+    const [result] = results(await takeMessages(broker, resultQueueOf(queue), 1));
+    expect(result).toMatchObject({ ok: true, value: { taskId, key: 'k-1', attempt: 1 } });
+    expect(seen).toEqual({
+      keys: ['attempt', 'headers', 'heartbeat', 'key', 'log', 'progress', 'signal', 'taskId'],
+      signal: true,
+      log: true,
+    });
+    expect(progress.mock.calls.map(([e]) => (e as { info: unknown }).info)).toEqual([
+      { step: 1 },
+      { step: 2 },
+    ]);
+  });
+
   it('on stop, finishes running tasks and releases unstarted ones, losing nothing', async () => {
     const { broker: inner, queue } = setup();
     const broker = new RecordingBroker(inner);
