@@ -6,6 +6,7 @@ import type {
   OutgoingMessage,
   QueueOptions,
 } from '../broker/contract.js';
+import { Ticker } from '../broker/ticker.js';
 import { publishEvent } from '../patterns/pubsub.js';
 import { deadReason, resultMessage, resultQueueOf } from '../patterns/work-queue.js';
 import { decode } from '../protocol/codec.js';
@@ -207,8 +208,7 @@ export class Worker {
   readonly #ops = new Set<Promise<void>>();
   /** Held deliveries whose lease the heartbeat extends, and the one timer that does it. */
   readonly #beating = new Set<Held>();
-  #beatTimer: NodeJS.Timeout | undefined;
-  #beatTick = Infinity;
+  readonly #beatTicker = new Ticker(() => this.#beat());
   #consumer: Consumer | undefined;
   #started = false;
   #stopping: Promise<void> | undefined;
@@ -627,20 +627,13 @@ export class Worker {
     h.beatEvery = every;
     h.nextBeatAt = now + every;
     this.#beating.add(h);
-    const tick = Math.max(Math.floor(every / 2), 5);
-    if (this.#beatTimer !== undefined && tick >= this.#beatTick) return;
-    clearInterval(this.#beatTimer);
-    this.#beatTick = tick;
-    this.#beatTimer = setInterval(() => this.#beat(), tick);
-    this.#beatTimer.unref();
+    this.#beatTicker.atLeastEvery(Math.max(Math.floor(every / 2), 5));
   }
 
   /** Extends the leases that are due; the timer stops at the first tick that finds none held. */
   #beat(): void {
     if (this.#beating.size === 0) {
-      clearInterval(this.#beatTimer);
-      this.#beatTimer = undefined;
-      this.#beatTick = Infinity;
+      this.#beatTicker.stop();
       return;
     }
     const now = Date.now();

@@ -1,6 +1,7 @@
 import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
 import { toError } from '../../protocol/errors.js';
 import type { Headers } from '../../protocol/envelope.js';
+import { Ticker } from '../ticker.js';
 import { AckBatcher } from './acks.js';
 import { isDirectReplyAddress } from './direct-reply.js';
 import type { Consumer, Delivery, DeliveryHandler, OutgoingMessage } from '../contract.js';
@@ -64,8 +65,7 @@ export class AmqpConsumer {
   readonly held = new Set<AmqpDelivery>();
   /** Held deliveries whose lease is running (see watchLease). */
   readonly #leases = new Set<AmqpDelivery>();
-  #leaseTimer: NodeJS.Timeout | undefined;
-  #leaseTick = Infinity;
+  readonly #leaseTicker = new Ticker(() => this.#expireLeases());
   #lastSettleAt = 0;
   #closingChannel: Promise<void> | undefined;
 
@@ -267,12 +267,8 @@ export class AmqpConsumer {
    */
   watchLease(d: AmqpDelivery, ms: number): void {
     this.#leases.add(d);
-    const tick = Math.min(Math.max(Math.floor(ms / 10), 5), 1000);
-    if (this.#leaseTimer !== undefined && tick >= this.#leaseTick) return;
-    clearInterval(this.#leaseTimer);
-    this.#leaseTick = tick;
-    // The connection keeps the process alive while deliveries are held; this timer need not.
-    this.#leaseTimer = setInterval(() => this.#expireLeases(), tick).unref();
+    // The connection keeps the process alive while deliveries are held; the ticker need not.
+    this.#leaseTicker.atLeastEvery(Math.min(Math.max(Math.floor(ms / 10), 5), 1000));
   }
 
   /** Stops watching a delivery's lease (settled, lost or expired). */
@@ -283,17 +279,11 @@ export class AmqpConsumer {
   /** Hands back expired leases; the timer stops at the first tick that finds none held. */
   #expireLeases(): void {
     if (this.#leases.size === 0) {
-      this.#stopLeaseTimer();
+      this.#leaseTicker.stop();
       return;
     }
     const now = Date.now();
     for (const d of this.#leases) if (d.leaseExpiresAt <= now) d.expire();
-  }
-
-  #stopLeaseTimer(): void {
-    clearInterval(this.#leaseTimer);
-    this.#leaseTimer = undefined;
-    this.#leaseTick = Infinity;
   }
 
   /** Republishes through `publish`, then acks the original (nack-requeue if that failed). */
