@@ -127,6 +127,18 @@ export interface Consumer {
    * handler calls in progress to return.
    */
   cancel(): Promise<void>;
+  /**
+   * Acks deliveries this consumer handed out, as `ack()` on each would, and resolves once all
+   * of them are acked; deliveries already settled are skipped. Where the broker can, one write
+   * serves them all (the embedded broker: one operation in one transaction, instead of one per
+   * delivery). Also works after `cancel()`, for deliveries still held.
+   */
+  ackAll(deliveries: readonly Delivery[]): Promise<void>;
+}
+
+/** `Consumer.ackAll` for brokers with nothing better to do than `ack()` on each delivery. */
+export async function ackEach(deliveries: readonly Delivery[]): Promise<void> {
+  await Promise.all(deliveries.map((d) => d.ack()));
 }
 
 export interface SubscribeOptions {

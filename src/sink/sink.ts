@@ -74,11 +74,6 @@ export interface SinkEvents {
 /** Rows per store transaction unless told otherwise. */
 export const DEFAULT_BATCH_ROWS = 5000;
 
-interface Pending {
-  delivery: Delivery;
-  done: () => void;
-}
-
 /**
  * Drains a queue's results into a result table in batches: each batch is one upsert keyed by
  * a deterministic row id, and its results are acked only after the commit, so a crash at any
@@ -100,7 +95,7 @@ export class Sink extends EventEmitter<SinkEvents> {
   lastActivity = Date.now();
   readonly #o: Required<Omit<SinkOptions, 'resultQueue' | 'thread'>>;
   readonly #writer: BatchWriter;
-  #pending: Pending[] = [];
+  #pending: Delivery[] = [];
   #timer: NodeJS.Timeout | undefined;
   /** One promise chain per concurrent writer; batches go to them in turn. */
   #lanes: Promise<void>[];
@@ -153,13 +148,15 @@ export class Sink extends EventEmitter<SinkEvents> {
     return sink;
   }
 
-  #onDelivery(delivery: Delivery): Promise<void> {
+  /**
+   * Queues a delivery for the next batch. It returns at once: the delivery stays unsettled (and
+   * counts against the prefetch) until its batch is written, and stop() waits for the batches.
+   */
+  #onDelivery(delivery: Delivery): void {
     this.lastActivity = Date.now();
-    return new Promise<void>((done) => {
-      this.#pending.push({ delivery, done });
-      if (this.#pending.length >= this.#o.batchSize) this.#flush();
-      else this.#timer ??= setTimeout(() => this.#flush(), this.#o.flushMs);
-    });
+    this.#pending.push(delivery);
+    if (this.#pending.length >= this.#o.batchSize) this.#flush();
+    else this.#timer ??= setTimeout(() => this.#flush(), this.#o.flushMs);
   }
 
   /** Hands the pending results to the next writer; each writer writes its batches in order. */
@@ -171,60 +168,57 @@ export class Sink extends EventEmitter<SinkEvents> {
     this.#pending = [];
     const lane = this.#nextLane;
     this.#nextLane = (lane + 1) % this.#lanes.length;
-    this.#lanes[lane] = this.#lanes[lane]!.then(() => this.#write(batch));
+    // A batch whose write throws stays unsettled: its results come back when their leases end.
+    this.#lanes[lane] = this.#lanes
+      [lane]!.then(() => this.#write(batch))
+      .catch((err: unknown) => {
+        this.emit('error', toError(err));
+      });
   }
 
-  async #write(batch: Pending[]): Promise<void> {
+  async #write(batch: Delivery[]): Promise<void> {
     const started = Date.now();
     const report = (err: unknown): void => {
       this.emit('error', toError(err));
     };
-    try {
-      const outcome = await this.#writer.write(batch.map((p) => p.delivery));
-      const settled: Array<Promise<void>> = [];
-      const invalid = new Set<number>();
-      for (const { index, reason } of outcome.invalid) {
-        const delivery = batch[index]!.delivery;
-        invalid.add(index);
-        this.stats.invalid++;
-        this.emit('invalid', { messageId: delivery.id, reason });
-        settled.push(delivery.deadLetter(reason).catch(report));
-      }
-      const valid = batch.filter((_, i) => !invalid.has(i));
-      if (outcome.error) {
-        this.stats.failedWrites++;
-        report(outcome.error);
-        const error = `STORE_UNAVAILABLE: ${outcome.error.message}`;
-        for (const p of valid)
-          settled.push(p.delivery.nack({ delayMs: this.#o.retryDelayMs, error }).catch(report));
-      } else if (valid.length > 0) {
-        this.stats.batches++;
-        this.stats.stored += valid.length;
-        this.stats.inserted += outcome.inserted;
-        this.stats.updated += outcome.updated;
-        for (const p of valid) settled.push(p.delivery.ack().catch(report));
-      }
-      await Promise.all(settled);
-      if (!outcome.error && valid.length > 0)
-        this.emit('batch', {
-          rows: valid.length,
-          inserted: outcome.inserted,
-          updated: outcome.updated,
-          ms: Date.now() - started,
-        });
-    } finally {
-      for (const p of batch) p.done();
+    const outcome = await this.#writer.write(batch);
+    const settled: Array<Promise<void>> = [];
+    const invalid = new Set<number>();
+    for (const { index, reason } of outcome.invalid) {
+      const delivery = batch[index]!;
+      invalid.add(index);
+      this.stats.invalid++;
+      this.emit('invalid', { messageId: delivery.id, reason });
+      settled.push(delivery.deadLetter(reason).catch(report));
     }
+    const valid = invalid.size === 0 ? batch : batch.filter((_, i) => !invalid.has(i));
+    if (outcome.error) {
+      this.stats.failedWrites++;
+      report(outcome.error);
+      const error = `STORE_UNAVAILABLE: ${outcome.error.message}`;
+      for (const d of valid)
+        settled.push(d.nack({ delayMs: this.#o.retryDelayMs, error }).catch(report));
+    } else if (valid.length > 0) {
+      this.stats.batches++;
+      this.stats.stored += valid.length;
+      this.stats.inserted += outcome.inserted;
+      this.stats.updated += outcome.updated;
+      settled.push(this.#consumer!.ackAll(valid).catch(report));
+    }
+    await Promise.all(settled);
+    if (!outcome.error && valid.length > 0)
+      this.emit('batch', {
+        rows: valid.length,
+        inserted: outcome.inserted,
+        updated: outcome.updated,
+        ms: Date.now() - started,
+      });
   }
 
   /** Stops consuming, writes what is pending, and waits for the last batch. */
   async stop(): Promise<void> {
-    const consumer = this.#consumer;
-    this.#consumer = undefined;
-    // cancel() waits for handler calls in progress, which wait for their batch: flush first.
-    const cancelled = consumer?.cancel();
-    this.#flush();
-    await cancelled;
+    // Handler calls only queue their delivery, so cancel() returns once consuming has stopped.
+    await this.#consumer?.cancel();
     this.#flush();
     await Promise.all(this.#lanes);
     await this.#writer.close();

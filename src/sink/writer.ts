@@ -138,7 +138,9 @@ export class ThreadWriter implements BatchWriter {
     const ids: string[] = [];
     let at = 0;
     for (const m of messages) {
-      at += m.body.copy(bytes, at);
+      // TypedArray#set: no call into C++ per body, unlike Buffer#copy.
+      bytes.set(m.body, at);
+      at += m.body.length;
       ends.push(at);
       ids.push(m.id);
     }

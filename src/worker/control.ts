@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Broker, Consumer } from '../broker/contract.js';
+import { ackEach } from '../broker/contract.js';
 import { decode, encode } from '../protocol/codec.js';
 import { createEnvelope, MessageType } from '../protocol/envelope.js';
 import type { WorkerInfo } from '../protocol/result.js';
@@ -32,7 +33,7 @@ export async function serveStatusRequests(
   report: () => WorkerReport,
 ): Promise<Consumer> {
   if (!broker.capabilities.topics) {
-    return { tag: 'status-unavailable', cancel: async () => {} };
+    return { tag: 'status-unavailable', cancel: async () => {}, ackAll: ackEach };
   }
   return broker.subscribe(
     CONTROL_STATUS_TOPIC,

@@ -5,6 +5,7 @@ import { Ticker } from '../ticker.js';
 import { AckBatcher } from './acks.js';
 import { isDirectReplyAddress } from './direct-reply.js';
 import type { Consumer, Delivery, DeliveryHandler, OutgoingMessage } from '../contract.js';
+import { ackEach } from '../contract.js';
 
 /** What a consumer needs from its broker handle. */
 export interface ConsumerHost {
@@ -125,7 +126,7 @@ export class AmqpConsumer {
   }
 
   toConsumer(): Consumer {
-    return { tag: this.tag, cancel: () => this.cancel() };
+    return { tag: this.tag, cancel: () => this.cancel(), ackAll: ackEach };
   }
 
   /** Stops new deliveries and waits for the handler calls in progress. */

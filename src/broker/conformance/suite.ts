@@ -400,6 +400,44 @@ export function brokerConformanceSuite(target: ConformanceTarget): void {
         expect(box.deliveries[1]!.deliveryCount).toBe(1);
         await box.deliveries[1]!.ack();
       });
+      it('acks many deliveries with ackAll, skipping settled ones, for good', async () => {
+        const broker = await open();
+        const queue = uniqueName('ack-all');
+        await broker.declareQueue(queue, { leaseMs: LEASE_MS });
+        await broker.publish(
+          queue,
+          Array.from({ length: 6 }, (_, i) => ({ body: `m${i}` })),
+        );
+        const box = await collect(broker, queue, 'none', { prefetch: 10 });
+        await waitFor(() => box.deliveries.length === 6, WAIT_MS, 'six deliveries');
+        const [first, second, ...rest] = box.deliveries;
+        await first!.ack();
+        await second!.nack({ error: 'again' });
+        await box.consumer.ackAll([first!, second!, ...rest]);
+        // Only the nacked one comes back.
+        await waitFor(() => box.deliveries.length === 7, WAIT_MS, 'the nacked delivery again');
+        const again = box.deliveries[6]!;
+        expect(again.body.toString()).toBe(second!.body.toString());
+        expect(again.deliveryCount).toBe(2);
+        await box.consumer.ackAll([again]);
+        await box.consumer.ackAll([]);
+        await sleep(LEASE_MS * 2);
+        expect(box.deliveries).toHaveLength(7);
+        await statsMatch(broker, queue, { ready: 0, inFlight: 0, delayed: 0, deadLettered: 0 });
+      });
+
+      it('acks with ackAll after cancel the deliveries still held', async () => {
+        const broker = await open();
+        const queue = uniqueName('ack-all-cancel');
+        await broker.declareQueue(queue, { leaseMs: LEASE_MS });
+        await broker.publish(queue, [{ body: 'a' }, { body: 'b' }]);
+        const box = await collect(broker, queue, 'none', { prefetch: 10 });
+        await waitFor(() => box.deliveries.length === 2, WAIT_MS, 'two deliveries');
+        await box.consumer.cancel();
+        await box.consumer.ackAll(box.deliveries);
+        await sleep(LEASE_MS * 2);
+        await statsMatch(broker, queue, { ready: 0, inFlight: 0, delayed: 0, deadLettered: 0 });
+      });
     });
 
     describe('leases', () => {

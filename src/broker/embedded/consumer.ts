@@ -129,6 +129,39 @@ export class EmbeddedDelivery implements Delivery {
     return submit(commit, () => store.ack(seq, token), noop);
   }
 
+  /**
+   * Acks, in one write operation, the deliveries of consumers of `host` (see Consumer.ackAll):
+   * one closure and one promise for all of them instead of one each. Anything else in the list
+   * is acked on its own.
+   */
+  static ackAll(host: ConsumerHost, deliveries: readonly Delivery[]): Promise<void> {
+    const seqs: number[] = [];
+    const tokens: number[] = [];
+    const others: Promise<void>[] = [];
+    for (const d of deliveries) {
+      if (!(d instanceof EmbeddedDelivery) || d.#consumer.host !== host) others.push(d.ack());
+      else if (d.#begin()) {
+        seqs.push(d.#seq);
+        tokens.push(d.#token);
+      }
+    }
+    const { store, commit } = host;
+    const acked =
+      seqs.length === 0
+        ? RESOLVED
+        : new Promise<void>((resolve, reject) => {
+            commit.submit({
+              weight: seqs.length,
+              exec: () => {
+                for (let i = 0; i < seqs.length; i++) store.ack(seqs[i]!, tokens[i]!);
+              },
+              done: () => resolve(),
+              fail: reject,
+            });
+          });
+    return others.length === 0 ? acked : Promise.all([acked, ...others]).then(noop);
+  }
+
   ackWithPublish(queue: string, messages: readonly OutgoingMessage[]): Promise<void> {
     const host = this.#consumer.host;
     let insert: (now: number) => void;
@@ -342,6 +375,10 @@ export class EmbeddedConsumer implements Consumer {
   settled(): void {
     this.#unsettled--;
     if (this.#maybeMore && !this.#leasing && !this.#cancelled) this.#kick();
+  }
+
+  ackAll(deliveries: readonly Delivery[]): Promise<void> {
+    return EmbeddedDelivery.ackAll(this.host, deliveries);
   }
 
   cancel(): Promise<void> {

@@ -16,6 +16,7 @@ import type {
   QueueStats,
   SubscribeOptions,
 } from '../contract.js';
+import { ackEach } from '../contract.js';
 import { DEFAULT_PREFETCH, checkMessage, checkPrefetch } from '../checks.js';
 import { HttpClient, parseAnswer } from './http.js';
 import {
@@ -374,7 +375,7 @@ class PullConsumer {
   }
 
   toConsumer(): Consumer {
-    return { tag: this.tag, cancel: () => this.cancel() };
+    return { tag: this.tag, cancel: () => this.cancel(), ackAll: ackEach };
   }
 
   cancel(): Promise<void> {

@@ -14,6 +14,7 @@ import {
   DEAD_LETTER_QUEUE_HEADER,
   DEAD_LETTER_REASON_HEADER,
   QUEUE_DEFAULTS,
+  ackEach,
   deadLetterQueueOf,
 } from '../contract.js';
 import { topicMatches } from '../topic.js';
@@ -202,7 +203,7 @@ export class ConsumerCore {
 
   /** The public face handed to callers of consume/subscribe. */
   toConsumer(): Consumer {
-    return { tag: this.tag, cancel: () => this.cancel() };
+    return { tag: this.tag, cancel: () => this.cancel(), ackAll: ackEach };
   }
 
   accept(lease: Lease): void {
