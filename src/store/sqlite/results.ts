@@ -71,8 +71,9 @@ function toStoredRow(r: Row): StoredResultRow {
   return toStored({ ...r, ok: r.ok === 1, value: r.value === null ? null : JSON.parse(r.value) });
 }
 
-function params(r: ResultRow, now: number): unknown[] {
-  return [
+/** Appends the statement parameters of row `r`, in COLUMNS order, to `out`. */
+function pushParams(out: unknown[], r: ResultRow, now: number): void {
+  out.push(
     r.id,
     r.taskId,
     r.key ?? null,
@@ -90,7 +91,7 @@ function params(r: ResultRow, now: number): unknown[] {
     r.startedAt,
     r.finishedAt,
     now,
-  ];
+  );
 }
 
 type Statements = ReturnType<typeof prepare>;
@@ -199,15 +200,19 @@ export class SqliteResults implements ResultStore {
       .transaction(() => {
         let inserted = 0;
         const unique = lastOfEachIdSorted(rows);
-        // Fewer statements, fewer crossings into SQLite: ROWS_PER_STATEMENT rows at a time.
+        // Fewer statements, fewer crossings into SQLite: ROWS_PER_STATEMENT rows at a time. The
+        // parameters go in as one array (better-sqlite3 binds its elements), not spread.
+        const values: unknown[] = [];
         let i = 0;
         for (; i + ROWS_PER_STATEMENT <= unique.length; i += ROWS_PER_STATEMENT) {
-          const values: unknown[] = [];
-          for (let j = i; j < i + ROWS_PER_STATEMENT; j++) values.push(...params(unique[j]!, now));
-          for (const writes of s.upsertMany.all(...values)) if (writes === 1) inserted++;
+          values.length = 0;
+          for (let j = i; j < i + ROWS_PER_STATEMENT; j++) pushParams(values, unique[j]!, now);
+          for (const writes of s.upsertMany.all(values)) if (writes === 1) inserted++;
         }
         for (; i < unique.length; i++) {
-          if (s.upsert.get(...params(unique[i]!, now)) === 1) inserted++;
+          values.length = 0;
+          pushParams(values, unique[i]!, now);
+          if (s.upsert.get(values) === 1) inserted++;
         }
         return { inserted, updated: unique.length - inserted };
       })
