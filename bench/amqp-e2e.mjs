@@ -17,7 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import process from 'node:process';
 import { fileURLToPath } from 'node:url';
-import { fmt, median, printTable, ratio, runJson, runningChild, tail } from './lib.mjs';
+import { fmt, median, printTable, ratio, runJson, runningChild, tail, usageOf } from './lib.mjs';
 import { rabbitAvailable, startRabbit } from '../test/support/rabbitmq.mjs';
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
@@ -59,13 +59,7 @@ function parseArgs(argv) {
       opts.python = argv[++i];
       if (!opts.python) throw new Error('--python needs a path');
     } else if (arg === '--help' || arg === '-h') {
-      console.log(
-        readFileSync(fileURLToPath(import.meta.url), 'utf8')
-          .split('\n')
-          .slice(1, 13)
-          .join('\n')
-          .replace(/^\/\/ ?/gm, ''),
-      );
+      console.log(usageOf(import.meta.url));
       process.exit(0);
     } else throw new Error(`unknown argument '${arg}' (try --help)`);
   }

@@ -12,11 +12,11 @@
 // consumes, so the task ceiling is 1 / (2 × (1/publish + 1/consume)). Without --url (or
 // AMQP_URL) it starts a throwaway RabbitMQ node with test/support/rabbitmq.mjs.
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import process from 'node:process';
 import { fileURLToPath } from 'node:url';
 import amqplib from 'amqplib';
+import { usageOf } from './lib.mjs';
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.dirname(BENCH_DIR);
@@ -43,13 +43,7 @@ function parseArgs(argv) {
       if (!opts.url) throw new Error('--url needs an AMQP URL');
     } else if (arg === '--json') opts.json = true;
     else if (arg === '--help' || arg === '-h') {
-      console.log(
-        readFileSync(fileURLToPath(import.meta.url), 'utf8')
-          .split('\n')
-          .slice(1, 13)
-          .join('\n')
-          .replace(/^\/\/ ?/gm, ''),
-      );
+      console.log(usageOf(import.meta.url));
       process.exit(0);
     } else throw new Error(`unknown argument '${arg}' (try --help)`);
   }

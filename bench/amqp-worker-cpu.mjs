@@ -19,23 +19,20 @@
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { envelopeMessage } from '../dist/broker/contract.js';
 import { openBroker } from '../dist/broker/open.js';
 import { resultQueueOf } from '../dist/patterns/work-queue.js';
 import { createEnvelope, MessageType } from '../dist/protocol/envelope.js';
 import { rabbitAvailable, startRabbit } from '../test/support/rabbitmq.mjs';
-import { fmt, median, printTable } from './lib.mjs';
+import { benchOptions, fmt, median, printTable } from './lib.mjs';
 
 const ROOT = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
-const { values: args } = parseArgs({
-  options: {
-    tasks: { type: 'string', default: '20000' },
-    rounds: { type: 'string', default: '3' },
-    mode: { type: 'string', default: 'live' },
-    build: { type: 'string', multiple: true },
-  },
+const args = benchOptions(import.meta.url, {
+  tasks: { type: 'string', default: '20000' },
+  rounds: { type: 'string', default: '3' },
+  mode: { type: 'string', default: 'live' },
+  build: { type: 'string', multiple: true },
 });
 const N = Number(args.tasks);
 const ROUNDS = Number(args.rounds);

@@ -12,12 +12,12 @@
 // medians over the seeds and writes everything to bench/results/automl-asha.json.
 // The problem and the measure are described in bench/README.md.
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import process from 'node:process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { median as medianOf, printTable } from './lib.mjs';
+import { median as medianOf, printTable, usageOf } from './lib.mjs';
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.dirname(BENCH_DIR);
@@ -61,13 +61,7 @@ function parseArgs(argv) {
     } else if (arg === '--no-optuna') opts.optuna = false;
     else if (arg === '--python') opts.python = argv[++i];
     else if (arg === '--help' || arg === '-h') {
-      console.log(
-        readFileSync(fileURLToPath(import.meta.url), 'utf8')
-          .split('\n')
-          .slice(1, 13)
-          .join('\n')
-          .replace(/^\/\/ ?/gm, ''),
-      );
+      console.log(usageOf(import.meta.url));
       process.exit(0);
     } else throw new Error(`unknown argument '${arg}' (try --help)`);
   }

@@ -10,12 +10,12 @@
 // Seeds are 0..seeds-1 for every sampler. Prints median, Q1 and Q3 of the best value over the
 // seeds per function and sampler, and writes everything to bench/results/automl-samplers.json.
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import process from 'node:process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { printTable } from './lib.mjs';
+import { printTable, usageOf } from './lib.mjs';
 import { FUNCTIONS } from './automl-functions.mjs';
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
@@ -55,13 +55,7 @@ function parseArgs(argv) {
           throw new Error(`unknown function '${f}' (known: ${Object.keys(FUNCTIONS).join(', ')})`);
     } else if (arg === '--python') opts.python = argv[++i];
     else if (arg === '--help' || arg === '-h') {
-      console.log(
-        readFileSync(fileURLToPath(import.meta.url), 'utf8')
-          .split('\n')
-          .slice(1, 11)
-          .join('\n')
-          .replace(/^\/\/ ?/gm, ''),
-      );
+      console.log(usageOf(import.meta.url));
       process.exit(0);
     } else throw new Error(`unknown argument '${arg}' (try --help)`);
   }

@@ -11,12 +11,12 @@
 // Prints the median time per suggest for each N and the ratio Optuna / qtune, and writes
 // everything to bench/results/automl-tpe-speed.json.
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import process from 'node:process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { median } from './lib.mjs';
+import { median, usageOf } from './lib.mjs';
 import { rosenbrock } from './automl-functions.mjs';
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
@@ -49,13 +49,7 @@ function parseArgs(argv) {
         throw new Error(`--only takes qtune or optuna, got '${opts.only ?? ''}'`);
     } else if (arg === '--python') opts.python = argv[++i];
     else if (arg === '--help' || arg === '-h') {
-      console.log(
-        readFileSync(fileURLToPath(import.meta.url), 'utf8')
-          .split('\n')
-          .slice(1, 12)
-          .join('\n')
-          .replace(/^\/\/ ?/gm, ''),
-      );
+      console.log(usageOf(import.meta.url));
       process.exit(0);
     } else throw new Error(`unknown argument '${arg}' (try --help)`);
   }

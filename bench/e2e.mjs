@@ -17,7 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import process from 'node:process';
 import { fileURLToPath } from 'node:url';
-import { fmt, median, printTable, ratio, runJson, runningChild, tail } from './lib.mjs';
+import { fmt, median, printTable, ratio, runJson, runningChild, tail, usageOf } from './lib.mjs';
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.dirname(BENCH_DIR);
@@ -62,13 +62,7 @@ function parseArgs(argv) {
       if (!SYSTEMS.includes(opts.only))
         throw new Error(`--only takes qtune or bullmq, got '${opts.only ?? ''}'`);
     } else if (arg === '--help' || arg === '-h') {
-      console.log(
-        readFileSync(fileURLToPath(import.meta.url), 'utf8')
-          .split('\n')
-          .slice(1, 13)
-          .join('\n')
-          .replace(/^\/\/ ?/gm, ''),
-      );
+      console.log(usageOf(import.meta.url));
       process.exit(0);
     } else throw new Error(`unknown argument '${arg}' (try --help)`);
   }

@@ -19,14 +19,14 @@
 // for all three. Needs `npm run build` first.
 import { spawn } from 'node:child_process';
 import { randomUUID as randomUUIDSync } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import process from 'node:process';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
-import { printTable } from './lib.mjs';
+import { printTable, usageOf } from './lib.mjs';
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.dirname(BENCH_DIR);
@@ -68,13 +68,7 @@ function parseArgs(argv) {
       opts.naiveServer = argv[++i];
       opts.queueType = argv[++i] ?? 'quorum';
     } else if (arg === '--help' || arg === '-h') {
-      console.log(
-        readFileSync(fileURLToPath(import.meta.url), 'utf8')
-          .split('\n')
-          .slice(1, 19)
-          .join('\n')
-          .replace(/^\/\/ ?/gm, ''),
-      );
+      console.log(usageOf(import.meta.url));
       process.exit(0);
     } else throw new Error(`unknown argument '${arg}' (try --help)`);
   }

@@ -7,17 +7,15 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { EmbeddedBroker } from '../dist/broker/embedded/index.js';
 import { resultQueueOf } from '../dist/patterns/work-queue.js';
 import { SqliteStore } from '../dist/store/sqlite/index.js';
 import { freePort } from '../test/support/rabbitmq.mjs';
+import { benchOptions } from './lib.mjs';
 
-const { values: args } = parseArgs({
-  options: {
-    items: { type: 'string', default: '100000' },
-    'kill-every': { type: 'string', default: '3' },
-  },
+const args = benchOptions(import.meta.url, {
+  items: { type: 'string', default: '100000' },
+  'kill-every': { type: 'string', default: '3' },
 });
 const N = Number(args.items);
 const KILL_EVERY_MS = Number(args['kill-every']) * 1000;

@@ -1,7 +1,42 @@
-// Helpers shared by the benchmark drivers: medians, aligned tables, and running a benchmark
-// child process that ends its output with one JSON result line.
+// Helpers shared by the benchmark drivers: options and --help, medians, aligned tables, and
+// running a benchmark child process that ends its output with one JSON result line.
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 import process from 'node:process';
+
+/** The comment a script starts with (its description and usage), without the `//` marks. */
+export function usageOf(scriptUrl) {
+  const lines = readFileSync(fileURLToPath(scriptUrl), 'utf8').split('\n');
+  const start = lines[0]?.startsWith('#!') ? 1 : 0;
+  const end = lines.findIndex((line, i) => i >= start && !line.startsWith('//'));
+  return lines
+    .slice(start, end === -1 ? lines.length : end)
+    .join('\n')
+    .replace(/^\/\/ ?/gm, '');
+}
+
+/**
+ * A script's options, read with util.parseArgs (`options` in its format). `--help` prints the
+ * script's leading comment and exits 0; an unknown or malformed option exits 2 with the reason.
+ */
+export function benchOptions(scriptUrl, options) {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      options: { ...options, help: { type: 'boolean', short: 'h' } },
+    }));
+  } catch (err) {
+    console.error(`${err.message} (try --help)`);
+    process.exit(2);
+  }
+  if (values.help) {
+    console.log(usageOf(scriptUrl));
+    process.exit(0);
+  }
+  return values;
+}
 
 /** Median of the numbers in `values` (other entries are ignored); null when there are none. */
 export function median(values) {

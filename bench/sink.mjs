@@ -10,7 +10,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { parseArgs } from 'node:util';
 import { EmbeddedBroker } from '../dist/broker/embedded/index.js';
 import { keyOf } from '../dist/protocol/key.js';
 import { resultMessage, resultQueueOf } from '../dist/patterns/work-queue.js';
@@ -18,16 +17,14 @@ import { Sink } from '../dist/sink/sink.js';
 import { PostgresStore } from '../dist/store/postgres/index.js';
 import { SqliteStore } from '../dist/store/sqlite/index.js';
 import { postgresAvailable, startPostgres } from '../test/support/postgres.mjs';
-import { fmt, median, printTable } from './lib.mjs';
+import { benchOptions, fmt, median, printTable } from './lib.mjs';
 
-const { values: args } = parseArgs({
-  options: {
-    results: { type: 'string', default: '100000' },
-    rounds: { type: 'string', default: '3' },
-    'no-postgres': { type: 'boolean', default: false },
-    batch: { type: 'string' },
-    keys: { type: 'string', default: 'job,seq' },
-  },
+const args = benchOptions(import.meta.url, {
+  results: { type: 'string', default: '100000' },
+  rounds: { type: 'string', default: '3' },
+  'no-postgres': { type: 'boolean', default: false },
+  batch: { type: 'string' },
+  keys: { type: 'string', default: 'job,seq' },
 });
 const N = Number(args.results);
 const ROUNDS = Number(args.rounds);
