@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import type { Broker, Consumer, Delivery } from '../broker/contract.js';
+import { ackEach, type Broker, type Consumer, type Delivery } from '../broker/contract.js';
 import { resultQueueOf } from '../patterns/work-queue.js';
 import { ErrorCode, QtuneError, toError } from '../protocol/errors.js';
 import { checkTableName } from '../store/results.js';
@@ -169,8 +169,9 @@ export class Sink extends EventEmitter<SinkEvents> {
     const lane = this.#nextLane;
     this.#nextLane = (lane + 1) % this.#lanes.length;
     // A batch whose write throws stays unsettled: its results come back when their leases end.
-    this.#lanes[lane] = this.#lanes
-      [lane]!.then(() => this.#write(batch))
+    const previous = this.#lanes[lane]!;
+    this.#lanes[lane] = previous
+      .then(() => this.#write(batch))
       .catch((err: unknown) => {
         this.emit('error', toError(err));
       });
@@ -203,7 +204,10 @@ export class Sink extends EventEmitter<SinkEvents> {
       this.stats.stored += valid.length;
       this.stats.inserted += outcome.inserted;
       this.stats.updated += outcome.updated;
-      settled.push(this.#consumer!.ackAll(valid).catch(report));
+      // The consumer is known once consume() has resolved; a batch written before that (a
+      // broker that delivers during consume()) acks each result on its own.
+      const acked = this.#consumer ? this.#consumer.ackAll(valid) : ackEach(valid);
+      settled.push(acked.catch(report));
     }
     await Promise.all(settled);
     if (!outcome.error && valid.length > 0)
