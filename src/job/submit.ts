@@ -9,15 +9,33 @@ import { checkTableName } from '../store/results.js';
 /** Turns an item into its task payload (a template, or the item itself). */
 export type RenderItem = (item: Record<string, unknown>) => unknown;
 
+/** An item to submit, and where it came from for error messages (e.g. `"items.jsonl" line 7`). */
+export interface SubmitItem {
+  item: Record<string, unknown>;
+  where: string;
+}
+
+/**
+ * The items of a job, read anew on each call: submitJob goes through them twice (first to check
+ * every one, then to store them a chunk at a time), so a file of any size is never held in
+ * memory. Each call must give the same items in the same order.
+ */
+export type ItemSource = () => AsyncIterable<SubmitItem> | Iterable<SubmitItem>;
+
+/** An ItemSource over items already in memory; `where` says `item N`. */
+export function itemsFromArray(items: readonly Record<string, unknown>[]): ItemSource {
+  return function* () {
+    for (let i = 0; i < items.length; i++) yield { item: items[i]!, where: `item ${i + 1}` };
+  };
+}
+
 export interface SubmitJobOptions {
   broker: Broker;
   store: Store;
   /** Job name; also the default queue and result table name. */
   name: string;
-  /** The items, already read and validated (see readItems). */
-  items: readonly Record<string, unknown>[];
-  /** Where item `index` came from, for error messages (default: `item N`). */
-  where?: (index: number) => string;
+  /** The items (see ItemSource; an invalid file is rejected by its iterator). */
+  items: ItemSource;
   /** Item fields whose values make the item's id (default: the whole item). */
   keyFields?: readonly string[];
   /** Payload of an item's task (default: the item). */
@@ -56,13 +74,17 @@ export function checkJobName(name: string): string {
   }
 }
 
+/** Items per store transaction while the items are stored. */
+const STORE_CHUNK = 5000;
+
 /**
  * Submits a batch job: stores the job and its items (each keyed by a hash of its key fields),
  * then publishes one task per item not yet published, with the item's id as the task's
  * idempotency key. Re-submitting the same items adds and publishes nothing; a submit that
  * crashed half-way is completed by the next one. The whole input is checked before anything
- * is stored: an item without a key field, or one the template cannot fill, is an InputError
- * naming where it came from.
+ * is stored (a first pass over the items): an unreadable item, one without a key field, or one
+ * the template cannot fill is an InputError naming where it came from. The second pass stores
+ * the items a chunk at a time, so memory does not grow with the input.
  */
 export async function submitJob(options: SubmitJobOptions): Promise<SubmitJobResult> {
   const { broker, store } = options;
@@ -70,10 +92,8 @@ export async function submitJob(options: SubmitJobOptions): Promise<SubmitJobRes
   const queue = options.queue ?? name;
   const table = checkTableName(options.table ?? name);
   const keyFields = options.keyFields ?? [];
-  const where = options.where ?? ((i: number) => `item ${i + 1}`);
   const batchSize = Math.max(1, options.batchSize ?? 1000);
-
-  const prepared: NewJobItem[] = options.items.map((item, i) => {
+  const prepare = ({ item, where }: SubmitItem): NewJobItem => {
     try {
       return {
         id: keyOf(item, keyFields),
@@ -81,14 +101,35 @@ export async function submitJob(options: SubmitJobOptions): Promise<SubmitJobRes
         payload: options.render ? options.render(item) : item,
       };
     } catch (err) {
-      throw new InputError(`${where(i)}: ${toError(err).message}`, { cause: err });
+      throw new InputError(`${where}: ${toError(err).message}`, { cause: err });
     }
-  });
+  };
+
+  let items = 0;
+  for await (const it of options.items()) {
+    prepare(it);
+    items++;
+  }
 
   const job = await store.upsertJob({ name, queue, table, keyFields });
   let added = 0;
-  for (let i = 0; i < prepared.length; i += 5000) {
-    added += await store.addJobItems(name, prepared.slice(i, i + 5000));
+  let chunk: NewJobItem[] = [];
+  let stored = 0;
+  for await (const it of options.items()) {
+    chunk.push(prepare(it));
+    stored++;
+    if (chunk.length === STORE_CHUNK) {
+      added += await store.addJobItems(name, chunk);
+      chunk = [];
+    }
+  }
+  if (chunk.length > 0) added += await store.addJobItems(name, chunk);
+  if (stored !== items) {
+    // What was stored is kept (the next submit of the same items completes it), but nothing
+    // is published from an input that changed under us.
+    throw new InputError(
+      `the input changed while it was submitted: ${items} item(s) checked, ${stored} stored; submit it again`,
+    );
   }
 
   await broker.declareQueue(
@@ -114,5 +155,5 @@ export async function submitJob(options: SubmitJobOptions): Promise<SubmitJobRes
     published += batch.length;
     options.onProgress?.(published, toPublish);
   }
-  return { job, items: prepared.length, added, published };
+  return { job, items, added, published };
 }

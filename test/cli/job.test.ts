@@ -158,6 +158,21 @@ describe('qtune job and qtune sink', () => {
     const noKey = await q(['job', 'submit', 'nokey', '--input', missingKey, '--key', 'name']);
     expect(noKey.code).toBe(2);
     expect(noKey.stderr).toMatch(/line 2: item has no key field "name"/);
+
+    // Stdin is read once and held: the same items, then a malformed line.
+    const piped = await q(
+      ['job', 'submit', 'piped', '--input', '-', '--key', 'name', '--json'],
+      '{"name":"x"}\n{"name":"y"}\n{"name":"x"}\n',
+    );
+    expect(piped.code, piped.stderr).toBe(0);
+    expect(JSON.parse(piped.stdout)).toMatchObject({ items: 3, added: 2, published: 2 });
+    const pipedBad = await q(
+      ['job', 'submit', 'piped2', '--input', '-', '--key', 'name'],
+      '{"name":"x"}\n{"title":"y"}\n',
+    );
+    expect(pipedBad.code).toBe(2);
+    expect(pipedBad.stderr).toMatch(/stdin line 2: item has no key field "name"/);
+    expect((await broker.stats('piped2')).ready).toBe(0);
   });
 
   it("stores every item's result once with its worker, price and attempt, and reports progress and cost", async () => {

@@ -4,7 +4,7 @@ import { iterateItems, type InputItem } from '../../job/input.js';
 import { exportJob, jobItemFields, type ExportedItem } from '../../job/export.js';
 import { retryFailed } from '../../job/retry.js';
 import { jobStatus, type JobStatus } from '../../job/status.js';
-import { submitJob } from '../../job/submit.js';
+import { submitJob, type ItemSource, type SubmitItem } from '../../job/submit.js';
 import { loadTemplate } from '../../job/template.js';
 import { action, contextOf } from '../context.js';
 import { CSV_OPTIONS, table } from '../format.js';
@@ -65,10 +65,24 @@ export function formatJobStatus(s: JobStatus): string {
   return lines.join('\n') + '\n';
 }
 
-async function readAll(path: string): Promise<InputItem[]> {
-  const items: InputItem[] = [];
-  for await (const it of iterateItems(path)) items.push(it);
-  return items;
+/**
+ * The items of `path` for submitJob, which reads them twice: a file is read again each time,
+ * stdin (`-`) is read once and held.
+ */
+async function itemSource(path: string): Promise<ItemSource> {
+  const source = path === '-' ? 'stdin' : `"${path}"`;
+  const tag = ({ line, item }: InputItem): SubmitItem => ({
+    item,
+    where: `${source} line ${line}`,
+  });
+  if (path !== '-') {
+    return async function* () {
+      for await (const it of iterateItems(path)) yield tag(it);
+    };
+  }
+  const items: SubmitItem[] = [];
+  for await (const it of iterateItems(path)) items.push(tag(it));
+  return () => items;
 }
 
 const EXPORT_COLUMNS = [
@@ -150,8 +164,7 @@ export function jobCommand(): Command {
         const ctx = contextOf(cmd);
         const template =
           opts.template === undefined ? undefined : await loadTemplate(opts.template);
-        const items = await readAll(opts.input);
-        const source = opts.input === '-' ? 'stdin' : `"${opts.input}"`;
+        const items = await itemSource(opts.input);
         const store = await ctx.openStore();
         try {
           const broker = await ctx.openBroker();
@@ -161,8 +174,7 @@ export function jobCommand(): Command {
               broker,
               store,
               name,
-              items: items.map((i) => i.item),
-              where: (i) => `${source} line ${items[i]!.line}`,
+              items,
               ...(opts.key && { keyFields: opts.key }),
               ...(template && { render: (item) => template.render(item) }),
               ...(opts.queue !== undefined && { queue: opts.queue }),
