@@ -3,20 +3,26 @@
 // and synchronous_commit on). Also the store's upsert alone, without the broker.
 // Two shapes of row id: job keys, the SHA-256-derived keys `qtune job submit --key` gives items
 // (in no particular order, as in a real job), and sequential keys (`item-0`, `item-1`, ...).
+// With --gateway the sink reads the results through a `qtune serve` HTTP gateway (a child
+// process on loopback, over the same broker file), as a sink away from the broker would.
 // Needs `npm run build` first.
 // Usage: node bench/sink.mjs [--results N] [--rounds R] [--batch ROWS (default: the sink's)] [--keys job,seq]
-//                            [--no-postgres]
+//                            [--no-postgres] [--gateway]
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { EmbeddedBroker } from '../dist/broker/embedded/index.js';
+import { openBroker } from '../dist/broker/open.js';
 import { keyOf } from '../dist/protocol/key.js';
 import { resultMessage, resultQueueOf } from '../dist/patterns/work-queue.js';
 import { Sink } from '../dist/sink/sink.js';
 import { PostgresStore } from '../dist/store/postgres/index.js';
 import { SqliteStore } from '../dist/store/sqlite/index.js';
 import { postgresAvailable, startPostgres } from '../test/support/postgres.mjs';
+import { freePort } from '../test/support/rabbitmq.mjs';
 import { benchOptions, fmt, median, printTable } from './lib.mjs';
 
 const args = benchOptions(import.meta.url, {
@@ -25,6 +31,7 @@ const args = benchOptions(import.meta.url, {
   'no-postgres': { type: 'boolean', default: false },
   batch: { type: 'string' },
   keys: { type: 'string', default: 'job,seq' },
+  gateway: { type: 'boolean', default: false },
 });
 const N = Number(args.results);
 const ROUNDS = Number(args.rounds);
@@ -80,9 +87,43 @@ function row(i) {
 
 let brokers = 0;
 
+/**
+ * Starts `qtune serve` on loopback over the broker file at `path` (no auth: loopback only) and
+ * opens a gateway broker on it; returns it with a stop function.
+ */
+async function viaGateway(path) {
+  const port = await freePort();
+  const cli = join(import.meta.dirname, '../dist/cli/main.js');
+  const serve = spawn(
+    process.execPath,
+    [cli, 'serve', '--port', String(port), '--no-auth', '--broker', path],
+    { stdio: 'ignore' },
+  );
+  const url = `http://127.0.0.1:${port}`;
+  for (let tries = 0; ; tries++) {
+    const ok = await globalThis.fetch(`${url}/healthz`).then(
+      (r) => r.ok,
+      () => false,
+    );
+    if (ok) break;
+    if (tries > 200) throw new Error('qtune serve did not start');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const broker = await openBroker(url);
+  return {
+    broker,
+    async stop() {
+      await broker.close();
+      serve.kill('SIGTERM');
+      await once(serve, 'exit');
+    },
+  };
+}
+
 /** Results/s of the sink draining N results into `store`. */
 async function sinkRound(store, dir, table) {
-  const broker = await EmbeddedBroker.open({ path: join(dir, `broker-${++brokers}.db`) });
+  const path = join(dir, `broker-${++brokers}.db`);
+  const broker = await EmbeddedBroker.open({ path });
   const queue = `q_${table}`;
   await broker.declareQueue(resultQueueOf(queue));
   for (let i = 0; i < N; i += 1000) {
@@ -90,9 +131,10 @@ async function sinkRound(store, dir, table) {
     for (let j = i; j < Math.min(N, i + 1000); j++) msgs.push(resultMessage(result(j)));
     await broker.publish(resultQueueOf(queue), msgs);
   }
+  const gateway = args.gateway ? await viaGateway(path) : undefined;
   const t0 = performance.now();
   const sink = await Sink.start({
-    broker,
+    broker: gateway?.broker ?? broker,
     store,
     queue,
     table,
@@ -101,6 +143,7 @@ async function sinkRound(store, dir, table) {
   while (sink.stats.stored < N) await new Promise((r) => setTimeout(r, 5));
   const seconds = (performance.now() - t0) / 1000;
   await sink.stop();
+  await gateway?.stop();
   await broker.close();
   const counts = await store.resultCounts(table);
   if (counts.total !== N) throw new Error(`expected ${N} rows in ${table}, found ${counts.total}`);
@@ -165,7 +208,7 @@ try {
   rmSync(dir, { recursive: true, force: true });
 }
 printTable(
-  `Sink: ${N} results from the embedded broker into a result table, medians of ${ROUNDS} rounds (results/s, higher is better)`,
+  `Sink: ${N} results from the embedded broker${args.gateway ? ' through a qtune serve gateway' : ''} into a result table, medians of ${ROUNDS} rounds (results/s, higher is better)`,
   ['store', 'row ids', 'sink results/s', 'range', 'upsert alone rows/s'],
   rows,
 );

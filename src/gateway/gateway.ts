@@ -11,6 +11,7 @@ import type { Logger } from 'pino';
 import type { z } from 'zod';
 import type { Broker, BrokerStatus, OutgoingMessage, QueueStats } from '../broker/contract.js';
 import {
+  ackManyRequestSchema,
   ackRequestSchema,
   deadLetterRequestSchema,
   extendRequestSchema,
@@ -550,6 +551,24 @@ export function createGateway(options: GatewayOptions): FastifyInstance {
       }
       return entry.id;
     };
+
+    api.post('/v1/leases/ack', { config: { roles: [Role.Worker] } }, async (req) => {
+      const body = readJson(req, ackManyRequestSchema, 'ack');
+      const p = principal(req);
+      // Every listed lease must be the caller's before any is acked.
+      for (const id of body.leaseIds) {
+        const entry = hub.find(id);
+        if (entry && p.role !== Role.Admin && entry.principal !== p.name) {
+          throw new HttpError(
+            403,
+            GatewayErrorCode.Forbidden,
+            `lease "${entry.id}" belongs to another token than "${p.name}"`,
+          );
+        }
+      }
+      const gone = await hub.ackMany(body.leaseIds);
+      return { acked: body.leaseIds.length - gone.length, gone };
+    });
 
     api.post<{ Params: { leaseId: string } }>(
       '/v1/leases/:leaseId/ack',

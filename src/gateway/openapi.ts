@@ -1,5 +1,7 @@
 import { z } from 'zod';
 import {
+  ackManyRequestSchema,
+  ackManyResponseSchema,
   ackRequestSchema,
   deadLetterRequestSchema,
   errorResponseSchema,
@@ -203,6 +205,21 @@ export function openApiDocument(): Json {
             { name: 'consumer', in: 'path', required: true, schema: { type: 'string' } },
           ],
           responses: { '204': ok('done'), ...common },
+        },
+      },
+      '/v1/leases/ack': {
+        post: {
+          summary: 'ack many leases at once; ids no longer held are skipped and listed (worker)',
+          tags: ['pull'],
+          requestBody: jsonBody(input(ackManyRequestSchema)),
+          responses: {
+            '200': ok(
+              'how many were acked, and the ids that were gone',
+              output(ackManyResponseSchema),
+            ),
+            '400': error('invalid request'),
+            ...common,
+          },
         },
       },
       '/v1/leases/{leaseId}/ack': leaseOp(

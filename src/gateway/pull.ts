@@ -6,6 +6,7 @@ import type {
   OutgoingMessage,
   QueueStats,
 } from '../broker/contract.js';
+import { ackEach } from '../broker/contract.js';
 import { toError } from '../protocol/errors.js';
 import { GatewayErrorCode, HttpError } from './errors.js';
 
@@ -246,6 +247,44 @@ export class PullHub {
     } finally {
       entry.done();
     }
+  }
+
+  /** The lease `leaseId` if the gateway holds it. */
+  find(leaseId: string): LeaseEntry | undefined {
+    return this.#leases.get(leaseId);
+  }
+
+  /**
+   * Acks many leases, with one broker operation per queue where the broker can (see
+   * Consumer.ackAll). Ids the gateway does not hold (settled, expired, handed back, or listed
+   * twice) are skipped; resolves with them.
+   */
+  async ackMany(leaseIds: readonly string[]): Promise<string[]> {
+    const gone: string[] = [];
+    const byQueue = new Map<string, LeaseEntry[]>();
+    for (const id of leaseIds) {
+      const entry = this.#leases.get(id);
+      if (!entry) {
+        gone.push(id);
+        continue;
+      }
+      this.#forget(entry);
+      let entries = byQueue.get(entry.queue);
+      if (!entries) byQueue.set(entry.queue, (entries = []));
+      entries.push(entry);
+    }
+    await Promise.all(
+      [...byQueue].map(async ([queue, entries]) => {
+        const consumer = this.#queues.get(queue)?.generation?.consumer;
+        const deliveries = entries.map((e) => e.delivery);
+        try {
+          await (consumer ? consumer.ackAll(deliveries) : ackEach(deliveries));
+        } finally {
+          for (const e of entries) e.done();
+        }
+      }),
+    );
+    return gone;
   }
 
   /** Nacks a lease: delivered again after `delayMs`, `error` recorded as its last error. */

@@ -1,5 +1,7 @@
+import { createServer, request } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { BrokerStatus } from '../../src/broker/contract.js';
+import type { BrokerStatus, Delivery } from '../../src/broker/contract.js';
 import { GatewayBroker } from '../../src/broker/gateway/index.js';
 import { openBroker } from '../../src/broker/open.js';
 import { BrokerError, ErrorCode } from '../../src/protocol/errors.js';
@@ -82,6 +84,67 @@ describe('GatewayBroker', () => {
     expect((await g.broker.stats(q)).ready).toBe(1);
   });
 
+  it('acks a batch in one request, and lease by lease through a gateway without the batch route', async () => {
+    const g = await startGateway();
+    gateways.push(g);
+    // A proxy in front of the gateway that counts requests and, once told to, answers 404 to
+    // POST /v1/leases/ack as a gateway from before that route would.
+    const seen: string[] = [];
+    let old = false;
+    const proxy = createServer((req, res) => {
+      seen.push(`${req.method} ${req.url}`);
+      if (old && req.method === 'POST' && req.url === '/v1/leases/ack') {
+        req.resume();
+        res.writeHead(404, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ error: { code: 'NOT_FOUND', message: 'no such route' } }));
+        return;
+      }
+      const upstream = request(
+        `${g.url}${req.url}`,
+        { method: req.method, headers: req.headers },
+        (up) => {
+          res.writeHead(up.statusCode ?? 502, up.headers);
+          up.pipe(res);
+        },
+      );
+      req.pipe(upstream);
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', () => r()));
+    try {
+      const { port } = proxy.address() as AddressInfo;
+      const h = await GatewayBroker.open({ url: `http://127.0.0.1:${port}`, token: TOKENS.worker });
+      handles.push(h);
+      const q = `client.ackall.${process.pid}`;
+      await h.declareQueue(q);
+      for (const round of [1, 2]) {
+        old = round === 2;
+        await h.publish(
+          q,
+          Array.from({ length: 5 }, (_, i) => ({ body: `${round}-${i}` })),
+        );
+        const got: Delivery[] = [];
+        const consumer = await h.consume(q, (d) => void got.push(d), { prefetch: 10 });
+        await waitUntil(() => got.length === 5);
+        seen.length = 0;
+        await consumer.ackAll(got);
+        const acks = seen.filter((r) => r.includes('/ack'));
+        expect(acks, `round ${round}`).toEqual(
+          round === 1
+            ? ['POST /v1/leases/ack']
+            : [
+                'POST /v1/leases/ack',
+                ...Array(5).fill(expect.stringMatching(/^POST \/v1\/leases\/[^/]+\/ack$/)),
+              ],
+        );
+        await consumer.cancel();
+        await waitUntil(async () => (await g.broker.stats(q)).inFlight === 0);
+        expect(await g.broker.stats(q)).toMatchObject({ ready: 0, inFlight: 0 });
+      }
+    } finally {
+      await new Promise((r) => proxy.close(r));
+    }
+  });
+
   it('refuses a binary body, which the gateway cannot carry', async () => {
     const g = await startGateway();
     gateways.push(g);
@@ -94,4 +157,15 @@ describe('GatewayBroker', () => {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+async function waitUntil(
+  check: () => boolean | Promise<boolean>,
+  timeoutMs = 10_000,
+): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > until) throw new Error('timed out');
+    await sleep(20);
+  }
 }

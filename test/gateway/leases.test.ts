@@ -223,6 +223,35 @@ describe('gateway pull-consume', () => {
     ).toBe(204);
   });
 
+  it('acks many leases in one request, skipping and listing the gone ones, 403 for another token', async () => {
+    const g = await gateway();
+    const q = queueName('ack-many');
+    await publish(g, q, ['a', 'b', 'c', 'd']);
+    const mine = await lease(g, q, { max: 3, waitMs: 5_000 });
+    expect(mine).toHaveLength(3);
+    const [theirs] = await lease(g, q, { max: 1, waitMs: 5_000 }, TOKENS.admin);
+    const ackMany = (leaseIds: unknown, token: string = TOKENS.worker) =>
+      call(g.url, 'POST', '/v1/leases/ack', { token, json: { leaseIds } });
+    const ids = mine.map((l) => l.leaseId);
+
+    // One lease of another token: nothing is acked.
+    const refused = await ackMany([...ids, theirs!.leaseId]);
+    expect(refused.status).toBe(403);
+    expect(await g.broker.stats(q)).toMatchObject({ ready: 0, inFlight: 4 });
+
+    expect((await ackMany([])).status).toBe(400);
+    expect((await ackMany('x')).status).toBe(400);
+
+    const done = await ackMany([ids[0], 'no-such-lease', ...ids, ids[2]]);
+    expect(done.status, done.text).toBe(200);
+    expect(done.json).toEqual({ acked: 3, gone: ['no-such-lease', ids[0], ids[2]] });
+    await waitFor(async () => (await g.broker.stats(q)).inFlight === 1, 'the acks');
+    // Acked for good; the admin's lease is still held, and acked by its owner.
+    expect((await ackMany([theirs!.leaseId], TOKENS.admin)).json).toEqual({ acked: 1, gone: [] });
+    await waitFor(async () => (await g.broker.stats(q)).inFlight === 0, 'the last ack');
+    expect(await lease(g, q, { max: 4, waitMs: 200 })).toEqual([]);
+  });
+
   it('hands a parked delivery nobody leased back to the broker after half its lease, uncounted', async () => {
     const g = await gateway();
     const q = queueName('parked');

@@ -16,11 +16,12 @@ import type {
   QueueStats,
   SubscribeOptions,
 } from '../contract.js';
-import { ackEach } from '../contract.js';
 import { DEFAULT_PREFETCH, checkMessage, checkPrefetch } from '../checks.js';
 import { HttpClient, parseAnswer } from './http.js';
 import {
+  MAX_ACK_LEASE_IDS,
   MAX_LEASES_PER_REQUEST,
+  ackManyResponseSchema,
   extendResponseSchema,
   leaseResponseSchema,
   publishResponseSchema,
@@ -67,6 +68,8 @@ export class GatewayBroker extends BrokerEventSource implements Broker {
   #state: State = 'open';
   #down = false;
   #closing: Promise<void> | undefined;
+  /** Whether the gateway takes `POST /v1/leases/ack` (false once it answered 404). */
+  #batchAck = true;
 
   constructor(options: GatewayBrokerOptions) {
     super();
@@ -272,6 +275,31 @@ export class GatewayBroker extends BrokerEventSource implements Broker {
     return res.status === 410 ? false : (res.body ?? true);
   }
 
+  /**
+   * Acks leases with `POST /v1/leases/ack`, MAX_ACK_LEASE_IDS per request; leases already gone
+   * are skipped. A gateway without that endpoint (404) gets one ack call per lease.
+   */
+  async ackLeases(leaseIds: readonly string[]): Promise<void> {
+    for (let i = 0; i < leaseIds.length; i += MAX_ACK_LEASE_IDS) {
+      const chunk = leaseIds.slice(i, i + MAX_ACK_LEASE_IDS);
+      if (this.#state === 'closed') throw closedError(`ack of ${chunk.length} lease(s)`);
+      if (this.#batchAck) {
+        const res = await this.#http.request(
+          'POST',
+          '/v1/leases/ack',
+          { leaseIds: chunk },
+          { allow: [404] },
+        );
+        if (res.status !== 404) {
+          parseAnswer(ackManyResponseSchema, res.body, 'ack of leases');
+          continue;
+        }
+        this.#batchAck = false;
+      }
+      await Promise.all(chunk.map((id) => this.leaseCall(id, 'ack')));
+    }
+  }
+
   /** Reports an error with no caller to reject (a handler that threw, a failed poll). */
   reportError(error: Error): void {
     this.emitError(error);
@@ -375,7 +403,11 @@ class PullConsumer {
   }
 
   toConsumer(): Consumer {
-    return { tag: this.tag, cancel: () => this.cancel(), ackAll: ackEach };
+    return {
+      tag: this.tag,
+      cancel: () => this.cancel(),
+      ackAll: (deliveries) => GatewayDelivery.ackAll(this.#broker, deliveries),
+    };
   }
 
   cancel(): Promise<void> {
@@ -588,6 +620,21 @@ class GatewayDelivery implements Delivery {
       `extend of message "${this.id}"`,
     ).leaseExpiresAt;
     this.#armSlotTimer();
+  }
+
+  /**
+   * Acks the deliveries of `broker` in as few requests as it can (see GatewayBroker.ackLeases);
+   * anything else in the list is acked on its own.
+   */
+  static ackAll(broker: GatewayBroker, deliveries: readonly Delivery[]): Promise<void> {
+    const leaseIds: string[] = [];
+    const others: Promise<void>[] = [];
+    for (const d of deliveries) {
+      if (!(d instanceof GatewayDelivery) || d.#broker !== broker) others.push(d.ack());
+      else if (d.#begin()) leaseIds.push(d.#leaseId);
+    }
+    const acked = leaseIds.length === 0 ? RESOLVED : broker.ackLeases(leaseIds);
+    return others.length === 0 ? acked : Promise.all([acked, ...others]).then(() => undefined);
   }
 
   async #call(op: string, body?: unknown): Promise<void> {

@@ -121,6 +121,20 @@ export const ackRequestSchema = z.object({
     .optional(),
 });
 
+/** Most lease ids one `POST /v1/leases/ack` takes. */
+export const MAX_ACK_LEASE_IDS = 10_000;
+
+/** `POST /v1/leases/ack`: ack many leases in one request. */
+export const ackManyRequestSchema = z.object({
+  leaseIds: z.array(z.string().min(1).max(256)).min(1).max(MAX_ACK_LEASE_IDS),
+});
+
+/** Answer of `POST /v1/leases/ack`: how many were acked, and the ids that were gone (skipped). */
+export const ackManyResponseSchema = z.object({
+  acked: z.number().int().min(0),
+  gone: z.array(z.string()),
+});
+
 /** `POST /v1/leases/:leaseId/nack`. */
 export const nackRequestSchema = z.object({
   delayMs: z.number().int().min(0).optional(),
