@@ -32,7 +32,11 @@ export interface SinkOptions {
    * per row when row ids are hashes.
    */
   batchSize?: number;
-  /** Longest wait for a batch to fill before it is written, in ms (default: 20). */
+  /**
+   * Longest wait for a batch to fill before it is written, in ms (default: 20). A batch is
+   * written sooner once no result has arrived for IDLE_FLUSH_MS: the broker has handed over
+   * what it had, and waiting longer would only delay the acks that let it send more.
+   */
   flushMs?: number;
   /** How long a failed store write waits before its results are redelivered, in ms (default: 1000). */
   retryDelayMs?: number;
@@ -74,6 +78,9 @@ export interface SinkEvents {
 /** Rows per store transaction unless told otherwise. */
 export const DEFAULT_BATCH_ROWS = 5000;
 
+/** A batch that has not grown for this long (in ms) is written without waiting for flushMs. */
+export const IDLE_FLUSH_MS = 2;
+
 /**
  * Drains a queue's results into a result table in batches: each batch is one upsert keyed by
  * a deterministic row id, and its results are acked only after the commit, so a crash at any
@@ -97,6 +104,8 @@ export class Sink extends EventEmitter<SinkEvents> {
   readonly #writer: BatchWriter;
   #pending: Delivery[] = [];
   #timer: NodeJS.Timeout | undefined;
+  /** When the first result of the pending batch arrived (epoch ms). */
+  #batchStarted = 0;
   /** One promise chain per concurrent writer; batches go to them in turn. */
   #lanes: Promise<void>[];
   #nextLane = 0;
@@ -156,7 +165,24 @@ export class Sink extends EventEmitter<SinkEvents> {
     this.lastActivity = Date.now();
     this.#pending.push(delivery);
     if (this.#pending.length >= this.#o.batchSize) this.#flush();
-    else this.#timer ??= setTimeout(() => this.#flush(), this.#o.flushMs);
+    else if (this.#timer === undefined) {
+      this.#batchStarted = this.lastActivity;
+      this.#armFlush();
+    }
+  }
+
+  /**
+   * Checks the pending batch every IDLE_FLUSH_MS (one timer per batch, not per delivery):
+   * written once it stopped growing, or once it waited flushMs.
+   */
+  #armFlush(): void {
+    const wait = Math.min(IDLE_FLUSH_MS, this.#o.flushMs);
+    this.#timer = setTimeout(() => {
+      const now = Date.now();
+      const idle = now - this.lastActivity >= IDLE_FLUSH_MS;
+      if (idle || now - this.#batchStarted >= this.#o.flushMs) this.#flush();
+      else this.#armFlush();
+    }, wait);
   }
 
   /** Hands the pending results to the next writer; each writer writes its batches in order. */

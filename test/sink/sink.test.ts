@@ -160,6 +160,29 @@ describe.each(writers)('Sink writing %s', (_, sinkModule, options) => {
     expect(rows).toHaveLength(1);
     expect(rows[0]).toMatchObject({ taskId: 'other', key: 'k2', writes: 2 });
   });
+
+  it('writes a batch that stopped growing without waiting for flushMs', async () => {
+    const { broker, store } = await setup();
+    await broker.publish(
+      resultQueueOf('items'),
+      [0, 1, 2].map((i) => resultMessage(result(i))),
+    );
+    // A batch of 50 that never fills and a flushMs of a minute: only the idle flush writes it.
+    const sink = await sinkModule().Sink.start({
+      broker,
+      store,
+      queue: 'items',
+      table: 'rows',
+      batchSize: 50,
+      flushMs: 60_000,
+      ...options,
+    });
+    const until = Date.now() + 20_000;
+    while (sink.stats.stored < 3 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+    expect(sink.stats).toMatchObject({ stored: 3, batches: 1 });
+    await sink.stop();
+    expect(await store.resultCounts('rows')).toEqual({ total: 3, ok: 3, failed: 0 });
+  });
 });
 
 it('the build runs the SQLite sink on its writer thread', () => {
