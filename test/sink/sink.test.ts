@@ -77,8 +77,8 @@ describe.each(writers)('Sink writing %s', (_, sinkModule, options) => {
     return { broker, store };
   }
 
-  async function drain(broker: EmbeddedBroker, store: SqliteStore, expected: number, extra = {}) {
-    const sink = await sinkModule().Sink.start({
+  function start(broker: EmbeddedBroker, store: SqliteStore, extra = {}) {
+    return sinkModule().Sink.start({
       broker,
       store,
       queue: 'items',
@@ -87,6 +87,10 @@ describe.each(writers)('Sink writing %s', (_, sinkModule, options) => {
       ...options,
       ...extra,
     });
+  }
+
+  async function drain(broker: EmbeddedBroker, store: SqliteStore, expected: number, extra = {}) {
+    const sink = await start(broker, store, extra);
     const until = Date.now() + 20_000;
     while (sink.stats.stored + sink.stats.invalid < expected && Date.now() < until)
       await new Promise((r) => setTimeout(r, 10));
@@ -168,15 +172,7 @@ describe.each(writers)('Sink writing %s', (_, sinkModule, options) => {
       [0, 1, 2].map((i) => resultMessage(result(i))),
     );
     // A batch of 50 that never fills and a flushMs of a minute: only the idle flush writes it.
-    const sink = await sinkModule().Sink.start({
-      broker,
-      store,
-      queue: 'items',
-      table: 'rows',
-      batchSize: 50,
-      flushMs: 60_000,
-      ...options,
-    });
+    const sink = await start(broker, store, { flushMs: 60_000 });
     const until = Date.now() + 20_000;
     while (sink.stats.stored < 3 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
     expect(sink.stats).toMatchObject({ stored: 3, batches: 1 });
