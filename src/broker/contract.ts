@@ -141,6 +141,25 @@ export async function ackEach(deliveries: readonly Delivery[]): Promise<void> {
   await Promise.all(deliveries.map((d) => d.ack()));
 }
 
+/**
+ * `Consumer.ackAll` for a broker that acks its own deliveries together: those `own` accepts go
+ * to `ackOwn` in one call (which skips any already settled), the rest are acked one by one.
+ */
+export function ackTogether<D extends Delivery>(
+  deliveries: readonly Delivery[],
+  own: (d: Delivery) => d is D,
+  ackOwn: (deliveries: D[]) => Promise<void>,
+): Promise<void> {
+  const mine: D[] = [];
+  const others: Promise<void>[] = [];
+  for (const d of deliveries) {
+    if (own(d)) mine.push(d);
+    else others.push(d.ack());
+  }
+  const acked = ackOwn(mine);
+  return others.length === 0 ? acked : Promise.all([acked, ...others]).then(() => undefined);
+}
+
 export interface SubscribeOptions {
   /** Prefetch of the subscription's queue (default: 100). */
   prefetch?: number;

@@ -539,8 +539,8 @@ export function createGateway(options: GatewayOptions): FastifyInstance {
       },
     );
 
-    const ownLease = (req: FastifyRequest<{ Params: { leaseId: string } }>): string => {
-      const entry = hub.get(req.params.leaseId);
+    /** Refuses (403) a lease taken under another token than the caller's, unless admin. */
+    const checkOwner = (entry: LeaseEntry, req: FastifyRequest): void => {
       const p = principal(req);
       if (p.role !== Role.Admin && entry.principal !== p.name) {
         throw new HttpError(
@@ -549,22 +549,20 @@ export function createGateway(options: GatewayOptions): FastifyInstance {
           `lease "${entry.id}" belongs to another token than "${p.name}"`,
         );
       }
+    };
+
+    const ownLease = (req: FastifyRequest<{ Params: { leaseId: string } }>): string => {
+      const entry = hub.get(req.params.leaseId);
+      checkOwner(entry, req);
       return entry.id;
     };
 
     api.post('/v1/leases/ack', { config: { roles: [Role.Worker] } }, async (req) => {
       const body = readJson(req, ackManyRequestSchema, 'ack');
-      const p = principal(req);
       // Every listed lease must be the caller's before any is acked.
       for (const id of body.leaseIds) {
         const entry = hub.find(id);
-        if (entry && p.role !== Role.Admin && entry.principal !== p.name) {
-          throw new HttpError(
-            403,
-            GatewayErrorCode.Forbidden,
-            `lease "${entry.id}" belongs to another token than "${p.name}"`,
-          );
-        }
+        if (entry) checkOwner(entry, req);
       }
       const gone = await hub.ackMany(body.leaseIds);
       return { acked: body.leaseIds.length - gone.length, gone };

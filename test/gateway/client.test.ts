@@ -6,6 +6,7 @@ import { GatewayBroker } from '../../src/broker/gateway/index.js';
 import { openBroker } from '../../src/broker/open.js';
 import { BrokerError, ErrorCode } from '../../src/protocol/errors.js';
 import { gatherWorkerReports, serveStatusRequests } from '../../src/worker/control.js';
+import { waitFor } from '../cli/helpers.js';
 import { FaultBroker } from './fault-broker.js';
 import { TOKENS, startGateway, type TestGateway } from './helpers.js';
 
@@ -124,7 +125,7 @@ describe('GatewayBroker', () => {
         );
         const got: Delivery[] = [];
         const consumer = await h.consume(q, (d) => void got.push(d), { prefetch: 10 });
-        await waitUntil(() => got.length === 5);
+        await waitFor(() => got.length === 5, 10_000, 'five deliveries');
         seen.length = 0;
         await consumer.ackAll(got);
         const acks = seen.filter((r) => r.includes('/ack'));
@@ -137,7 +138,7 @@ describe('GatewayBroker', () => {
               ],
         );
         await consumer.cancel();
-        await waitUntil(async () => (await g.broker.stats(q)).inFlight === 0);
+        await waitFor(async () => (await g.broker.stats(q)).inFlight === 0, 10_000, 'the acks');
         expect(await g.broker.stats(q)).toMatchObject({ ready: 0, inFlight: 0 });
       }
     } finally {
@@ -157,15 +158,4 @@ describe('GatewayBroker', () => {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
-}
-
-async function waitUntil(
-  check: () => boolean | Promise<boolean>,
-  timeoutMs = 10_000,
-): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > until) throw new Error('timed out');
-    await sleep(20);
-  }
 }

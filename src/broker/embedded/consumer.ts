@@ -2,6 +2,7 @@ import { randomInt } from 'node:crypto';
 import type { Headers } from '../../protocol/envelope.js';
 import { BrokerError, ErrorCode, toError } from '../../protocol/errors.js';
 import type { Consumer, Delivery, DeliveryHandler, OutgoingMessage } from '../contract.js';
+import { ackTogether } from '../contract.js';
 import type { GroupCommit, WriteOp } from './group-commit.js';
 import type { LeaseResult, LeasedRow, QueueStore, SettleOutcome } from './store.js';
 
@@ -135,31 +136,31 @@ export class EmbeddedDelivery implements Delivery {
    * is acked on its own.
    */
   static ackAll(host: ConsumerHost, deliveries: readonly Delivery[]): Promise<void> {
-    const seqs: number[] = [];
-    const tokens: number[] = [];
-    const others: Promise<void>[] = [];
-    for (const d of deliveries) {
-      if (!(d instanceof EmbeddedDelivery) || d.#consumer.host !== host) others.push(d.ack());
-      else if (d.#begin()) {
-        seqs.push(d.#seq);
-        tokens.push(d.#token);
-      }
-    }
-    const { store, commit } = host;
-    const acked =
-      seqs.length === 0
-        ? RESOLVED
-        : new Promise<void>((resolve, reject) => {
-            commit.submit({
-              weight: seqs.length,
-              exec: () => {
-                for (let i = 0; i < seqs.length; i++) store.ack(seqs[i]!, tokens[i]!);
-              },
-              done: () => resolve(),
-              fail: reject,
-            });
+    return ackTogether(
+      deliveries,
+      (d): d is EmbeddedDelivery => d instanceof EmbeddedDelivery && d.#consumer.host === host,
+      (own) => {
+        const seqs: number[] = [];
+        const tokens: number[] = [];
+        for (const d of own) {
+          if (!d.#begin()) continue;
+          seqs.push(d.#seq);
+          tokens.push(d.#token);
+        }
+        if (seqs.length === 0) return RESOLVED;
+        const { store, commit } = host;
+        return new Promise<void>((resolve, reject) => {
+          commit.submit({
+            weight: seqs.length,
+            exec: () => {
+              for (let i = 0; i < seqs.length; i++) store.ack(seqs[i]!, tokens[i]!);
+            },
+            done: () => resolve(),
+            fail: reject,
           });
-    return others.length === 0 ? acked : Promise.all([acked, ...others]).then(noop);
+        });
+      },
+    );
   }
 
   ackWithPublish(queue: string, messages: readonly OutgoingMessage[]): Promise<void> {

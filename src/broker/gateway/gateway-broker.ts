@@ -16,6 +16,7 @@ import type {
   QueueStats,
   SubscribeOptions,
 } from '../contract.js';
+import { ackTogether } from '../contract.js';
 import { DEFAULT_PREFETCH, checkMessage, checkPrefetch } from '../checks.js';
 import { HttpClient, parseAnswer } from './http.js';
 import {
@@ -627,14 +628,15 @@ class GatewayDelivery implements Delivery {
    * anything else in the list is acked on its own.
    */
   static ackAll(broker: GatewayBroker, deliveries: readonly Delivery[]): Promise<void> {
-    const leaseIds: string[] = [];
-    const others: Promise<void>[] = [];
-    for (const d of deliveries) {
-      if (!(d instanceof GatewayDelivery) || d.#broker !== broker) others.push(d.ack());
-      else if (d.#begin()) leaseIds.push(d.#leaseId);
-    }
-    const acked = leaseIds.length === 0 ? RESOLVED : broker.ackLeases(leaseIds);
-    return others.length === 0 ? acked : Promise.all([acked, ...others]).then(() => undefined);
+    return ackTogether(
+      deliveries,
+      (d): d is GatewayDelivery => d instanceof GatewayDelivery && d.#broker === broker,
+      (own) => {
+        const leaseIds: string[] = [];
+        for (const d of own) if (d.#begin()) leaseIds.push(d.#leaseId);
+        return leaseIds.length === 0 ? RESOLVED : broker.ackLeases(leaseIds);
+      },
+    );
   }
 
   async #call(op: string, body?: unknown): Promise<void> {
