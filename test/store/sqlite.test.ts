@@ -77,6 +77,38 @@ CREATE INDEX "${t}_finished_at" ON "${t}"(finished_at);`;
     }
   });
 
+  it('a new store file has 16 KiB pages; a file made with 4 KiB pages keeps them and works as before', async () => {
+    const pageSize = (path: string) => {
+      const db = new Database(path, { readonly: true });
+      try {
+        return db.pragma('page_size', { simple: true });
+      } finally {
+        db.close();
+      }
+    };
+    const fresh = join(dir, 'pages-new.db');
+    const store = new SqliteStore({ path: fresh });
+    await store.upsertResults('t', [row('a')]);
+    await store.close();
+    expect(pageSize(fresh)).toBe(16384);
+
+    const old = join(dir, 'pages-old.db');
+    const db = new Database(old);
+    db.pragma('page_size = 4096');
+    db.pragma('journal_mode = WAL');
+    db.exec('CREATE TABLE before_qtune (x INTEGER)');
+    db.close();
+    const reopened = new SqliteStore({ path: old });
+    try {
+      const many = Array.from({ length: 3000 }, (_, i) => row(`k${i}`));
+      expect(await reopened.upsertResults('t', many)).toEqual({ inserted: 3000, updated: 0 });
+      expect(await reopened.resultCounts('t')).toEqual({ total: 3000, ok: 3000, failed: 0 });
+    } finally {
+      await reopened.close();
+    }
+    expect(pageSize(old)).toBe(4096);
+  });
+
   it('a table made WITHOUT ROWID by an earlier version is upserted, listed and counted as before', async () => {
     const path = join(dir, 'old-layout.db');
     const db = new Database(path);
