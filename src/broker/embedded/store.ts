@@ -128,6 +128,31 @@ export function clampPriority(priority: number, priorities: number): number {
   return Math.min(Math.floor(priority), priorities - 1);
 }
 
+/** The lease statement's columns, in RETURNING order. */
+type LeasedColumns = [
+  seq: number,
+  id: string,
+  priority: number,
+  deliveries: number,
+  created_at: number,
+  expires_at: number | null,
+  headers: string | null,
+  body: Buffer | null,
+];
+
+function leasedRow(c: LeasedColumns): LeasedRow {
+  return {
+    seq: c[0],
+    id: c[1],
+    priority: c[2],
+    deliveries: c[3],
+    created_at: c[4],
+    expires_at: c[5],
+    headers: c[6],
+    body: c[7] as Buffer,
+  };
+}
+
 function byDeliveryOrder(a: LeasedRow, b: LeasedRow): number {
   return b.priority - a.priority || a.seq - b.seq;
 }
@@ -173,12 +198,13 @@ export class QueueStore {
       expiredAtMax: p<DueRow>(
         `SELECT seq, queue, deliveries, headers FROM messages WHERE queue = ? AND state = 2 AND due_at <= ?`,
       ),
-      lease: p<LeasedRow>(
+      // Rows as arrays (see leasedRow): better-sqlite3 builds an object per row key by key.
+      lease: p<LeasedColumns>(
         `UPDATE messages SET state = 2, due_at = ?, lease_token = ?, deliveries = deliveries + 1
          WHERE seq IN (SELECT seq FROM messages WHERE queue = ? AND state = 0
                        ORDER BY priority DESC, seq LIMIT ?)
          RETURNING seq, id, priority, deliveries, created_at, expires_at, headers, body`,
-      ),
+      ).raw(),
       nextDelayed: p<{ t: number | null }>(
         `SELECT min(due_at) AS t FROM messages WHERE queue = ? AND state = 1`,
       ),
@@ -213,7 +239,7 @@ export class QueueStore {
       ),
       deleteSeq: p(`DELETE FROM messages WHERE seq = ?`),
       insertBody: p(`INSERT INTO bodies (seq, body) VALUES (?, ?)`),
-      selectBody: p<{ body: Buffer }>(`SELECT body FROM bodies WHERE seq = ?`),
+      selectBody: p<Buffer>(`SELECT body FROM bodies WHERE seq = ?`).pluck(),
       moveBody: p(`UPDATE bodies SET seq = ? WHERE seq = ?`),
       ttlExpired: p<DueRow>(
         `SELECT seq, queue, deliveries, headers FROM messages
@@ -419,9 +445,11 @@ export class QueueStore {
     let rows: LeasedRow[] = [];
     for (let round = 0; round < MAX_LEASE_ROUNDS && rows.length < n; round++) {
       const want = n - rows.length;
-      const got = this.#s.lease.all(leaseUntil, token, policy.name, want);
-      for (const row of got) {
-        if (row.body === null) row.body = this.#s.selectBody.get(row.seq)?.body ?? EMPTY;
+      const got: LeasedRow[] = [];
+      for (const columns of this.#s.lease.all(leaseUntil, token, policy.name, want)) {
+        const row = leasedRow(columns);
+        if (row.body === null) row.body = this.#s.selectBody.get(row.seq) ?? EMPTY;
+        got.push(row);
       }
       if (policy.messageTtlMs === null) {
         rows = rows.length === 0 ? got : rows.concat(got);
