@@ -72,6 +72,7 @@ export interface SinkStats {
 export interface SinkEvents {
   batch: [info: { rows: number; inserted: number; updated: number; ms: number }];
   invalid: [info: { messageId: string; reason: string }];
+  /** A failed store write or settle; emitted only while a listener is attached. */
   error: [error: Error];
 }
 
@@ -144,16 +145,36 @@ export class Sink extends EventEmitter<SinkEvents> {
     this.#lanes = Array.from({ length: this.#o.writers }, () => Promise.resolve());
   }
 
-  /** Creates the table when missing and starts consuming. */
+  /**
+   * Creates the table when missing and starts consuming; resolves once the writer is ready too
+   * (a writer thread starts beside the first lease). Rejects, consuming nothing, when either
+   * cannot start.
+   */
   static async start(options: SinkOptions): Promise<Sink> {
     const sink = new Sink(options);
     await options.store.ensureResultTable(sink.table);
-    await options.broker.declareQueue(sink.source);
-    sink.#consumer = await options.broker.consume(sink.source, (d) => sink.#onDelivery(d), {
-      // Room for a batch in each writer while the next one fills.
-      prefetch: sink.#o.batchSize * (sink.#o.writers + 1),
-      tag: `sink:${sink.table}`,
-    });
+    const writerReady = sink.#writer.start();
+    try {
+      await options.broker.declareQueue(sink.source);
+      sink.#consumer = await options.broker.consume(sink.source, (d) => sink.#onDelivery(d), {
+        // Room for a batch in each writer while the next one fills.
+        prefetch: sink.#o.batchSize * (sink.#o.writers + 1),
+        tag: `sink:${sink.table}`,
+      });
+      await writerReady;
+    } catch (err) {
+      await sink.#consumer?.cancel().catch(() => {});
+      // Hand back what was delivered meanwhile; a batch already handed to the writer failed
+      // with it, and its results were given back for redelivery.
+      clearTimeout(sink.#timer);
+      sink.#timer = undefined;
+      const held = sink.#pending;
+      sink.#pending = [];
+      await Promise.all(held.map((d) => d.release().catch(() => {})));
+      await Promise.all(sink.#lanes);
+      await sink.#writer.close();
+      throw err;
+    }
     return sink;
   }
 
@@ -198,16 +219,20 @@ export class Sink extends EventEmitter<SinkEvents> {
     const previous = this.#lanes[lane]!;
     this.#lanes[lane] = previous
       .then(() => this.#write(batch))
-      .catch((err: unknown) => {
-        this.emit('error', toError(err));
-      });
+      .catch((err: unknown) => this.#report(err));
+  }
+
+  /**
+   * Emits 'error' when someone listens (with no listener, EventEmitter would throw, here inside
+   * a batch's promise chain); stats.failedWrites counts failed writes either way.
+   */
+  #report(err: unknown): void {
+    if (this.listenerCount('error') > 0) this.emit('error', toError(err));
   }
 
   async #write(batch: Delivery[]): Promise<void> {
     const started = Date.now();
-    const report = (err: unknown): void => {
-      this.emit('error', toError(err));
-    };
+    const report = (err: unknown): void => this.#report(err);
     const outcome = await this.#writer.write(batch);
     const settled: Array<Promise<void>> = [];
     const invalid = new Set<number>();

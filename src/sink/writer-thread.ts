@@ -4,12 +4,13 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { toError } from '../protocol/errors.js';
 import { SqliteStore } from '../store/sqlite/index.js';
 import { decodeRows, type SinkMessage } from './rows.js';
-import type { ThreadInit, ThreadReply, ThreadRequest } from './writer.js';
+import { THREAD_READY, type ThreadInit, type ThreadReply, type ThreadRequest } from './writer.js';
 
 const init = workerData as ThreadInit;
 const port = parentPort!;
 const store = new SqliteStore({ path: init.path });
 await store.ensureResultTable(init.table);
+port.postMessage(THREAD_READY);
 
 // upsertResults runs synchronously inside its promise, so batches are written in arrival order.
 port.on('message', (req: ThreadRequest) => {

@@ -16,6 +16,8 @@ export interface WriteOutcome {
 
 /** Decodes a batch of result messages and upserts their rows in one transaction. */
 export interface BatchWriter {
+  /** Gets ready to write (a thread starts and opens the store); rejects when it cannot. */
+  start(): Promise<void>;
   write(messages: readonly SinkMessage[]): Promise<WriteOutcome>;
   close(): Promise<void>;
 }
@@ -33,6 +35,8 @@ export class InProcessWriter implements BatchWriter {
   constructor(settings: WriterSettings) {
     this.#s = settings;
   }
+
+  async start(): Promise<void> {}
 
   async write(messages: readonly SinkMessage[]): Promise<WriteOutcome> {
     const { rows, invalid } = decodeRows(messages, this.#s.keyFields);
@@ -60,6 +64,9 @@ export interface ThreadRequest {
 export type ThreadReply =
   | { seq: number; invalid: WriteOutcome['invalid']; inserted: number; updated: number }
   | { seq: number; invalid: WriteOutcome['invalid']; error: string };
+
+/** Posted by the thread once its store is open and the table exists. */
+export const THREAD_READY = 'ready';
 
 export interface ThreadInit {
   path: string;
@@ -97,20 +104,45 @@ export class ThreadWriter implements BatchWriter {
     this.#init = init;
   }
 
+  /** Settled once the current thread is ready to write, or has failed first. */
+  #ready: Promise<void> | undefined;
+
+  /**
+   * Starts the thread now rather than at the first batch, so that its start (loading modules,
+   * opening the store) runs beside the first lease instead of after it.
+   */
+  start(): Promise<void> {
+    this.#thread();
+    return this.#ready!;
+  }
+
   #thread(): Worker {
     if (this.#worker) return this.#worker;
     const worker = new Worker(THREAD_MODULE, { workerData: this.#init });
     // The sink's consumer keeps the process alive while it runs; a sink never stopped must not
     // hold the process open through its thread (unacked results just come back later).
     worker.unref();
+    let ready!: () => void;
+    let notReady!: (error: Error) => void;
+    this.#ready = new Promise<void>((resolve, reject) => {
+      ready = resolve;
+      notReady = reject;
+    });
+    // Only start() waits on it; a thread that fails later is seen through its batches.
+    this.#ready.catch(() => {});
     const failAll = (error: Error) => {
+      notReady(error);
       if (this.#worker === worker) this.#worker = undefined;
       for (const [seq, w] of this.#waiting) {
         this.#waiting.delete(seq);
         w.resolve({ invalid: [], inserted: 0, updated: 0, error });
       }
     };
-    worker.on('message', (reply: ThreadReply) => {
+    worker.on('message', (reply: ThreadReply | typeof THREAD_READY) => {
+      if (reply === THREAD_READY) {
+        ready();
+        return;
+      }
       const w = this.#waiting.get(reply.seq);
       if (!w) return;
       this.#waiting.delete(reply.seq);

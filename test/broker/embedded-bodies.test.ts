@@ -72,6 +72,26 @@ describe('embedded broker: message bodies stored apart', () => {
     expect(storedBodies()).toBe(0);
   });
 
+  it('fills a prefetch larger than one lease in steps, each body intact and in order', async () => {
+    const b = await broker();
+    await b.declareQueue('wide');
+    // More than one lease takes (5,000), with bodies stored apart.
+    const n = 12_000;
+    const bodies = Array.from({ length: n }, (_, i) =>
+      Buffer.from(`${i}:`.padEnd(INLINE_BODY_BYTES + 40, 'x')),
+    );
+    for (let i = 0; i < n; i += 4000)
+      await b.publish(
+        'wide',
+        bodies.slice(i, i + 4000).map((body, j) => ({ id: `m${i + j}`, body })),
+      );
+    const got = await take(b, 'wide', n);
+    expect(got.map((d) => d.id)).toEqual(bodies.map((_, i) => `m${i}`));
+    for (const d of got) expect(d.body.equals(bodies[Number(d.id.slice(1))]!)).toBe(true);
+    await Promise.all(got.map((d) => d.ack()));
+    expect(storedBodies()).toBe(0);
+  });
+
   it('keeps a long body through a retry, a lost lease and dead-lettering', async () => {
     const b = await broker();
     await b.declareQueue('retry', { maxDeliveries: 3, leaseMs: 200 });

@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { EmbeddedBroker } from '../../src/broker/embedded/index.js';
 import { deadLetterQueueOf } from '../../src/broker/contract.js';
@@ -183,4 +184,36 @@ describe.each(writers)('Sink writing %s', (_, sinkModule, options) => {
 
 it('the build runs the SQLite sink on its writer thread', () => {
   expect(fromBuild.writerThreadAvailable()).toBe(true);
+});
+
+it('a writer thread that cannot open the store fails start with its reason, and the results stay queued', async () => {
+  dir = mkdtempSync(join(tmpdir(), 'qtune-sink-'));
+  const broker = await EmbeddedBroker.open({ path: join(dir, 'broker.db') });
+  const store = new SqliteStore({ path: join(dir, 'store.db') });
+  opened.push(broker, store);
+  const q = resultQueueOf('items');
+  await broker.declareQueue(q);
+  await broker.publish(
+    q,
+    [0, 1, 2].map((i) => resultMessage(result(i))),
+  );
+  // The thread opens the file anew and finds a schema this version does not know.
+  const setVersion = (v: number) => {
+    const db = new Database(join(dir, 'store.db'));
+    db.pragma(`user_version = ${v}`);
+    db.close();
+  };
+  setVersion(99);
+  const options = { broker, store, queue: 'items', table: 'rows', batchSize: 50 };
+  await expect(fromBuild.Sink.start(options)).rejects.toThrow(/schema version 99/);
+  const left = await broker.stats(q);
+  expect(left.inFlight).toBe(0);
+  expect(left.ready + left.delayed).toBe(3);
+
+  setVersion(2);
+  const sink = await fromBuild.Sink.start({ ...options, retryDelayMs: 50 });
+  const until = Date.now() + 20_000;
+  while (sink.stats.stored < 3 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+  await sink.stop();
+  expect(await store.resultCounts('rows')).toEqual({ total: 3, ok: 3, failed: 0 });
 });
