@@ -26,7 +26,8 @@ port.on('message', (req: ThreadRequest) => {
     start = end;
   }
   const { rows, invalid } = decodeRows(messages, init.keyFields);
-  const reply = (r: ThreadReply) => port.postMessage(r);
+  // The rows hold strings of their own: the buffer goes back to be filled again.
+  const reply = (r: ThreadReply) => port.postMessage({ ...r, bytes: req.bytes }, [req.bytes]);
   if (rows.length === 0) {
     reply({ seq: req.seq, invalid, inserted: 0, updated: 0 });
     return;
