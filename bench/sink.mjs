@@ -1,6 +1,8 @@
 // Sink throughput: N results waiting in a result queue of the embedded broker, drained by the
 // sink into a result table in SQLite and in PostgreSQL (a throwaway server on loopback, fsync
 // and synchronous_commit on). Also the store's upsert alone, without the broker.
+// "sink results/s" is the whole drain, from Sink.start to the last row; "running sink" is from
+// the first stored batch to the last, as for a sink that is already running when results come.
 // Two shapes of row id: job keys, the SHA-256-derived keys `qtune job submit --key` gives items
 // (in no particular order, as in a real job), and sequential keys (`item-0`, `item-1`, ...).
 // With --gateway the sink reads the results through a `qtune serve` HTTP gateway (a child
@@ -120,7 +122,11 @@ async function viaGateway(path) {
   };
 }
 
-/** Results/s of the sink draining N results into `store`. */
+/**
+ * Results/s of the sink draining N results into `store`: over the whole drain from Sink.start,
+ * and once running (from its first stored batch to the last: without the start of its writer
+ * thread and the first lease).
+ */
 async function sinkRound(store, dir, table) {
   const path = join(dir, `broker-${++brokers}.db`);
   const broker = await EmbeddedBroker.open({ path });
@@ -140,14 +146,17 @@ async function sinkRound(store, dir, table) {
     table,
     ...(args.batch !== undefined && { batchSize: Number(args.batch) }),
   });
+  let first;
+  sink.once('batch', (b) => (first = { at: performance.now(), rows: b.rows }));
   while (sink.stats.stored < N) await new Promise((r) => setTimeout(r, 5));
-  const seconds = (performance.now() - t0) / 1000;
+  const end = performance.now();
+  const seconds = (end - t0) / 1000;
   await sink.stop();
   await gateway?.stop();
   await broker.close();
   const counts = await store.resultCounts(table);
   if (counts.total !== N) throw new Error(`expected ${N} rows in ${table}, found ${counts.total}`);
-  return N / seconds;
+  return { whole: N / seconds, running: (N - first.rows) / ((end - first.at) / 1000) };
 }
 
 /** Rows/s of upsertResults alone, batches of 1000. */
@@ -181,17 +190,20 @@ try {
     for (const [k, shape] of shapes.entries()) {
       keyFor = shape.key;
       const sinkRates = [];
+      const runningRates = [];
       const upsertRates = [];
       for (let r = 0; r < ROUNDS; r++) {
         const store = await sys.open(`${sys.name.slice(0, 2).toLowerCase()}${k}_${r}`);
         try {
-          sinkRates.push(await sinkRound(store, dir, `sink_${r}`));
+          const rates = await sinkRound(store, dir, `sink_${r}`);
+          sinkRates.push(rates.whole);
+          runningRates.push(rates.running);
           upsertRates.push(await upsertRound(store, `upsert_${r}`));
         } finally {
           await store.close();
         }
         console.error(
-          `${sys.name}, ${shape.label}, round ${r + 1}: sink ${Math.round(sinkRates.at(-1))}/s, upsert ${Math.round(upsertRates.at(-1))}/s`,
+          `${sys.name}, ${shape.label}, round ${r + 1}: sink ${Math.round(sinkRates.at(-1))}/s (running ${Math.round(runningRates.at(-1))}/s), upsert ${Math.round(upsertRates.at(-1))}/s`,
         );
       }
       rows.push([
@@ -199,6 +211,8 @@ try {
         shape.label,
         fmt(median(sinkRates), 0),
         `${fmt(Math.min(...sinkRates), 0)}–${fmt(Math.max(...sinkRates), 0)}`,
+        fmt(median(runningRates), 0),
+        `${fmt(Math.min(...runningRates), 0)}–${fmt(Math.max(...runningRates), 0)}`,
         fmt(median(upsertRates), 0),
       ]);
     }
@@ -209,6 +223,6 @@ try {
 }
 printTable(
   `Sink: ${N} results from the embedded broker${args.gateway ? ' through a qtune serve gateway' : ''} into a result table, medians of ${ROUNDS} rounds (results/s, higher is better)`,
-  ['store', 'row ids', 'sink results/s', 'range', 'upsert alone rows/s'],
+  ['store', 'row ids', 'sink results/s', 'range', 'running sink', 'range', 'upsert alone rows/s'],
   rows,
 );
