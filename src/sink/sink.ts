@@ -147,8 +147,8 @@ export class Sink extends EventEmitter<SinkEvents> {
 
   /**
    * Creates the table when missing and starts consuming; resolves once the writer is ready too
-   * (a writer thread starts beside the first lease). Rejects, consuming nothing, when either
-   * cannot start.
+   * (a writer thread starts beside the first lease). Rejects when either cannot start, with
+   * every result left in the queue.
    */
   static async start(options: SinkOptions): Promise<Sink> {
     const sink = new Sink(options);

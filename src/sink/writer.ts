@@ -107,13 +107,12 @@ export class ThreadWriter implements BatchWriter {
   #seq = 0;
   readonly #waiting = new Map<number, Waiting>();
   readonly #spare: ArrayBuffer[] = [];
+  /** Settled once the current thread is ready to write, or has failed first. */
+  #ready: Promise<void> | undefined;
 
   constructor(init: ThreadInit) {
     this.#init = init;
   }
-
-  /** Settled once the current thread is ready to write, or has failed first. */
-  #ready: Promise<void> | undefined;
 
   /**
    * Starts the thread now rather than at the first batch, so that its start (loading modules,
