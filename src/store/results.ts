@@ -84,7 +84,7 @@ export interface ResultStore {
    * Writes rows in one transaction: a new id inserts a row, a known id replaces the row's
    * fields and adds one to its `writes` — except that a failed row (`ok` false) never replaces
    * a successful one (a late failure of a duplicate run must not undo a success). Within one
-   * call, a later row with the same id wins. Durable when the promise resolves. Returns how
+   * call, a later row with the same id wins, by the same rule. Durable when the promise resolves. Returns how
    * many ids were new (`inserted`) and how many were already stored (`updated`, whether
    * replaced or kept).
    */
@@ -130,12 +130,16 @@ export function checkTableName(table: string): string {
 }
 
 /**
- * The last row of each id in a batch, in id order: a batch upserts each row once, and taken in
- * id order its rows reach the id index page by page (SQLite) and lock rows in one order, so
+ * The row each id of a batch ends with, in id order: the last one, except that a failed row
+ * never replaces a successful one (as between batches). A batch upserts each id once, and taken
+ * in id order its rows reach the id index page by page (SQLite) and lock rows in one order, so
  * that two sinks writing overlapping batches never deadlock (PostgreSQL).
  */
 export function lastOfEachIdSorted(rows: readonly ResultRow[]): ResultRow[] {
   const byId = new Map<string, ResultRow>();
-  for (const r of rows) byId.set(r.id, r);
+  for (const r of rows) {
+    if (!r.ok && byId.get(r.id)?.ok) continue;
+    byId.set(r.id, r);
+  }
   return [...byId.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 }

@@ -762,6 +762,27 @@ export function storeConformance(
         expect([x?.taskId, x?.writes]).toEqual(['fourth', 2]);
       });
 
+      it('keeps a success over a later failure of the same id within one batch', async () => {
+        const s = await store();
+        const table = uniqueName('results');
+        const success = resultRow('s', { taskId: 'run-1' });
+        const lateFailure = resultRow('s', {
+          taskId: 'run-2',
+          ok: false,
+          value: undefined,
+          errorCode: 'HANDLER_FAILED',
+        });
+        const failure = resultRow('f', { ok: false, value: undefined, errorCode: 'TIMEOUT' });
+        const laterSuccess = resultRow('f', { taskId: 'run-3' });
+        expect(
+          await s.upsertResults(table, [success, lateFailure, failure, laterSuccess], 1000),
+        ).toEqual({ inserted: 2, updated: 0 });
+        expect(byId(await s.getResults(table, ['s', 'f']))).toEqual([
+          stored(laterSuccess, 1000, 1),
+          stored(success, 1000, 1),
+        ]);
+      });
+
       it('returns the rows with the given ids and leaves out missing ones', async () => {
         const s = await store();
         const table = uniqueName('results');
