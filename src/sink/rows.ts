@@ -75,9 +75,41 @@ export function decodeRows(
   keyFields: readonly string[] = [],
 ): DecodedBatch {
   const out: DecodedBatch = { rows: [], invalid: [] };
-  for (let index = 0; index < messages.length; index++) {
+  decodeRange((i) => messages[i]!, 0, messages.length, keyFields, out);
+  return out;
+}
+
+/**
+ * Decodes `count` messages `chunkRows` at a time and yields each chunk's rows (never an empty
+ * chunk); a message that is not a valid result goes to `invalid` with its index among all
+ * `count`. Messages are asked for (`messageAt`) only when their chunk is decoded, so a writer
+ * that writes each chunk before taking the next holds one chunk's rows at a time.
+ */
+export function* decodeRowChunks(
+  count: number,
+  messageAt: (index: number) => SinkMessage,
+  chunkRows: number,
+  keyFields: readonly string[],
+  invalid: DecodedBatch['invalid'],
+): Generator<ResultRow[]> {
+  for (let from = 0; from < count; from += chunkRows) {
+    const out: DecodedBatch = { rows: [], invalid };
+    decodeRange(messageAt, from, Math.min(count, from + chunkRows), keyFields, out);
+    if (out.rows.length > 0) yield out.rows;
+  }
+}
+
+/** Decodes messages `from` to `to` (exclusive) into `out`. */
+function decodeRange(
+  messageAt: (index: number) => SinkMessage,
+  from: number,
+  to: number,
+  keyFields: readonly string[],
+  out: DecodedBatch,
+): void {
+  for (let index = from; index < to; index++) {
     try {
-      out.rows.push(rowOf(decodeResult(messages[index]!).result, keyFields));
+      out.rows.push(rowOf(decodeResult(messageAt(index)).result, keyFields));
     } catch (err) {
       const e = toError(err);
       out.invalid.push({
@@ -86,5 +118,4 @@ export function decodeRows(
       });
     }
   }
-  return out;
 }

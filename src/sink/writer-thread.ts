@@ -3,8 +3,20 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { toError } from '../protocol/errors.js';
 import { SqliteStore } from '../store/sqlite/index.js';
-import { decodeRows, type SinkMessage } from './rows.js';
-import { THREAD_READY, type ThreadInit, type ThreadReply, type ThreadRequest } from './writer.js';
+import { decodeRowChunks } from './rows.js';
+import {
+  THREAD_READY,
+  type ThreadInit,
+  type ThreadReply,
+  type ThreadRequest,
+  type WriteOutcome,
+} from './writer.js';
+
+/**
+ * Rows decoded and upserted at a time within a batch's transaction: the rows of a chunk die
+ * before the next one is decoded, instead of a whole batch's surviving collections.
+ */
+const CHUNK_ROWS = 512;
 
 const init = workerData as ThreadInit;
 const port = parentPort!;
@@ -12,27 +24,22 @@ const store = new SqliteStore({ path: init.path });
 await store.ensureResultTable(init.table);
 port.postMessage(THREAD_READY);
 
-// upsertResults runs synchronously inside its promise, so batches are written in arrival order.
+// upsertResultChunks runs synchronously inside its promise, so batches are written in arrival
+// order.
 port.on('message', (req: ThreadRequest) => {
-  const messages: SinkMessage[] = [];
-  let start = 0;
-  for (let i = 0; i < req.ids.length; i++) {
-    const end = req.ends[i]!;
-    messages.push({
+  const invalid: WriteOutcome['invalid'] = [];
+  const messageAt = (i: number) => {
+    const start = i === 0 ? 0 : req.ends[i - 1]!;
+    return {
       id: req.ids[i]!,
       queue: req.queue,
-      body: Buffer.from(req.bytes, start, end - start),
-    });
-    start = end;
-  }
-  const { rows, invalid } = decodeRows(messages, init.keyFields);
+      body: Buffer.from(req.bytes, start, req.ends[i]! - start),
+    };
+  };
+  const chunks = decodeRowChunks(req.ids.length, messageAt, CHUNK_ROWS, init.keyFields, invalid);
   // The rows hold strings of their own: the buffer goes back to be filled again.
   const reply = (r: ThreadReply) => port.postMessage({ ...r, bytes: req.bytes }, [req.bytes]);
-  if (rows.length === 0) {
-    reply({ seq: req.seq, invalid, inserted: 0, updated: 0 });
-    return;
-  }
-  store.upsertResults(init.table, rows).then(
+  store.upsertResultChunks(init.table, chunks).then(
     (r) => reply({ seq: req.seq, invalid, ...r }),
     (err: unknown) => reply({ seq: req.seq, invalid, error: toError(err).message }),
   );

@@ -146,6 +146,38 @@ describe.each(writers)('Sink writing %s', (_, sinkModule, options) => {
     expect(reasons[2]).toMatch(/^MALFORMED_JSON: /);
   });
 
+  it('writes a batch of many chunks: every garbage message dead-lettered by its own index, and a late failure never replaces a success', async () => {
+    const { broker, store } = await setup();
+    const q = resultQueueOf('items');
+    const msgs = [];
+    for (let i = 0; i < 1400; i++) {
+      msgs.push(resultMessage(result(i)));
+      // Garbage in the first chunk, the middle of the batch and near its end.
+      if (i === 3 || i === 700 || i === 1390) msgs.push({ body: `garbage after ${i}` });
+    }
+    // Later in the same batch, chunks away from their first rows: a failure of item 5 (kept
+    // out by its success) and a second success of item 9 (replaces the first).
+    msgs.push(resultMessage(result(5, false, 2)), resultMessage(result(9, true, 2)));
+    await broker.publish(q, msgs);
+
+    const sink = await drain(broker, store, msgs.length, { batchSize: 2000, flushMs: 2000 });
+    expect(sink.stats).toMatchObject({ stored: 1402, invalid: 3, failedWrites: 0, batches: 1 });
+    expect(await store.resultCounts('rows')).toEqual({ total: 1400, ok: 1400, failed: 0 });
+    const [row5, row9] = await store.getResults('rows', ['key-5', 'key-9']);
+    expect(row5).toMatchObject({ ok: true, attempt: 1, value: { name: 'company 5', n: 5 } });
+    expect(row9).toMatchObject({ ok: true, attempt: 2 });
+    // The dead letters are the garbage itself, not results next to it.
+    const dead = await deadLetters(broker, q, 3);
+    expect(dead.map((d) => d.body).sort()).toEqual([
+      'garbage after 1390',
+      'garbage after 3',
+      'garbage after 700',
+    ]);
+    expect(dead.every((d) => d.reason.startsWith('MALFORMED_JSON: '))).toBe(true);
+    const left = await broker.stats(q);
+    expect(left.ready + left.inFlight + left.delayed).toBe(0);
+  });
+
   it('keys rows by the named fields of the value', async () => {
     const { broker, store } = await setup();
     const q = resultQueueOf('items');

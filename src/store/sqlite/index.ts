@@ -7,6 +7,7 @@ import { DEFAULT_STORE_PATH } from '../contract.js';
 import { EXPERIMENT_DDL, SqliteExperiments } from './experiments.js';
 import { JOB_DDL, JOB_ITEMS_TO_ROWID, SqliteJobs } from './jobs.js';
 import { SqliteResults } from './results.js';
+import type { ResultRow } from '../results.js';
 
 /** 1: the first layout; 2: job items in a rowid table. */
 const SCHEMA_VERSION = 2;
@@ -96,17 +97,25 @@ export class SqliteStore extends CompositeStore {
   readonly kind = 'sqlite';
   readonly location: string;
   readonly #db: Database.Database;
+  readonly #results: SqliteResults;
 
   constructor(options: SqliteStoreOptions = {}) {
     const path = resolve(options.path ?? DEFAULT_STORE_PATH);
     const db = openDatabase(path, options.busyTimeoutMs ?? 10_000);
-    super({
-      experiments: new SqliteExperiments(db),
-      jobs: new SqliteJobs(db),
-      results: new SqliteResults(db),
-    });
+    const results = new SqliteResults(db);
+    super({ experiments: new SqliteExperiments(db), jobs: new SqliteJobs(db), results });
     this.#db = db;
+    this.#results = results;
     this.location = path;
+  }
+
+  /** See SqliteResults.upsertResultChunks: one transaction, one chunk of rows alive at a time. */
+  upsertResultChunks(
+    table: string,
+    chunks: Iterable<readonly ResultRow[]>,
+    now?: number,
+  ): Promise<{ inserted: number; updated: number }> {
+    return this.#results.upsertResultChunks(table, chunks, now);
   }
 
   async close(): Promise<void> {

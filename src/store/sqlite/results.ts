@@ -195,26 +195,45 @@ export class SqliteResults implements ResultStore {
     rows: readonly ResultRow[],
     now = Date.now(),
   ): Promise<{ inserted: number; updated: number }> {
+    return this.upsertResultChunks(table, [rows], now);
+  }
+
+  /**
+   * Writes chunks of rows in one transaction, each chunk as upsertResults writes a batch. The
+   * chunks are taken one at a time, so a caller that decodes them lazily (a generator) never
+   * holds more than one chunk's rows: they die young, which spares the garbage collector
+   * copying a whole batch. An id repeated in two chunks is upserted twice, by the same rule,
+   * and counts as updated the second time.
+   */
+  async upsertResultChunks(
+    table: string,
+    chunks: Iterable<readonly ResultRow[]>,
+    now = Date.now(),
+  ): Promise<{ inserted: number; updated: number }> {
     const s = this.#table(table, true);
     return this.#db
       .transaction(() => {
         let inserted = 0;
-        const unique = lastOfEachIdSorted(rows);
+        let written = 0;
         // Fewer statements, fewer crossings into SQLite: ROWS_PER_STATEMENT rows at a time. The
         // parameters go in as one array (better-sqlite3 binds its elements), not spread.
         const values: unknown[] = [];
-        let i = 0;
-        for (; i + ROWS_PER_STATEMENT <= unique.length; i += ROWS_PER_STATEMENT) {
-          values.length = 0;
-          for (let j = i; j < i + ROWS_PER_STATEMENT; j++) pushParams(values, unique[j]!, now);
-          for (const writes of s.upsertMany.all(values)) if (writes === 1) inserted++;
+        for (const rows of chunks) {
+          const unique = lastOfEachIdSorted(rows);
+          written += unique.length;
+          let i = 0;
+          for (; i + ROWS_PER_STATEMENT <= unique.length; i += ROWS_PER_STATEMENT) {
+            values.length = 0;
+            for (let j = i; j < i + ROWS_PER_STATEMENT; j++) pushParams(values, unique[j]!, now);
+            for (const writes of s.upsertMany.all(values)) if (writes === 1) inserted++;
+          }
+          for (; i < unique.length; i++) {
+            values.length = 0;
+            pushParams(values, unique[i]!, now);
+            if (s.upsert.get(values) === 1) inserted++;
+          }
         }
-        for (; i < unique.length; i++) {
-          values.length = 0;
-          pushParams(values, unique[i]!, now);
-          if (s.upsert.get(values) === 1) inserted++;
-        }
-        return { inserted, updated: unique.length - inserted };
+        return { inserted, updated: written - inserted };
       })
       .immediate();
   }
