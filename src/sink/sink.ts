@@ -111,6 +111,8 @@ export class Sink extends EventEmitter<SinkEvents> {
   #lanes: Promise<void>[];
   #nextLane = 0;
   #consumer: Consumer | undefined;
+  /** Batches' worth of results held unsettled at once (the consumer's prefetch). */
+  readonly #heldBatches: number;
 
   private constructor(options: SinkOptions) {
     super();
@@ -143,6 +145,10 @@ export class Sink extends EventEmitter<SinkEvents> {
       writers: Math.max(1, options.writers ?? (sqlite && !threaded ? 1 : 2)),
     };
     this.#lanes = Array.from({ length: this.#o.writers }, () => Promise.resolve());
+    // A writer thread writes one batch at a time: room for the batch it writes and the next one
+    // filling is enough, and every result held longer is one more survivor for the collector.
+    // Otherwise room for a batch in each writer while the next one fills.
+    this.#heldBatches = threaded ? 2 : this.#o.writers + 1;
   }
 
   /**
@@ -157,8 +163,7 @@ export class Sink extends EventEmitter<SinkEvents> {
     try {
       await options.broker.declareQueue(sink.source);
       sink.#consumer = await options.broker.consume(sink.source, (d) => sink.#onDelivery(d), {
-        // Room for a batch in each writer while the next one fills.
-        prefetch: sink.#o.batchSize * (sink.#o.writers + 1),
+        prefetch: sink.#o.batchSize * sink.#heldBatches,
         tag: `sink:${sink.table}`,
       });
       await writerReady;
