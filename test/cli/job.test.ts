@@ -317,57 +317,64 @@ describe('qtune job and qtune sink', () => {
     });
   });
 
-  it('a sink killed with SIGKILL mid-run and started again leaves exactly one row per result', async () => {
-    setup();
-    const total = 20_000;
-    const broker = await openBroker();
-    await broker.declareQueue(resultQueueOf('big'), { leaseMs: 2000 });
-    for (let i = 0; i < total; i += 1000) {
-      await broker.publish(
-        resultQueueOf('big'),
-        Array.from({ length: 1000 }, (_, j) => resultMessage(fakeResult(i + j))),
+  // Small batches are killed between commits; batches of the default size are written in
+  // several chunks in one transaction, which the kill cuts short.
+  it.each([
+    { batch: 10, total: 20_000 },
+    { batch: 5000, total: 60_000 },
+  ])(
+    'a sink killed with SIGKILL mid-run and started again leaves exactly one row per result (batches of $batch)',
+    async ({ batch, total }) => {
+      setup();
+      const broker = await openBroker();
+      await broker.declareQueue(resultQueueOf('big'), { leaseMs: 2000 });
+      for (let i = 0; i < total; i += 1000) {
+        await broker.publish(
+          resultQueueOf('big'),
+          Array.from({ length: 1000 }, (_, j) => resultMessage(fakeResult(i + j))),
+        );
+      }
+      const s = openStore();
+      const sink = startCli([
+        'sink',
+        'big',
+        '--batch',
+        String(batch),
+        '--follow',
+        '--broker',
+        env.url,
+        '--store',
+        store,
+      ]);
+      children.push(sink);
+      const atKill = await waitFor(
+        async () => {
+          const n = (await s.hasResultTable('big')) ? (await s.resultCounts('big')).total : 0;
+          return n > 0 ? n : undefined;
+        },
+        30_000,
+        'first rows',
       );
-    }
-    const s = openStore();
-    const sink = startCli([
-      'sink',
-      'big',
-      '--batch',
-      '10',
-      '--follow',
-      '--broker',
-      env.url,
-      '--store',
-      store,
-    ]);
-    children.push(sink);
-    const atKill = await waitFor(
-      async () => {
-        const n = (await s.hasResultTable('big')) ? (await s.resultCounts('big')).total : 0;
-        return n > 0 ? n : undefined;
-      },
-      30_000,
-      'first rows',
-    );
-    sink.kill('SIGKILL');
-    await exited(sink);
-    expect(atKill).toBeLessThan(total);
+      sink.kill('SIGKILL');
+      await exited(sink);
+      expect(atKill).toBeLessThan(total);
 
-    const again = await q(['sink', 'big', '--json']);
-    expect(again.code, again.stderr).toBe(0);
-    expect(await s.resultCounts('big')).toEqual({ total, ok: total, failed: 0 });
-    const ids = new Set<string>();
-    let afterId: string | undefined;
-    for (;;) {
-      const page = await s.listResults('big', {
-        limit: 5000,
-        ...(afterId !== undefined && { afterId }),
-      });
-      if (page.length === 0) break;
-      for (const r of page) ids.add(r.id);
-      afterId = page.at(-1)!.id;
-    }
-    expect(ids.size).toBe(total);
-    expect((await broker.stats(resultQueueOf('big'))).ready).toBe(0);
-  });
+      const again = await q(['sink', 'big', '--json']);
+      expect(again.code, again.stderr).toBe(0);
+      expect(await s.resultCounts('big')).toEqual({ total, ok: total, failed: 0 });
+      const ids = new Set<string>();
+      let afterId: string | undefined;
+      for (;;) {
+        const page = await s.listResults('big', {
+          limit: 5000,
+          ...(afterId !== undefined && { afterId }),
+        });
+        if (page.length === 0) break;
+        for (const r of page) ids.add(r.id);
+        afterId = page.at(-1)!.id;
+      }
+      expect(ids.size).toBe(total);
+      expect((await broker.stats(resultQueueOf('big'))).ready).toBe(0);
+    },
+  );
 });
