@@ -171,7 +171,7 @@ export function createGateway(options: GatewayOptions): FastifyInstance {
       );
   });
   app.setErrorHandler((thrown: FastifyError | Error, req, reply) => {
-    const err = asHttpError(thrown);
+    const err = asHttpError(thrown, bodyLimit);
     if (err.retryAfterS !== undefined) void reply.header('retry-after', String(err.retryAfterS));
     if (err.statusCode === 401) void reply.header('www-authenticate', 'Bearer realm="qtune"');
     const log = { reqId: req.id, method: req.method, url: req.url, status: err.statusCode };
@@ -691,13 +691,17 @@ function errorBody(code: string, message: string): { error: { code: string; mess
 }
 
 /** Maps whatever a handler threw to an HttpError with a stable code. */
-function asHttpError(thrown: unknown): HttpError {
+function asHttpError(thrown: unknown, bodyLimit: number): HttpError {
   if (thrown instanceof HttpError) return thrown;
   const err = toError(thrown);
   const fst = err as FastifyError;
   switch (fst.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return new HttpError(413, GatewayErrorCode.PayloadTooLarge, err.message);
+      return new HttpError(
+        413,
+        GatewayErrorCode.PayloadTooLarge,
+        `request body is over the gateway's limit of ${bodyLimit} bytes (qtune serve --body-limit); nothing was published`,
+      );
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return new HttpError(
         415,

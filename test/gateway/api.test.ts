@@ -171,6 +171,7 @@ describe('gateway: bad input', () => {
     });
     expect(res.status).toBe(413);
     expect(errorCodeOf(res)).toBe('PAYLOAD_TOO_LARGE');
+    expect(errorMessageOf(res)).toMatch(/over the gateway.s limit of 1024 bytes/);
     expect((await g.broker.stats(q)).ready).toBe(0);
   });
 
