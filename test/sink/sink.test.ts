@@ -178,6 +178,45 @@ describe.each(writers)('Sink writing %s', (_, sinkModule, options) => {
     expect(left.ready + left.inFlight + left.delayed).toBe(0);
   });
 
+  it('a write that fails part way through a batch stores none of it, and the batch is stored once when the store works again', async () => {
+    const { broker, store } = await setup();
+    const q = resultQueueOf('items');
+    await store.ensureResultTable('rows');
+    // The store refuses one row in the batch's third chunk of 512, after two chunks were upserted.
+    const db = new Database(join(dir, 'store.db'));
+    db.exec(`CREATE TRIGGER boom BEFORE INSERT ON rows WHEN NEW.id = 'key-1200'
+             BEGIN SELECT RAISE(ABORT, 'disk on fire'); END`);
+    await broker.publish(
+      q,
+      Array.from({ length: 1400 }, (_, i) => resultMessage(result(i))),
+    );
+    const sink = await start(broker, store, {
+      batchSize: 2000,
+      flushMs: 2000,
+      retryDelayMs: 100,
+    });
+    const errors: Error[] = [];
+    sink.on('error', (e) => errors.push(e));
+    const failing = Date.now() + 20_000;
+    while (sink.stats.failedWrites < 2 && Date.now() < failing)
+      await new Promise((r) => setTimeout(r, 10));
+    expect(sink.stats.failedWrites).toBeGreaterThanOrEqual(2);
+    expect(errors[0]?.message).toMatch(/disk on fire/);
+    expect(await store.resultCounts('rows')).toEqual({ total: 0, ok: 0, failed: 0 });
+
+    db.exec('DROP TRIGGER boom');
+    db.close();
+    const until = Date.now() + 20_000;
+    while (sink.stats.stored < 1400 && Date.now() < until)
+      await new Promise((r) => setTimeout(r, 10));
+    await sink.stop();
+    expect(await store.resultCounts('rows')).toEqual({ total: 1400, ok: 1400, failed: 0 });
+    const rows = await store.listResults('rows', { limit: 2000 });
+    expect(rows.filter((r) => r.writes !== 1)).toEqual([]);
+    const left = await broker.stats(q);
+    expect(left.ready + left.inFlight + left.delayed + left.deadLettered).toBe(0);
+  });
+
   it('keys rows by the named fields of the value', async () => {
     const { broker, store } = await setup();
     const q = resultQueueOf('items');
