@@ -14,7 +14,7 @@ import {
 
 /**
  * Rows decoded and upserted at a time within a batch's transaction: the rows of a chunk die
- * before the next one is decoded, instead of a whole batch's surviving collections.
+ * before the next one is decoded, instead of a whole batch's rows surviving collections.
  */
 const CHUNK_ROWS = 512;
 
