@@ -81,12 +81,12 @@ export interface ResultStore {
   /** Whether result table `table` exists. */
   hasResultTable(table: string): Promise<boolean>;
   /**
-   * Writes rows in one transaction: a new id inserts a row, a known id replaces the row's
-   * fields and adds one to its `writes` — except that a failed row (`ok` false) never replaces
-   * a successful one (a late failure of a duplicate run must not undo a success). Within one
-   * call, a later row with the same id wins, by the same rule. Durable when the promise resolves. Returns how
-   * many ids were new (`inserted`) and how many were already stored (`updated`, whether
-   * replaced or kept).
+   * Writes rows in one transaction: a new id inserts a row, a known id replaces the row's fields
+   * and adds one to its `writes` — except that a failed row (`ok` false) never replaces a
+   * successful one (a late failure of a duplicate run must not undo a success). Within one call,
+   * a later row with the same id wins, by the same rule. Durable when the promise resolves.
+   * Returns how many ids were new (`inserted`) and how many were already stored (`updated`,
+   * whether replaced or kept).
    */
   upsertResults(
     table: string,

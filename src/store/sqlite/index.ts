@@ -4,10 +4,10 @@ import Database from 'better-sqlite3';
 import { ErrorCode, QtuneError } from '../../protocol/errors.js';
 import { CompositeStore } from '../composite.js';
 import { DEFAULT_STORE_PATH } from '../contract.js';
+import type { ResultRow } from '../results.js';
 import { EXPERIMENT_DDL, SqliteExperiments } from './experiments.js';
 import { JOB_DDL, JOB_ITEMS_TO_ROWID, SqliteJobs } from './jobs.js';
 import { SqliteResults } from './results.js';
-import type { ResultRow } from '../results.js';
 
 /** 1: the first layout; 2: job items in a rowid table. */
 const SCHEMA_VERSION = 2;
