@@ -3,7 +3,7 @@
 //
 //   node bench/gateway-ingest.mjs [--amqp [URL]] [--duration 10] [--connections 10]
 //                                 [--batch 1000] [--only gateway|naive|raw] [--json]
-//                                 [--queue-type quorum|classic]
+//                                 [--queue-type quorum|classic] [--soft-limit 512]
 //
 // Starts `qtune serve` (the built CLI, dist/) over a fresh embedded broker in a temp dir, with a
 // token, and drives it with autocannon: POST /v1/queues/<q>/tasks, each body a JSON array of
@@ -16,7 +16,9 @@
 // test/support/rabbitmq.mjs. On RabbitMQ a third row is the ceiling: raw amqplib publishing
 // envelopes of the same size over one confirm channel, 1000 unconfirmed at most, for the same
 // duration. --queue-type classic|quorum (default quorum, qtune's default) picks the queue type
-// for all three. Needs `npm run build` first.
+// for all three. A node the bench starts runs with quorum_commands_soft_limit --soft-limit
+// (default 512, what docs/brokers/amqp.md advises for bulk ingest; 32 is RabbitMQ's default).
+// Needs `npm run build` first.
 import { spawn } from 'node:child_process';
 import { randomUUID as randomUUIDSync } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -43,8 +45,14 @@ function parseArgs(argv) {
     json: false,
     naiveServer: undefined,
     queueType: 'quorum',
+    softLimit: 512,
   };
-  const numeric = { '--duration': 'duration', '--connections': 'connections', '--batch': 'batch' };
+  const numeric = {
+    '--duration': 'duration',
+    '--connections': 'connections',
+    '--batch': 'batch',
+    '--soft-limit': 'softLimit',
+  };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg in numeric) {
@@ -271,7 +279,9 @@ async function main() {
     let naiveBroker = path.join(dir, 'naive.db');
     if (opts.amqp === 'start') {
       const { startRabbit } = await import(path.join(ROOT, 'test/support/rabbitmq.mjs'));
-      rabbit = await startRabbit();
+      rabbit = await startRabbit({
+        advanced: { quorum_commands_soft_limit: String(opts.softLimit) },
+      });
       cleanups.push(() => rabbit.stop());
       opts.amqp = rabbit.url;
     }
@@ -351,7 +361,11 @@ async function main() {
     }
 
     const broker =
-      opts.amqp !== undefined ? `RabbitMQ (${opts.queueType} queues)` : 'embedded (SQLite)';
+      opts.amqp === undefined
+        ? 'embedded (SQLite)'
+        : rabbit === undefined
+          ? `RabbitMQ (${opts.queueType} queues)`
+          : `RabbitMQ (${opts.queueType} queues, quorum_commands_soft_limit ${opts.softLimit})`;
     if (opts.json) {
       for (const r of rows) console.log(JSON.stringify({ ...r, broker, batch: opts.batch }));
     }

@@ -5,6 +5,11 @@ export function freePort(): Promise<number>;
 export interface RabbitNodeOptions {
   /** Extra lines for rabbitmq.conf. */
   config?: string[];
+  /**
+   * The rabbit application's settings that rabbitmq.conf has no key for, written to
+   * advanced.config: key to Erlang term, e.g. `{ quorum_commands_soft_limit: '512' }`.
+   */
+  advanced?: Record<string, string>;
   /** Plugins to enable (default: none). */
   plugins?: string[];
   /** Shared with the other nodes of a cluster (default: a fresh one). */

@@ -90,6 +90,12 @@ export class RabbitNode {
       ].join('\n') + '\n',
     );
     writeFileSync(join(dir, 'enabled_plugins'), `[${(options.plugins ?? []).join(',')}].\n`);
+    const advanced = Object.entries(options.advanced ?? {});
+    if (advanced.length > 0) {
+      // Settings rabbitmq.conf has no key for, as the rabbit application's environment.
+      const terms = advanced.map(([key, value]) => `{${key}, ${value}}`).join(', ');
+      writeFileSync(join(dir, 'advanced.config'), `[{rabbit, [${terms}]}].\n`);
+    }
     const env = {
       ...process.env,
       HOME: dir,
@@ -101,6 +107,7 @@ export class RabbitNode {
       RABBITMQ_LOG_BASE: join(dir, 'log'),
       RABBITMQ_CONFIG_FILE: join(dir, 'rabbitmq.conf'),
       RABBITMQ_ENABLED_PLUGINS_FILE: join(dir, 'enabled_plugins'),
+      ...(advanced.length > 0 && { RABBITMQ_ADVANCED_CONFIG_FILE: join(dir, 'advanced.config') }),
       RABBITMQ_PID_FILE: join(dir, 'pid'),
       ERL_EPMD_PORT: String(epmdPort),
       ERL_EPMD_ADDRESS: '127.0.0.1',
