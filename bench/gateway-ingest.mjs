@@ -283,6 +283,15 @@ async function main() {
         advanced: { quorum_commands_soft_limit: String(opts.softLimit) },
       });
       cleanups.push(() => rabbit.stop());
+      // The title names the limit: check that the node runs with it.
+      const env = await rabbit.ctl([
+        'eval',
+        'application:get_env(rabbit, quorum_commands_soft_limit).',
+      ]);
+      if (env.trim() !== `{ok,${opts.softLimit}}`)
+        throw new Error(
+          `the node runs with quorum_commands_soft_limit ${env.trim()}, not ${opts.softLimit}`,
+        );
       opts.amqp = rabbit.url;
     }
     if (opts.amqp !== undefined) {
