@@ -50,6 +50,7 @@ export function contextOf(cmd: Command): CommandContext {
 export function exitCodeOf(err: unknown): number {
   if (err instanceof InputError) return ExitCode.BadInput;
   if (err instanceof QtuneError && err.code === ErrorCode.BadInput) return ExitCode.BadInput;
+  if (err instanceof QtuneError && err.code === ErrorCode.NotFound) return ExitCode.NotFound;
   if (err instanceof BrokerError && err.code === ErrorCode.BrokerUnavailable) {
     return ExitCode.BrokerUnavailable;
   }

@@ -7,6 +7,8 @@ export const ExitCode = {
   BadInput: 2,
   /** The broker could not be opened or reached. */
   BrokerUnavailable: 3,
+  /** A queue, job, experiment or broker file named on the command line does not exist. */
+  NotFound: 4,
   /** Interrupted by a second SIGINT/SIGTERM. */
   Interrupted: 130,
 } as const;

@@ -29,6 +29,12 @@ export const ErrorCode = {
   ReplyTimeout: 'REPLY_TIMEOUT',
   /** Bad input from a user: a flag, a file, a config value. */
   BadInput: 'BAD_INPUT',
+  /** A queue, job, experiment or broker file that does not exist (reading never creates one). */
+  NotFound: 'NOT_FOUND',
+  /** A queue re-declared with other properties than it has (AMQP's PRECONDITION_FAILED). */
+  QueueMismatch: 'QUEUE_MISMATCH',
+  /** The caller may not do this to that resource (another token's queue or consumer). */
+  Forbidden: 'FORBIDDEN',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -64,6 +70,24 @@ export class DecodeError extends TaskError {
 
 /** Infrastructure failure: the broker is gone, closed, or refused. */
 export class BrokerError extends QtuneError {}
+
+/** A named thing does not exist; `target` is what was asked for, `suggestion` the closest existing name. */
+export class NotFoundError extends QtuneError {
+  readonly kind: string;
+  readonly target: string;
+  readonly suggestion: string | undefined;
+  constructor(kind: string, name: string, suggestion?: string, options?: { cause?: unknown }) {
+    super(
+      ErrorCode.NotFound,
+      `${kind} "${name}" does not exist` +
+        (suggestion === undefined ? '' : ` (did you mean "${suggestion}"?)`),
+      options,
+    );
+    this.kind = kind;
+    this.target = name;
+    this.suggestion = suggestion;
+  }
+}
 
 /** Bad input from a user (flag, file, config); the CLI exits with code 2. */
 export class InputError extends QtuneError {
