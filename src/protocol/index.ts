@@ -5,3 +5,4 @@ export type * from './result.js';
 export * from './trial.js';
 export * from './duration.js';
 export * from './key.js';
+export * from './names.js';
