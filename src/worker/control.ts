@@ -2,9 +2,12 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Broker, Consumer } from '../broker/contract.js';
 import { ackEach } from '../broker/contract.js';
+import { redact } from '../broker/open.js';
 import { decode, encode } from '../protocol/codec.js';
 import { createEnvelope, MessageType } from '../protocol/envelope.js';
+import { printable } from '../protocol/names.js';
 import type { WorkerInfo } from '../protocol/result.js';
+import type { EndpointState } from './handlers/http-pool.js';
 
 /** Topic on which `qtune status` asks every live worker to report. */
 export const CONTROL_STATUS_TOPIC = 'qtune.control.status';
@@ -20,6 +23,61 @@ export interface WorkerReport {
   inFlight: number;
   /** Tasks finished per second since start. */
   rate: number;
+  /** An `--http` worker's endpoints and their circuit breakers (absent for other handlers). */
+  endpoints?: EndpointReport[];
+}
+
+/** One endpoint of an HTTP pool as a worker reports it (URL password hidden). */
+export interface EndpointReport {
+  url: string;
+  /** `up`, `open` (cooling down: no requests) or `half-open` (one probe request at a time). */
+  state: EndpointState['state'];
+  outstanding: number;
+  succeeded: number;
+  failed: number;
+  consecutiveFailures: number;
+  recentFailures: number;
+  recentRequests: number;
+  /** Times the endpoint's breaker has opened. */
+  opened: number;
+  /** While open: ms until a probe request may go through. */
+  retryInMs?: number;
+  /** Why the breaker last opened. */
+  reason?: string;
+}
+
+/** An endpoint's state as reported, `retryAt` turned into a delay so clocks need not agree. */
+export function endpointReport(e: EndpointState, now = Date.now()): EndpointReport {
+  const { retryAt, url, ...rest } = e;
+  return {
+    ...rest,
+    url: redact(url),
+    ...(retryAt !== undefined && { retryInMs: Math.max(0, retryAt - now) }),
+  };
+}
+
+/** Table rows (header first) of every reported endpoint, or none when no worker has any. */
+export function endpointRows(reports: readonly WorkerReport[]): (string | number)[][] {
+  const rows: (string | number)[][] = [];
+  for (const r of reports) {
+    for (const e of r.endpoints ?? []) {
+      const state =
+        e.state === 'open' && e.retryInMs !== undefined
+          ? `open ${(e.retryInMs / 1000).toFixed(1)}s`
+          : e.state;
+      rows.push([
+        printable(e.url),
+        state,
+        e.succeeded,
+        e.failed,
+        `${e.recentFailures}/${e.recentRequests}`,
+        e.outstanding,
+        `${printable(r.worker.host)}:${r.worker.pid}`,
+      ]);
+    }
+  }
+  if (rows.length === 0) return [];
+  return [['endpoint', 'state', 'ok', 'failed', 'recent fails', 'in flight', 'worker'], ...rows];
 }
 
 /**

@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander';
 import type { QueueStats } from '../../broker/contract.js';
-import { gatherWorkerReports, type WorkerReport } from '../../worker/control.js';
+import { endpointRows, gatherWorkerReports, type WorkerReport } from '../../worker/control.js';
 import { action, contextOf } from '../context.js';
 import { table } from '../format.js';
 import { parseDuration } from '../options.js';
@@ -116,6 +116,8 @@ export function statusCommand(): Command {
             ]) + '\n',
           );
         }
+        const endpoints = endpointRows(reports);
+        if (endpoints.length > 0) process.stdout.write('\n' + table(endpoints) + '\n');
       }),
     );
 }

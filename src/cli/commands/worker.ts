@@ -1,13 +1,15 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { loadTemplate } from '../../job/template.js';
-import { openBroker } from '../../broker/open.js';
+import { openBroker, redact } from '../../broker/open.js';
 import { Requester } from '../../patterns/request-reply.js';
 import { InputError } from '../../protocol/errors.js';
 import { experimentQueues } from '../../protocol/trial.js';
 import { loadExperimentSpec, type ExperimentSpec } from '../../scheduler/spec.js';
-import { serveStatusRequests, type WorkerReport } from '../../worker/control.js';
+import { endpointReport, serveStatusRequests, type WorkerReport } from '../../worker/control.js';
+import { BREAKER_DEFAULTS, type BreakerOptions } from '../../worker/handlers/circuit-breaker.js';
 import { execHandler } from '../../worker/handlers/exec.js';
-import { httpPoolHandler } from '../../worker/handlers/http-pool.js';
+import { checkEndpointUrl, HttpEndpointPool } from '../../worker/handlers/http-pool.js';
+import type { Logger } from '../../worker/logger.js';
 import { mapPayload } from '../../worker/handlers/map-payload.js';
 import { loadModuleHandler } from '../../worker/handlers/module.js';
 import type { TaskHandler } from '../../worker/handlers/types.js';
@@ -37,6 +39,54 @@ interface WorkerOptions {
   pricePerHour?: number;
   gateway?: string;
   token?: string;
+  breakerFailures: number;
+  breakerFailureRate: number;
+  breakerWindow: number;
+  breakerCooldown: number;
+}
+
+const BREAKER_FLAGS = [
+  ['breakerFailures', '--breaker-failures'],
+  ['breakerFailureRate', '--breaker-failure-rate'],
+  ['breakerWindow', '--breaker-window'],
+  ['breakerCooldown', '--breaker-cooldown'],
+] as const;
+
+/** Commander parser for --breaker-failure-rate: a share in (0, 1], or a percentage like 50%. */
+function share(value: string): number {
+  const percent = value.trim().endsWith('%');
+  const n = Number(percent ? value.trim().slice(0, -1) : value) / (percent ? 100 : 1);
+  if (value.trim() === '' || !Number.isFinite(n) || n <= 0 || n > 1) {
+    throw new InvalidArgumentError(
+      `"${value}" is not a failure rate (a share in (0, 1], e.g. 0.5 or 50%)`,
+    );
+  }
+  return n;
+}
+
+/** The circuit-breaker settings of the --breaker-* flags. */
+function breakerOptions(opts: WorkerOptions): BreakerOptions {
+  return {
+    failures: opts.breakerFailures,
+    failureRate: opts.breakerFailureRate,
+    window: opts.breakerWindow,
+    minRequests: Math.ceil(opts.breakerWindow / 2),
+    cooldownMs: opts.breakerCooldown,
+  };
+}
+
+/** Logs an endpoint's breaker opening (warn) and closing again (info); re-opens after a failed probe at debug. */
+function logBreakerChanges(logger: Logger) {
+  return (url: string, t: { from: string; to: string; reason?: string }): void => {
+    const endpoint = redact(url);
+    if (t.to === 'open' && t.from === 'up') {
+      logger.warn({ endpoint, reason: t.reason }, 'endpoint taken out of rotation (circuit open)');
+    } else if (t.to === 'up') {
+      logger.info({ endpoint }, 'endpoint back in rotation (probe succeeded)');
+    } else {
+      logger.debug({ endpoint, from: t.from, to: t.to, reason: t.reason }, 'endpoint circuit');
+    }
+  };
 }
 
 /** Commander parser for --price-per-hour: a finite number ≥ 0. */
@@ -53,19 +103,16 @@ function httpUrls(value: string | readonly string[], flag: string): string[] {
   const urls = (typeof value === 'string' ? value.split(',') : [...value])
     .map((u) => u.trim())
     .filter((u) => u !== '');
-  for (const u of urls) {
-    try {
-      new URL(u);
-    } catch {
-      throw new InputError(`${flag}: "${u}" is not a valid URL`);
-    }
-  }
+  for (const u of urls) checkEndpointUrl(u, flag);
   if (urls.length === 0) throw new InputError(`${flag}: give at least one URL`);
   return urls;
 }
 
 /** Picks the handler from exactly one of --module, --exec, --http. */
-async function handlerFrom(opts: WorkerOptions): Promise<{ handler: TaskHandler; label: string }> {
+async function handlerFrom(
+  opts: WorkerOptions,
+  logger: Logger,
+): Promise<{ handler: TaskHandler; label: string; pool?: HttpEndpointPool }> {
   const chosen = [opts.module, opts.exec, opts.http].filter((v) => v !== undefined);
   if (chosen.length !== 1) {
     throw new InputError('choose exactly one handler: --module PATH, --exec "CMD" or --http URLS');
@@ -76,7 +123,11 @@ async function handlerFrom(opts: WorkerOptions): Promise<{ handler: TaskHandler;
   if (opts.exec !== undefined)
     return { handler: execHandler(opts.exec), label: `exec ${opts.exec}` };
   const urls = httpUrls(opts.http!, '--http');
-  return { handler: httpPoolHandler(urls), label: `http ${urls.join(',')}` };
+  const pool = new HttpEndpointPool(urls, {
+    breaker: breakerOptions(opts),
+    onBreakerChange: logBreakerChanges(logger),
+  });
+  return { handler: pool.handler(), label: `http ${urls.map(redact).join(',')}`, pool };
 }
 
 /**
@@ -142,7 +193,42 @@ export function workerCommand(): Command {
     .argument('[queue]', "queue to consume (default with --experiment: the experiment's)")
     .option('--module <path>', 'JS module whose default export is async (payload, ctx) => result')
     .option('--exec <command>', 'shell command: payload JSON on stdin, result JSON on stdout')
-    .option('--http <urls>', 'comma-separated endpoints; POST the payload, least outstanding first')
+    .option(
+      '--http <urls>',
+      'comma-separated http(s) endpoints; POST the payload, least outstanding first, skipping endpoints whose circuit is open',
+    )
+    .addOption(
+      new Option(
+        '--breaker-failures <n>',
+        'with --http: consecutive failures (connection error, 5xx, 429) that take an endpoint out of rotation',
+      )
+        .argParser(intAtLeast(1))
+        .default(BREAKER_DEFAULTS.failures),
+    )
+    .addOption(
+      new Option(
+        '--breaker-failure-rate <share>',
+        'with --http: failed share of the last --breaker-window requests that does the same (e.g. 0.5 or 50%)',
+      )
+        .argParser(share)
+        .default(BREAKER_DEFAULTS.failureRate, '50%'),
+    )
+    .addOption(
+      new Option(
+        '--breaker-window <n>',
+        'with --http: requests the failure rate is taken over (it applies once half of them are in)',
+      )
+        .argParser(intAtLeast(1))
+        .default(BREAKER_DEFAULTS.window),
+    )
+    .addOption(
+      new Option(
+        '--breaker-cooldown <duration>',
+        'with --http: how long an endpoint stays out before one probe request tries it again',
+      )
+        .argParser(parseDuration)
+        .default(BREAKER_DEFAULTS.cooldownMs, '2s'),
+    )
     .option(
       '--template <file>',
       'fill this template from each payload\'s fields and give the handler the result (.json: a JSON value; other files: text sent as {"prompt": ...})',
@@ -231,7 +317,15 @@ export function workerCommand(): Command {
         if (queue === undefined) throw new InputError('give a queue, or --experiment SPEC');
         const trialMode = opts.trial === true || spec !== undefined;
         const trialRun = trialMode ? await trialRunFrom(opts, spec) : undefined;
-        const plain = trialRun ? undefined : await handlerFrom(opts);
+        const breakerSet = BREAKER_FLAGS.filter(
+          ([key]) => cmd.getOptionValueSource(key) !== 'default',
+        ).map(([, flag]) => flag);
+        if (breakerSet.length > 0 && (trialMode || opts.http === undefined)) {
+          throw new InputError(
+            `${breakerSet.join(', ')}: only with --http on a task worker (trial runners use the defaults)`,
+          );
+        }
+        const plain = trialRun ? undefined : await handlerFrom(opts, ctx.logger);
         if (opts.template !== undefined && trialMode) {
           throw new InputError(
             '--template fills task payloads for --module, --exec or --http, not trials',
@@ -257,6 +351,7 @@ export function workerCommand(): Command {
         let requester: Requester | undefined;
         let handler: TaskHandler;
         let label: string;
+        const pool = plain?.pool;
         if (trialRun) {
           requester = await Requester.create(broker);
           handler = trialHandler(trialRun.run, { requester });
@@ -296,6 +391,7 @@ export function workerCommand(): Command {
             deadLettered: s.deadLettered,
             inFlight: s.inFlight,
             rate: rate(s.done),
+            ...(pool && { endpoints: pool.snapshot().map((e) => endpointReport(e)) }),
           };
         };
         const rateTimer = setInterval(() => rate(worker.stats().done), 1000);

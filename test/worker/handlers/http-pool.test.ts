@@ -107,17 +107,110 @@ describe('httpPoolHandler', () => {
     await expect(held).resolves.toEqual({ i: 1 });
   });
 
-  it('fails over on a 503 and avoids the failing endpoint during its cooldown', async () => {
-    const a = await startServer((_req, _body, res) => json(res, 503, { error: 'overloaded' }));
+  it('keeps an endpoint that failed once in rotation, failing its request over', async () => {
+    let calls = 0;
+    const a = await startServer((_req, body, res) => {
+      if (++calls === 1) json(res, 503, { error: 'overloaded' });
+      else json(res, 200, { echo: JSON.parse(body) as unknown });
+    });
     const b = await startServer(echo);
-    const pool = new HttpEndpointPool([a.url, b.url], { cooldownMs: 60_000 });
-    await expect(pool.request({ n: 1 })).resolves.toEqual({ echo: { n: 1 } });
-    await expect(pool.request({ n: 2 })).resolves.toEqual({ echo: { n: 2 } });
-    expect(a.bodies).toHaveLength(1);
-    expect(b.bodies).toHaveLength(2);
+    const pool = new HttpEndpointPool([a.url, b.url]);
+    for (const n of [1, 2, 3, 4])
+      await expect(pool.request({ n })).resolves.toEqual({ echo: { n } });
+    // a failed n=1 (which b then served) and still took n=2 and n=4.
+    expect(a.bodies).toEqual(['{"n":1}', '{"n":2}', '{"n":4}']);
+    expect(b.bodies).toEqual(['{"n":1}', '{"n":3}']);
+    expect(pool.snapshot()[0]).toMatchObject({
+      state: 'up',
+      failed: 1,
+      succeeded: 2,
+      consecutiveFailures: 0,
+    });
+  });
+
+  it('opens an endpoint after consecutive failures and sends it nothing while it cools down', async () => {
+    const a = await startServer((_req, _body, res) => json(res, 500, { error: 'cuda oom' }));
+    const b = await startServer(echo);
+    const pool = new HttpEndpointPool([a.url, b.url], {
+      breaker: { failures: 3, cooldownMs: 60_000 },
+    });
+    for (let n = 0; n < 20; n++) await pool.request({ n });
+    expect(a.bodies).toHaveLength(3);
+    expect(b.bodies).toHaveLength(20);
     const [stateA] = pool.snapshot();
-    expect(stateA!.failed).toBe(1);
-    expect(stateA!.downUntil).toBeGreaterThan(Date.now());
+    expect(stateA).toMatchObject({ state: 'open', failed: 3, opened: 1 });
+    expect(stateA!.reason).toBe('3 consecutive failures');
+    expect(stateA!.retryAt).toBeGreaterThan(Date.now());
+  });
+
+  it('serves a fair share from an endpoint that fails 5 % of its requests', async () => {
+    let calls = 0;
+    const flaky = await startServer((_req, body, res) => {
+      if (++calls % 20 === 0) json(res, 500, { error: 'transient' });
+      else json(res, 200, JSON.parse(body) as unknown);
+    });
+    const steady = await startServer((_req, body, res) =>
+      json(res, 200, JSON.parse(body) as unknown),
+    );
+    const pool = new HttpEndpointPool([flaky.url, steady.url]);
+    const total = 600;
+    let next = 0;
+    const lane = async () => {
+      while (next < total) {
+        const n = next++;
+        await expect(pool.request({ n })).resolves.toEqual({ n });
+      }
+    };
+    await Promise.all([lane(), lane(), lane(), lane()]);
+    const [a, b] = pool.snapshot();
+    expect(a!.succeeded + b!.succeeded).toBe(total);
+    expect(a!.failed).toBeGreaterThan(0);
+    // Ejected for a while after each failure, it would serve only a sliver of the work.
+    expect(a!.succeeded / total).toBeGreaterThanOrEqual(0.4);
+    expect(a!.state).toBe('up');
+  });
+
+  it('waits for an open endpoint to cool down and probes it instead of failing the task', async () => {
+    let calls = 0;
+    const a = await startServer((_req, body, res) => {
+      if (++calls <= 2) json(res, 500, { error: 'loading model' });
+      else json(res, 200, JSON.parse(body) as unknown);
+    });
+    const pool = new HttpEndpointPool([a.url], { breaker: { failures: 2, cooldownMs: 50 } });
+    await expect(pool.request({ n: 1 })).rejects.toThrow(/HTTP 500/);
+    await expect(pool.request({ n: 2 })).rejects.toThrow(/HTTP 500/);
+    expect(pool.snapshot()[0]!.state).toBe('open');
+    // Open: the next requests wait; one probe goes through, succeeds and lets the rest follow.
+    await expect(Promise.all([3, 4, 5].map((n) => pool.request({ n })))).resolves.toEqual([
+      { n: 3 },
+      { n: 4 },
+      { n: 5 },
+    ]);
+    expect(a.bodies).toHaveLength(5);
+    expect(pool.snapshot()[0]).toMatchObject({ state: 'up', opened: 1 });
+  });
+
+  it('rejects with the abort reason while waiting for an open endpoint', async () => {
+    const a = await startServer((_req, _body, res) => json(res, 500, {}));
+    const pool = new HttpEndpointPool([a.url], { breaker: { failures: 1, cooldownMs: 60_000 } });
+    await expect(pool.request({})).rejects.toThrow(/HTTP 500/);
+    const controller = new AbortController();
+    const call = pool.request({}, controller.signal);
+    const reason = new TaskError(ErrorCode.Timeout, 'time limit');
+    controller.abort(reason);
+    await expect(call).rejects.toBe(reason);
+    expect(a.bodies).toHaveLength(1);
+  });
+
+  it('names an open endpoint in the error of a request that failed on the others', async () => {
+    const a = await startServer((_req, _body, res) => json(res, 500, { error: 'a down' }));
+    const b = await startServer((_req, _body, res) => json(res, 502, { error: 'b down' }));
+    const pool = new HttpEndpointPool([a.url, b.url], {
+      breaker: { failures: 1, cooldownMs: 60_000 },
+    });
+    await expect(pool.request({})).rejects.toThrow(/HTTP 500.*HTTP 502/);
+    // Both open: waits would follow, so check the snapshot instead of sending more.
+    expect(pool.snapshot().map((e) => e.state)).toEqual(['open', 'open']);
   });
 
   it('fails over when an endpoint refuses connections', async () => {
@@ -172,8 +265,16 @@ describe('httpPoolHandler', () => {
     never.resolve();
   });
 
-  it('rejects an empty endpoint list and a malformed URL', () => {
+  it('rejects an empty endpoint list, a malformed URL and a scheme other than http(s)', () => {
     expect(() => httpPoolHandler([])).toThrow(/at least one endpoint/);
     expect(() => httpPoolHandler(['not a url'])).toThrow(/"not a url" is not a URL/);
+    expect(() => httpPoolHandler(['ftp://models/v1'])).toThrow(
+      /"ftp:\/\/models\/v1" has scheme "ftp:"; expected http:\/\/ or https:\/\//,
+    );
+    // "localhost:8000" parses as a URL with the scheme "localhost:".
+    expect(() => httpPoolHandler(['localhost:8000/v1'])).toThrow(/scheme "localhost:"/);
+    expect(() => httpPoolHandler(['gopher://user:secret@models/'])).toThrow(
+      /"gopher:\/\/user:\*\*\*@models\/" has scheme "gopher:"/,
+    );
   });
 });
