@@ -1,7 +1,9 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import type { GpuInfo, WorkerInfo } from '../protocol/result.js';
+import { InputError } from '../protocol/errors.js';
+import { printable } from '../protocol/names.js';
+import type { GpuInfo, TaskGpu, WorkerInfo } from '../protocol/result.js';
 
 /** Arguments given to `nvidia-smi` to list GPUs as `name, memory MiB` lines. */
 export const NVIDIA_SMI_ARGS = [
@@ -53,6 +55,70 @@ export function probeGpus(): Promise<GpuInfo[] | undefined> {
     }
   });
   return gpuProbe;
+}
+
+/** Arguments given to `nvidia-smi` to list GPUs as `index, name, uuid` lines. */
+export const NVIDIA_SMI_LIST_ARGS = [
+  '--query-gpu=index,name,uuid',
+  '--format=csv,noheader',
+] as const;
+
+/**
+ * Parses `nvidia-smi --query-gpu=index,name,uuid --format=csv,noheader` output. Lines whose
+ * first field is not an index are skipped; a UUID that is not `GPU-...` or `MIG-...` is left out.
+ */
+export function parseGpuList(text: string): TaskGpu[] {
+  const gpus: TaskGpu[] = [];
+  for (const line of text.split(/\r?\n/)) {
+    const fields = line.split(',').map((f) => f.trim());
+    if (fields.length < 2 || !/^\d+$/.test(fields[0]!)) continue;
+    const gpu: TaskGpu = { index: Number(fields[0]) };
+    const last = fields.length >= 3 ? fields[fields.length - 1]! : '';
+    const uuid = /^(GPU|MIG)-/.test(last) ? last : undefined;
+    const name = fields.slice(1, uuid !== undefined ? -1 : undefined).join(', ');
+    if (name !== '' && !name.startsWith('[')) gpu.name = name;
+    if (uuid !== undefined) gpu.uuid = uuid;
+    gpus.push(gpu);
+  }
+  return gpus;
+}
+
+/**
+ * The GPUs for a worker's GPU slots: `'auto'` for every GPU `nvidia-smi` lists, or the given
+ * indices, each checked against that list (in the order given). Throws an InputError naming
+ * what is wrong when `nvidia-smi` cannot run, lists no GPU, or lacks an index.
+ */
+export async function resolveGpuSlots(wanted: 'auto' | readonly number[]): Promise<TaskGpu[]> {
+  const what = `--gpus ${wanted === 'auto' ? 'auto' : wanted.join(',')}`;
+  const listed = await new Promise<TaskGpu[]>((resolve, reject) => {
+    try {
+      execFile(
+        'nvidia-smi',
+        [...NVIDIA_SMI_LIST_ARGS],
+        { timeout: PROBE_TIMEOUT_MS, windowsHide: true },
+        (err, stdout, stderr) => {
+          if (!err) return resolve(parseGpuList(String(stdout)));
+          const code = (err as { code?: unknown }).code;
+          const said = (String(stderr).trim() || String(stdout).trim()).split('\n')[0];
+          const detail = printable(said || (typeof code === 'string' ? code : err.message));
+          reject(new InputError(`${what}: cannot list GPUs with nvidia-smi: ${detail}`));
+        },
+      );
+    } catch (err) {
+      reject(new InputError(`${what}: cannot run nvidia-smi: ${(err as Error).message}`));
+    }
+  });
+  if (listed.length === 0) throw new InputError(`${what}: nvidia-smi lists no GPU`);
+  if (wanted === 'auto') return listed;
+  return wanted.map((index) => {
+    const gpu = listed.find((g) => g.index === index);
+    if (!gpu) {
+      throw new InputError(
+        `${what}: GPU ${index} is not on this machine (nvidia-smi lists ${listed.map((g) => g.index).join(', ')})`,
+      );
+    }
+    return gpu;
+  });
 }
 
 /** A worker id of the form `host:pid:xxxx`, unique per call. */

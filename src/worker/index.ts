@@ -14,6 +14,9 @@ export {
   parseNvidiaSmi,
   newWorkerId,
   NVIDIA_SMI_ARGS,
+  NVIDIA_SMI_LIST_ARGS,
+  parseGpuList,
+  resolveGpuSlots,
 } from './host-info.js';
 export type { HostInfoOptions } from './host-info.js';
 export { silentLogger } from './logger.js';

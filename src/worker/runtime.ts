@@ -20,7 +20,7 @@ import {
   errorCode,
   toError,
 } from '../protocol/errors.js';
-import type { TaskResult, WorkerInfo } from '../protocol/result.js';
+import type { TaskGpu, TaskResult, WorkerInfo } from '../protocol/result.js';
 import type { TaskContext, TaskHandler } from './handlers/types.js';
 import { getHostInfo } from './host-info.js';
 import { childLogger, silentLogger, type Logger } from './logger.js';
@@ -59,10 +59,16 @@ export interface WorkerOptions {
   queue: string;
   handler: TaskHandler;
   /**
-   * Handlers run at once (default: 1; an exec or HTTP handler can usually take more). A task
-   * whose handler returned frees its slot while its result is stored.
+   * Handlers run at once (default: 1, or one per GPU with `gpus`; an exec or HTTP handler can
+   * usually take more). A task whose handler returned frees its slot while its result is stored.
    */
   concurrency?: number;
+  /**
+   * GPU slots: each running task holds one of these GPUs (the least busy, ties to the first
+   * listed), sees it as `ctx.gpu`, and its result records it as `worker.gpu`. The concurrency
+   * must be a multiple of their number: that many tasks share each GPU (default: none).
+   */
+  gpus?: readonly TaskGpu[];
   /** Deliveries held from the broker at once: waiting, running or being settled (default: 2 × concurrency). */
   prefetch?: number;
   /** Time limit per task in ms; past it the task's signal aborts and it fails with TIMEOUT (default: none). */
@@ -161,6 +167,8 @@ interface Held {
   nextBeatAt?: number;
   /** Whether it holds one of the `concurrency` slots: from its start until its handler is done. */
   slot?: boolean;
+  /** With GPU slots: the GPU it runs on, and its position in the worker's list. */
+  gpu?: { slot: number; info: TaskGpu };
 }
 
 type Outcome = { ok: true; value: unknown } | { ok: false; error: Error };
@@ -186,6 +194,9 @@ export class Worker {
   readonly #broker: Broker;
   readonly #handler: TaskHandler;
   readonly #concurrency: number;
+  /** GPU slots, and how many running tasks hold each (same positions). */
+  readonly #gpus: readonly TaskGpu[];
+  readonly #gpuLoad: number[];
   readonly #maxAttempts: number;
   readonly #timeoutMs: number | undefined;
   readonly #backoff: BackoffOptions;
@@ -226,7 +237,17 @@ export class Worker {
     this.info = options.hostInfo;
     this.#broker = options.broker;
     this.#handler = options.handler;
-    this.#concurrency = positiveInt('concurrency', options.concurrency ?? 1);
+    this.#gpus = [...(options.gpus ?? [])];
+    this.#gpuLoad = this.#gpus.map(() => 0);
+    this.#concurrency = positiveInt(
+      'concurrency',
+      options.concurrency ?? (this.#gpus.length > 0 ? this.#gpus.length : 1),
+    );
+    if (this.#gpus.length > 0 && this.#concurrency % this.#gpus.length !== 0) {
+      throw new InputError(
+        `worker option concurrency (${this.#concurrency}) must be a multiple of the number of GPUs (${this.#gpus.length})`,
+      );
+    }
     this.#maxAttempts = positiveInt('maxAttempts', options.maxAttempts ?? 3);
     this.#timeoutMs = options.timeoutMs;
     this.#backoff = options.backoff ?? {};
@@ -401,6 +422,7 @@ export class Worker {
       const held = this.#waiting.shift()!;
       this.#executing++;
       held.slot = true;
+      if (this.#gpus.length > 0) held.gpu = this.#takeGpu();
       this.#runs.set(held, this.#run(held));
     }
   }
@@ -409,8 +431,19 @@ export class Worker {
   #endExecution(h: Held): void {
     if (!h.slot) return;
     h.slot = false;
+    if (h.gpu) this.#gpuLoad[h.gpu.slot]!--;
     this.#executing--;
     this.#pump();
+  }
+
+  /** The least busy GPU (ties: the first listed); below the concurrency limit one always has room. */
+  #takeGpu(): { slot: number; info: TaskGpu } {
+    let slot = 0;
+    for (let i = 1; i < this.#gpuLoad.length; i++) {
+      if (this.#gpuLoad[i]! < this.#gpuLoad[slot]!) slot = i;
+    }
+    this.#gpuLoad[slot]!++;
+    return { slot, info: this.#gpus[slot]! };
   }
 
   /** Runs a held task to its end; never rejects. */
@@ -584,7 +617,7 @@ export class Worker {
     const result: TaskResult = {
       taskId: env.id,
       ok,
-      worker: this.info,
+      worker: h.gpu ? { ...this.info, gpu: h.gpu.info } : this.info,
       startedAt: timing.startedAt,
       finishedAt: timing.finishedAt,
       durationMs: timing.finishedAt - timing.startedAt,
@@ -737,6 +770,7 @@ class RunContext implements TaskContext {
   declare readonly task?: string;
   declare readonly signal: AbortSignal;
   declare readonly log: Logger;
+  declare readonly gpu?: TaskGpu;
   readonly progress: (info: unknown) => void;
   readonly heartbeat: (ms?: number) => Promise<void>;
   readonly #h: Held;
@@ -750,6 +784,7 @@ class RunContext implements TaskContext {
     this.headers = env.headers ?? {};
     if (env.key !== undefined) (this as { key?: string }).key = env.key;
     if (env.task !== undefined) (this as { task?: string }).task = env.task;
+    if (h.gpu) (this as { gpu?: TaskGpu }).gpu = h.gpu.info;
     this.progress = (info) => hooks.progress(h, info);
     this.heartbeat = (ms) => h.delivery.extendLease(ms);
     this.#h = h;

@@ -2,7 +2,7 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { hostname, tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { parseNvidiaSmi } from '../../src/worker/host-info.js';
+import { parseGpuList, parseNvidiaSmi } from '../../src/worker/host-info.js';
 
 describe('parseNvidiaSmi', () => {
   it('reads one GPU per line and skips lines it cannot read', () => {
@@ -10,6 +10,23 @@ describe('parseNvidiaSmi', () => {
     expect(parseNvidiaSmi(text)).toEqual([
       { name: 'NVIDIA A100-SXM4-40GB', memoryMiB: 40960 },
       { name: 'NVIDIA GeForce RTX 4090', memoryMiB: 24564 },
+    ]);
+  });
+});
+
+describe('parseGpuList', () => {
+  it('reads index, name and uuid per line, keeping commas in names and skipping other lines', () => {
+    const text = [
+      '0, NVIDIA H100 80GB HBM3, GPU-1c7f0a52-0000-4000-8000-000000000000',
+      '1, Odd, Name, GPU-2d8e1b63-1111-4000-8000-000000000001',
+      '2, [N/A], [N/A]',
+      'No devices were found',
+      '',
+    ].join('\n');
+    expect(parseGpuList(text)).toEqual([
+      { index: 0, name: 'NVIDIA H100 80GB HBM3', uuid: 'GPU-1c7f0a52-0000-4000-8000-000000000000' },
+      { index: 1, name: 'Odd, Name', uuid: 'GPU-2d8e1b63-1111-4000-8000-000000000001' },
+      { index: 2 },
     ]);
   });
 });

@@ -61,6 +61,68 @@ function results(taken: { envelope: { payload: unknown } }[]): TaskResult[] {
 }
 
 describe('worker runtime', () => {
+  it('gives each running task a GPU of its own as ctx.gpu and records it on the result', async () => {
+    const { broker, queue } = setup();
+    const gpus = [
+      { index: 1, name: 'NVIDIA H100 80GB HBM3', uuid: 'GPU-1' },
+      { index: 3, name: 'NVIDIA A100-SXM4-40GB' },
+    ];
+    const busy = new Set<number>();
+    const clashes: number[] = [];
+    const seen: (number | undefined)[] = [];
+    const handler: TaskHandler = async (payload, ctx) => {
+      const index = ctx.gpu!.index;
+      seen.push(index);
+      if (busy.has(index)) clashes.push(index);
+      busy.add(index);
+      await new Promise((r) => setTimeout(r, 5));
+      busy.delete(index);
+      return { payload, index };
+    };
+    await submitTasks(
+      broker,
+      queue,
+      Array.from({ length: 12 }, (_, n) => ({ payload: { n } })),
+    );
+    // No concurrency given: one slot per GPU.
+    await worker({ broker, queue, handler, gpus });
+    const taken = results(await takeMessages(broker, resultQueueOf(queue), 12));
+    expect(clashes).toEqual([]);
+    expect(new Set(seen)).toEqual(new Set([1, 3]));
+    for (const r of taken) {
+      const value = r.value as { index: number };
+      expect(r.worker.gpu).toEqual(gpus.find((g) => g.index === value.index));
+      expect(r.worker).toMatchObject(hostInfo);
+    }
+  });
+
+  it('shares each GPU among concurrency / GPUs tasks, and refuses a concurrency that is not a multiple', async () => {
+    const { broker, queue } = setup();
+    const gpus = [{ index: 0 }, { index: 1 }];
+    await expect(
+      startWorker({ broker, queue, hostInfo, handler: async () => null, gpus, concurrency: 3 }),
+    ).rejects.toThrow('concurrency (3) must be a multiple of the number of GPUs (2)');
+    const running: number[] = [];
+    const gate = deferred();
+    const handler: TaskHandler = async (_payload, ctx) => {
+      running.push(ctx.gpu!.index);
+      await gate.promise;
+      return null;
+    };
+    await submitTasks(
+      broker,
+      queue,
+      Array.from({ length: 8 }, (_, n) => ({ payload: { n } })),
+    );
+    await worker({ broker, queue, handler, gpus, concurrency: 4 });
+    await vi.waitFor(() => expect(running).toHaveLength(4));
+    // Four slots, two on each GPU; the other tasks wait for one to free.
+    expect([...running].sort()).toEqual([0, 0, 1, 1]);
+    gate.resolve();
+    await takeMessages(broker, resultQueueOf(queue), 8);
+    expect(running).toHaveLength(8);
+  });
+
   it('publishes the result and has it confirmed before it acks the task', async () => {
     const { broker: inner, queue } = setup();
     const broker = new RecordingBroker(inner);

@@ -13,7 +13,7 @@ import type { Logger } from '../../worker/logger.js';
 import { mapPayload } from '../../worker/handlers/map-payload.js';
 import { loadModuleHandler } from '../../worker/handlers/module.js';
 import type { TaskHandler } from '../../worker/handlers/types.js';
-import { getHostInfo } from '../../worker/host-info.js';
+import { getHostInfo, resolveGpuSlots } from '../../worker/host-info.js';
 import { installSignalHandlers, startWorker } from '../../worker/runtime.js';
 import { trialHandler, type TrialRun } from '../../worker/trial/trial-handler.js';
 import { execTrialRun, httpTrialRun, moduleTrialRun } from '../../worker/trial/runners.js';
@@ -43,6 +43,25 @@ interface WorkerOptions {
   breakerFailureRate: number;
   breakerWindow: number;
   breakerCooldown: number;
+  gpus?: 'auto' | number[];
+}
+
+/** Commander parser for --gpus: `auto`, or distinct GPU indices such as `0,1,3`. */
+function gpuList(value: string): 'auto' | number[] {
+  if (value.trim() === 'auto') return 'auto';
+  const parts = value.split(',').map((p) => p.trim());
+  const indices = parts.map(Number);
+  const bad = parts.find((p) => !/^\d+$/.test(p));
+  if (bad !== undefined) {
+    throw new InvalidArgumentError(
+      `"${value}" is not a GPU list: "${bad}" is not a GPU index (use auto, or indices such as 0,1,3)`,
+    );
+  }
+  const repeated = indices.find((n, i) => indices.indexOf(n) !== i);
+  if (repeated !== undefined) {
+    throw new InvalidArgumentError(`"${value}" names GPU ${repeated} twice`);
+  }
+  return indices;
 }
 
 const BREAKER_FLAGS = [
@@ -260,7 +279,18 @@ export function workerCommand(): Command {
       ).hideHelp(),
     )
     .addOption(
-      new Option('-c, --concurrency <n>', 'tasks run at once').argParser(intAtLeast(1)).default(1),
+      new Option(
+        '-c, --concurrency <n>',
+        'tasks run at once (with --gpus: one per GPU, or a multiple of the number of GPUs)',
+      )
+        .argParser(intAtLeast(1))
+        .default(1),
+    )
+    .addOption(
+      new Option(
+        '--gpus <list>',
+        'GPU slots: auto (every GPU nvidia-smi lists) or indices such as 0,1,3; each running task holds one GPU (CUDA_VISIBLE_DEVICES for --exec, ctx.gpu for --module) (default: none)',
+      ).argParser(gpuList),
     )
     .addOption(
       new Option(
@@ -326,6 +356,21 @@ export function workerCommand(): Command {
           );
         }
         const plain = trialRun ? undefined : await handlerFrom(opts, ctx.logger);
+        let gpus: Awaited<ReturnType<typeof resolveGpuSlots>> | undefined;
+        if (opts.gpus !== undefined) {
+          if (opts.http !== undefined || (spec?.runner && 'http' in spec.runner)) {
+            throw new InputError(
+              '--gpus: not with HTTP endpoints (the model servers hold the GPUs)',
+            );
+          }
+          gpus = await resolveGpuSlots(opts.gpus);
+          if (cmd.getOptionValueSource('concurrency') === 'default') opts.concurrency = gpus.length;
+          else if (opts.concurrency % gpus.length !== 0) {
+            throw new InputError(
+              `--concurrency ${opts.concurrency}: with --gpus it must be a multiple of the number of GPUs (${gpus.length}: ${gpus.map((g) => g.index).join(',')})`,
+            );
+          }
+        }
         if (opts.template !== undefined && trialMode) {
           throw new InputError(
             '--template fills task payloads for --module, --exec or --http, not trials',
@@ -372,6 +417,7 @@ export function workerCommand(): Command {
           queue,
           handler,
           concurrency: opts.concurrency,
+          ...(gpus && { gpus }),
           prefetch: opts.prefetch,
           timeoutMs: opts.timeout,
           maxAttempts: opts.maxAttempts,
@@ -398,7 +444,14 @@ export function workerCommand(): Command {
         rateTimer.unref();
         const control = await serveStatusRequests(broker, report);
         ctx.logger.info(
-          { queue, handler: label, concurrency: opts.concurrency, host: host.host, pid: host.pid },
+          {
+            queue,
+            handler: label,
+            concurrency: opts.concurrency,
+            ...(gpus && { gpus: gpus.map((g) => g.index) }),
+            host: host.host,
+            pid: host.pid,
+          },
           'worker started',
         );
         await new Promise<void>((resolve) => {

@@ -44,7 +44,8 @@ export function parseCommandOutput(stdout: string): unknown {
  * (timeout or shutdown) the command's whole process group gets SIGTERM, then SIGKILL after
  * `killGraceMs`. When the command exits, whatever it left running in its process group is
  * killed. The command sees QTUNE_TASK_ID, QTUNE_ATTEMPT and, when set, QTUNE_TASK_KEY
- * and QTUNE_TASK_NAME.
+ * and QTUNE_TASK_NAME. On a worker with GPU slots it sees only its task's GPU:
+ * CUDA_VISIBLE_DEVICES and QTUNE_GPU_INDEX are its index, CUDA_DEVICE_ORDER is PCI_BUS_ID.
  */
 export function execHandler(command: string, options: ExecHandlerOptions = {}): TaskHandler {
   return (payload, ctx) => runCommand(command, payload, ctx, options);
@@ -76,6 +77,12 @@ export function runCommand(
     };
     if (ctx.key !== undefined) env.QTUNE_TASK_KEY = ctx.key;
     if (ctx.task !== undefined) env.QTUNE_TASK_NAME = ctx.task;
+    if (ctx.gpu !== undefined) {
+      // nvidia-smi numbers GPUs in PCI bus order; CUDA's default order may differ.
+      env.CUDA_DEVICE_ORDER = 'PCI_BUS_ID';
+      env.CUDA_VISIBLE_DEVICES = String(ctx.gpu.index);
+      env.QTUNE_GPU_INDEX = String(ctx.gpu.index);
+    }
 
     // detached: the child leads its own process group, so kill(-pid) reaches its children too.
     const child = spawn(command, {

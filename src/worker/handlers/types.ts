@@ -1,4 +1,5 @@
 import type { Headers } from '../../protocol/envelope.js';
+import type { TaskGpu } from '../../protocol/result.js';
 import type { Logger } from '../logger.js';
 
 /** What a handler knows about the task it runs, and how it talks back to the runtime. */
@@ -21,6 +22,11 @@ export interface TaskContext {
   heartbeat(ms?: number): Promise<void>;
   /** Logger bound to this task. */
   readonly log: Logger;
+  /**
+   * The GPU this task holds, on a worker with GPU slots (`--gpus`); no other task of the worker
+   * runs on it meanwhile (with one slot per GPU). Absent otherwise.
+   */
+  readonly gpu?: TaskGpu;
 }
 
 /** Runs one task: resolves with a JSON-serializable result or rejects to fail the attempt. */

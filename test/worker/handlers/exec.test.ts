@@ -52,6 +52,16 @@ describe('execHandler', () => {
     expect(result).toEqual({ id: 'abc', attempt: 2, key: 'k-1' });
   });
 
+  it("shows the command only its task's GPU, in PCI bus order, and no GPU setting without one", async () => {
+    const handler = execHandler(
+      'printf \'%s|%s|%s\' "${CUDA_VISIBLE_DEVICES-unset}" "${CUDA_DEVICE_ORDER-unset}" "${QTUNE_GPU_INDEX-unset}"',
+      { env: { CUDA_VISIBLE_DEVICES: '0,1,2,3' } },
+    );
+    const gpu = { index: 3, name: 'NVIDIA H100 80GB HBM3' };
+    await expect(handler(null, fakeContext({ gpu }))).resolves.toBe('3|PCI_BUS_ID|3');
+    await expect(handler(null, fakeContext())).resolves.toBe('0,1,2,3|unset|unset');
+  });
+
   it('returns trimmed text for non-JSON stdout and null for empty stdout', async () => {
     await expect(execHandler('echo "  plain words  "')(null, fakeContext())).resolves.toBe(
       'plain words',
