@@ -6,7 +6,11 @@ import { InputError } from '../../protocol/errors.js';
 import { experimentQueues } from '../../protocol/trial.js';
 import { loadExperimentSpec, type ExperimentSpec } from '../../scheduler/spec.js';
 import { endpointReport, serveStatusRequests, type WorkerReport } from '../../worker/control.js';
-import { BREAKER_DEFAULTS, type BreakerOptions } from '../../worker/handlers/circuit-breaker.js';
+import {
+  BREAKER_DEFAULTS,
+  type BreakerOptions,
+  type BreakerTransition,
+} from '../../worker/handlers/circuit-breaker.js';
 import { execHandler } from '../../worker/handlers/exec.js';
 import { checkEndpointUrl, HttpEndpointPool } from '../../worker/handlers/http-pool.js';
 import type { Logger } from '../../worker/logger.js';
@@ -96,7 +100,7 @@ function breakerOptions(opts: WorkerOptions): BreakerOptions {
 
 /** Logs an endpoint's breaker opening (warn) and closing again (info); re-opens after a failed probe at debug. */
 function logBreakerChanges(logger: Logger) {
-  return (url: string, t: { from: string; to: string; reason?: string }): void => {
+  return (url: string, t: BreakerTransition): void => {
     const endpoint = redact(url);
     if (t.to === 'open' && t.from === 'up') {
       logger.warn({ endpoint, reason: t.reason }, 'endpoint taken out of rotation (circuit open)');
