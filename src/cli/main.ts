@@ -74,10 +74,20 @@ export async function buildProgram(argv: readonly string[] = process.argv): Prom
   const names =
     first !== undefined && Object.hasOwn(COMMANDS, first) ? [first] : Object.keys(COMMANDS);
   for (const cmd of await Promise.all(names.map((n) => COMMANDS[n]!()))) {
-    cmd.copyInheritedSettings(program);
+    inheritSettings(cmd, program);
     program.addCommand(cmd);
   }
   return program;
+}
+
+/**
+ * Copies the root's settings (exit codes, help after errors) down to `cmd` and every command
+ * under it: commander copies them only to subcommands created after the parent has them, and
+ * `job submit` or `experiment run` were created before, so their usage errors exited 1.
+ */
+function inheritSettings(cmd: Command, parent: Command): void {
+  cmd.copyInheritedSettings(parent);
+  for (const sub of cmd.commands) inheritSettings(sub, cmd);
 }
 
 // Output piped into `head` and the like: a closed pipe ends the command quietly.

@@ -71,6 +71,39 @@ describe('qtune CLI', () => {
     expect(res.stderr).toContain('"soon" is not a duration');
   });
 
+  it.each([
+    ['worker', 'q', '--exec', 'cat', '--timeout', '5'],
+    ['worker', 'q', '--exec', 'cat', '--grace', '30'],
+    ['status', '--wait', '500'],
+    ['job', 'status', 'j', '--watch', '2'],
+    ['job', 'submit', 'j', '--input', '-', '--lease', '30'],
+    ['experiment', 'stop', 'e', '--wait', '--timeout', '10'],
+  ])('refuses a duration without a unit with a hint, exit 2: %s %s', async (...args) => {
+    env = tempBroker();
+    const res = await runCli([...args, '--broker', env.url]);
+    expect(res.code).toBe(2);
+    expect(res.stderr).toMatch(/"\d+" has no unit \(add a unit: \d+s, \d+m/);
+  });
+
+  it('reads 0 and durations with a unit', async () => {
+    env = tempBroker();
+    const res = await runCli(['status', '--wait', '0', '--json', '--broker', env.url]);
+    expect(res.code).toBe(0);
+    const ms = await runCli(['status', '--wait', '5ms', '--json', '--broker', env.url]);
+    expect(ms.code).toBe(0);
+  });
+
+  it.each([
+    [['job', 'status']],
+    [['job', 'submit', 'j', '--no-such-flag']],
+    [['job', 'export']],
+    [['experiment', 'status', '--no-such-flag']],
+  ])('exits 2 on bad usage of a subcommand: %s', async (args) => {
+    const res = await runCli(args);
+    expect(res.code).toBe(2);
+    expect(res.stderr).toMatch(/error: (missing required argument|unknown option|required option)/);
+  });
+
   it('rejects a file with a malformed line by its number and publishes nothing', async () => {
     env = tempBroker();
     const file = join(env.dir, 'items.jsonl');
