@@ -1,9 +1,20 @@
+import { existsSync, readdirSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import type { Command } from 'commander';
 import type { Logger } from 'pino';
-import { openBroker, redact } from '../broker/open.js';
+import { openBroker, parseBrokerUrl, redact } from '../broker/open.js';
 import type { Broker } from '../broker/contract.js';
-import { BrokerError, ErrorCode, InputError, QtuneError, toError } from '../protocol/errors.js';
-import { openStore, type Store } from '../store/contract.js';
+import { closestName } from '../protocol/closest-name.js';
+import {
+  BrokerError,
+  ErrorCode,
+  InputError,
+  NotFoundError,
+  QtuneError,
+  toError,
+} from '../protocol/errors.js';
+import { findProjectHome, PROJECT_DIR } from '../protocol/project-home.js';
+import { openStore, parseStoreUrl, type Store } from '../store/contract.js';
 import { ExitCode } from './exit-codes.js';
 import { createLogger, type LogFormat } from './logger.js';
 
@@ -15,13 +26,52 @@ export interface GlobalOptions {
   logLevel: string;
 }
 
+/** How a command opens the broker or the store. */
+export interface OpenOptions {
+  /**
+   * Whether a missing broker or store file (and its `.qtune/` folder) may be created (default:
+   * true). Commands that only read pass false: a missing file is a NotFoundError naming it.
+   */
+  create?: boolean;
+}
+
 export interface CommandContext {
   globals: GlobalOptions;
   logger: Logger;
-  /** Opens the broker chosen by `--broker` / `QTUNE_BROKER` (embedded default). */
-  openBroker(): Promise<Broker>;
-  /** Opens the store chosen by `--store` / `QTUNE_STORE` (SQLite at ./.qtune/store.db by default). */
-  openStore(): Promise<Store>;
+  /**
+   * Opens the broker chosen by `--broker` / `QTUNE_BROKER` (default: embedded, `broker.db` in
+   * the project's `.qtune/` folder).
+   */
+  openBroker(options?: OpenOptions): Promise<Broker>;
+  /**
+   * Opens the store chosen by `--store` / `QTUNE_STORE` (default: SQLite, `store.db` in the
+   * project's `.qtune/` folder).
+   */
+  openStore(options?: OpenOptions): Promise<Store>;
+}
+
+/**
+ * Throws NotFoundError unless the SQLite file `path` exists: the project folder when the path
+ * is the default one and no `.qtune/` was found, else the file, with the closest `.db` file of
+ * its folder as suggestion.
+ */
+function assertFileExists(kind: string, path: string, isDefault: boolean): void {
+  if (existsSync(path)) return;
+  if (isDefault && findProjectHome() === undefined) {
+    const err = new NotFoundError('project folder', join(process.cwd(), PROJECT_DIR));
+    err.message =
+      `no ${PROJECT_DIR}/ folder in "${process.cwd()}" or any folder above it: run this command ` +
+      `in the project, or name it with QTUNE_HOME, --broker or --store`;
+    throw err;
+  }
+  let siblings: string[] = [];
+  try {
+    siblings = readdirSync(dirname(path)).filter((f) => f.endsWith('.db'));
+  } catch {
+    // The folder is missing too: nothing to suggest.
+  }
+  const near = closestName(basename(path), siblings);
+  throw new NotFoundError(kind, path, near === undefined ? undefined : join(dirname(path), near));
 }
 
 export function contextOf(cmd: Command): CommandContext {
@@ -30,7 +80,13 @@ export function contextOf(cmd: Command): CommandContext {
   return {
     globals,
     logger,
-    async openBroker() {
+    async openBroker(options: OpenOptions = {}) {
+      if (options.create === false) {
+        const target = parseBrokerUrl(globals.broker);
+        if (target.kind === 'embedded') {
+          assertFileExists('broker file', target.location, !globals.broker?.trim());
+        }
+      }
       try {
         return await openBroker(globals.broker);
       } catch (err) {
@@ -42,8 +98,59 @@ export function contextOf(cmd: Command): CommandContext {
         );
       }
     },
-    openStore: () => openStore(globals.store),
+    async openStore(options: OpenOptions = {}) {
+      if (options.create === false) {
+        const target = parseStoreUrl(globals.store);
+        if (target.kind === 'sqlite') {
+          assertFileExists('store file', target.location, !globals.store?.trim());
+        }
+      }
+      return openStore(globals.store);
+    },
   };
+}
+
+/**
+ * Throws NotFoundError naming `name` (with the closest existing queue as suggestion) unless
+ * `name` or one of `related` (its result or dead-letter queue) exists; resolves with the names
+ * among them that exist. Never creates a queue.
+ */
+export async function requireQueue(
+  broker: Broker,
+  name: string,
+  related: readonly string[] = [],
+): Promise<Set<string>> {
+  const wanted = [name, ...related];
+  const existing = new Set<string>();
+  let all: string[] | undefined;
+  if (broker.capabilities.listQueues) {
+    try {
+      all = await broker.listQueues();
+    } catch (err) {
+      // RabbitMQ without its management API cannot list; ask for each queue instead.
+      if (!(err instanceof BrokerError && err.code === ErrorCode.BrokerState)) throw err;
+    }
+  }
+  if (all) {
+    for (const q of wanted) if (all.includes(q)) existing.add(q);
+  } else {
+    for (const q of wanted) if (await queueExists(broker, q)) existing.add(q);
+  }
+  if (existing.size === 0) {
+    const candidates = (all ?? []).filter((q) => !q.startsWith('qtune.') && !q.startsWith('amq.'));
+    throw new NotFoundError('queue', name, closestName(name, candidates));
+  }
+  return existing;
+}
+
+async function queueExists(broker: Broker, name: string): Promise<boolean> {
+  try {
+    await broker.stats(name);
+    return true;
+  } catch (err) {
+    if (err instanceof BrokerError && / does not exist/.test(err.message)) return false;
+    throw err;
+  }
 }
 
 /** Maps an error to the exit code scripts rely on. */

@@ -35,6 +35,14 @@ const COMMANDS = [
   'serve',
 ];
 
+/** Creates the broker file at `url`, as any command that produces work would. */
+async function createBroker(url: string): Promise<void> {
+  const res = await runCli(['publish', 'setup', '--file', '-', '--broker', url], {
+    input: '{"a":1}\n',
+  });
+  expect(res.code).toBe(0);
+}
+
 describe('qtune CLI', () => {
   it.each(COMMANDS)('prints help for "%s" and exits 0', async (cmd) => {
     const res = await runCli([cmd, '--help']);
@@ -51,6 +59,7 @@ describe('qtune CLI', () => {
 
   it('runs a command named after global options, and suggests one for a typo', async () => {
     env = tempBroker();
+    await createBroker(env.url);
     const status = await runCli(['--log-level', 'silent', '--broker', env.url, 'status', '--json']);
     expect(status.code).toBe(0);
     expect(JSON.parse(status.stdout)).toHaveProperty('queues');
@@ -87,6 +96,7 @@ describe('qtune CLI', () => {
 
   it('reads 0 and durations with a unit', async () => {
     env = tempBroker();
+    await createBroker(env.url);
     const res = await runCli(['status', '--wait', '0', '--json', '--broker', env.url]);
     expect(res.code).toBe(0);
     const ms = await runCli(['status', '--wait', '5ms', '--json', '--broker', env.url]);
@@ -112,9 +122,10 @@ describe('qtune CLI', () => {
     expect(res.code).toBe(2);
     expect(res.stderr).toContain('line 3');
     expect(res.stderr).toContain('nothing was published');
+    // Nothing was opened, so not even the broker file exists.
     const status = await runCli(['status', '--json', '--wait', '0', '--broker', env.url]);
-    const queues = JSON.parse(status.stdout).queues as { queue: string; ready: number }[];
-    expect(queues.find((q) => q.queue === 'q')?.ready ?? 0).toBe(0);
+    expect(status.code).toBe(4);
+    expect(status.stderr).toContain('does not exist');
   });
 
   it('rejects a missing key field by line number', async () => {

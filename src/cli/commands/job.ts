@@ -3,7 +3,7 @@ import { stringify } from 'csv-stringify/sync';
 import { iterateItems, type InputItem } from '../../job/input.js';
 import { exportJob, jobItemFields, type ExportedItem } from '../../job/export.js';
 import { retryFailed } from '../../job/retry.js';
-import { jobStatus, type JobStatus } from '../../job/status.js';
+import { getJobOrThrow, jobStatus, type JobStatus } from '../../job/status.js';
 import { submitJob, type ItemSource, type SubmitItem } from '../../job/submit.js';
 import { loadTemplate } from '../../job/template.js';
 import { action, contextOf } from '../context.js';
@@ -222,12 +222,18 @@ export function jobCommand(): Command {
         parseDuration,
       ),
     )
-    .addHelpText('after', '\nExit codes: 0 ok, 2 no such job, 3 broker or store unavailable.')
+    .addHelpText(
+      'after',
+      '\nExit codes: 0 ok, 3 broker or store unavailable, 4 no such job, store or broker file.',
+    )
     .action(
       action(async (name: string, opts: { json?: boolean; watch?: number }, cmd: Command) => {
         const ctx = contextOf(cmd);
-        const store = await ctx.openStore();
-        const broker = await ctx.openBroker();
+        const store = await ctx.openStore({ create: false });
+        const broker = await ctx.openBroker({ create: false }).catch(async (err: unknown) => {
+          await store.close();
+          throw err;
+        });
         let stop = false;
         const onSignal = (): void => {
           stop = true;
@@ -269,7 +275,8 @@ export function jobCommand(): Command {
     .addHelpText(
       'after',
       '\nCSV columns: id, status, the item fields, value (JSON), error, host, gpu, attempt,\n' +
-        'duration_ms, finished_at. Exit codes: 0 ok, 2 no such job, 3 store unavailable.',
+        'duration_ms, finished_at.\n' +
+        'Exit codes: 0 ok, 3 store unavailable, 4 no such job or store file.',
     )
     .action(
       action(
@@ -278,8 +285,9 @@ export function jobCommand(): Command {
           opts: { format: 'jsonl' | 'csv'; status?: ExportedItem['status'] },
           cmd: Command,
         ) => {
-          const store = await contextOf(cmd).openStore();
+          const store = await contextOf(cmd).openStore({ create: false });
           try {
+            await getJobOrThrow(store, name);
             const fields = opts.format === 'csv' ? await jobItemFields(store, name) : [];
             if (opts.format === 'csv')
               await write(
@@ -305,12 +313,18 @@ export function jobCommand(): Command {
     .description("run a job's failed items again: requeue its dead letters, republish failed rows")
     .argument('<name>', 'job name')
     .option('--json', 'print the counts as JSON')
-    .addHelpText('after', '\nExit codes: 0 ok, 2 no such job, 3 broker or store unavailable.')
+    .addHelpText(
+      'after',
+      '\nExit codes: 0 ok, 3 broker or store unavailable, 4 no such job, store or broker file.',
+    )
     .action(
       action(async (name: string, opts: { json?: boolean }, cmd: Command) => {
         const ctx = contextOf(cmd);
-        const store = await ctx.openStore();
-        const broker = await ctx.openBroker();
+        const store = await ctx.openStore({ create: false });
+        const broker = await ctx.openBroker({ create: false }).catch(async (err: unknown) => {
+          await store.close();
+          throw err;
+        });
         try {
           const r = await retryFailed(broker, store, name);
           process.stdout.write(

@@ -5,7 +5,7 @@ import { resultQueueOf } from '../../patterns/work-queue.js';
 import { decode } from '../../protocol/codec.js';
 import { DecodeError } from '../../protocol/errors.js';
 import type { TaskResult } from '../../protocol/result.js';
-import { action, contextOf } from '../context.js';
+import { action, contextOf, requireQueue } from '../context.js';
 import { CSV_OPTIONS } from '../format.js';
 import { waitForIdle } from '../../patterns/idle.js';
 
@@ -63,13 +63,28 @@ export function resultsCommand(): Command {
       'after',
       '\nEach result carries its task id, idempotency key, outcome, worker host and timings.\n' +
         'Without --follow the command exits once the result queue is empty.\n' +
-        'Exit codes: 0 done, 3 broker unavailable.',
+        'A queue that does not exist (neither <queue> nor <queue>.results) is refused, exit 4.\n' +
+        'Exit codes: 0 done, 3 broker unavailable, 4 no such queue or broker file.',
     )
     .action(
       action(async (queue: string, opts: ResultsOptions, cmd: Command) => {
         const ctx = contextOf(cmd);
-        const broker = await ctx.openBroker();
+        const broker = await ctx.openBroker({ create: false });
         const source = resultQueueOf(queue);
+        let hasResults: boolean;
+        try {
+          hasResults = (await requireQueue(broker, queue, [source])).has(source);
+        } catch (err) {
+          await broker.close();
+          throw err;
+        }
+        if (!hasResults && !opts.follow) {
+          // The task queue exists but no result was ever published: nothing to read.
+          if (opts.format === 'csv')
+            process.stdout.write(stringify([[...CSV_COLUMNS]], CSV_OPTIONS));
+          await broker.close();
+          return;
+        }
         let count = 0;
         let lastActivity = Date.now();
         if (opts.format === 'csv') process.stdout.write(stringify([[...CSV_COLUMNS]], CSV_OPTIONS));
@@ -98,6 +113,8 @@ export function resultsCommand(): Command {
           await d.ack();
           count++;
         };
+        // Keeps the policy of an existing queue; with --follow on a task queue that has no
+        // result yet, creates the result queue its workers would create.
         await broker.declareQueue(source);
         const consumer = await broker.consume(source, onDelivery, { prefetch: 500 });
         const stop = new AbortController();
