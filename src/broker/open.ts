@@ -48,6 +48,11 @@ export function parseBrokerUrl(url: string | undefined, cwd = process.cwd()): Br
 export interface OpenBrokerOptions {
   /** Bearer token for an http(s) gateway URL (default: the QTUNE_TOKEN environment variable). */
   token?: string;
+  /**
+   * Create an embedded broker's file when missing; with false, a missing file rejects with a
+   * NotFoundError and nothing is created (default: true). Other brokers ignore it.
+   */
+  create?: boolean;
 }
 
 /** Opens a broker handle chosen by URL (see {@link parseBrokerUrl}). */
@@ -70,7 +75,10 @@ export async function openBroker(url?: string, options: OpenBrokerOptions = {}):
     return AmqpBroker.open(target.location);
   }
   const { EmbeddedBroker } = await import('./embedded/index.js');
-  return EmbeddedBroker.open({ path: target.location });
+  return EmbeddedBroker.open({
+    path: target.location,
+    ...(options.create !== undefined && { create: options.create }),
+  });
 }
 
 /** Hides the password of a URL so it can be logged. */
