@@ -18,6 +18,8 @@ import { openStore, parseStoreUrl, type Store } from '../store/contract.js';
 import { ExitCode } from './exit-codes.js';
 import { createLogger, type LogFormat } from './logger.js';
 
+export { requireQueue } from '../patterns/require-queue.js';
+
 /** Options every command inherits from the root program. */
 export interface GlobalOptions {
   broker?: string;
@@ -88,7 +90,7 @@ export function contextOf(cmd: Command): CommandContext {
         }
       }
       try {
-        return await openBroker(globals.broker);
+        return await openBroker(globals.broker, { create: options.create !== false });
       } catch (err) {
         if (err instanceof QtuneError) throw err;
         throw new BrokerError(
@@ -108,49 +110,6 @@ export function contextOf(cmd: Command): CommandContext {
       return openStore(globals.store);
     },
   };
-}
-
-/**
- * Throws NotFoundError naming `name` (with the closest existing queue as suggestion) unless
- * `name` or one of `related` (its result or dead-letter queue) exists; resolves with the names
- * among them that exist. Never creates a queue.
- */
-export async function requireQueue(
-  broker: Broker,
-  name: string,
-  related: readonly string[] = [],
-): Promise<Set<string>> {
-  const wanted = [name, ...related];
-  const existing = new Set<string>();
-  let all: string[] | undefined;
-  if (broker.capabilities.listQueues) {
-    try {
-      all = await broker.listQueues();
-    } catch (err) {
-      // RabbitMQ without its management API cannot list; ask for each queue instead.
-      if (!(err instanceof BrokerError && err.code === ErrorCode.BrokerState)) throw err;
-    }
-  }
-  if (all) {
-    for (const q of wanted) if (all.includes(q)) existing.add(q);
-  } else {
-    for (const q of wanted) if (await queueExists(broker, q)) existing.add(q);
-  }
-  if (existing.size === 0) {
-    const candidates = (all ?? []).filter((q) => !q.startsWith('qtune.') && !q.startsWith('amq.'));
-    throw new NotFoundError('queue', name, closestName(name, candidates));
-  }
-  return existing;
-}
-
-async function queueExists(broker: Broker, name: string): Promise<boolean> {
-  try {
-    await broker.stats(name);
-    return true;
-  } catch (err) {
-    if (err instanceof BrokerError && / does not exist/.test(err.message)) return false;
-    throw err;
-  }
 }
 
 /** Maps an error to the exit code scripts rely on. */

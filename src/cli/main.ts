@@ -20,6 +20,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   job: async () => (await import('./commands/job.js')).jobCommand(),
   sink: async () => (await import('./commands/sink.js')).sinkCommand(),
   serve: async () => (await import('./commands/serve.js')).serveCommand(),
+  queue: async () => (await import('./commands/queue.js')).queueCommand(),
 };
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {

@@ -33,6 +33,7 @@ const COMMANDS = [
   'job',
   'sink',
   'serve',
+  'queue',
 ];
 
 /** Creates the broker file at `url`, as any command that produces work would. */
