@@ -1,4 +1,4 @@
-import { InvalidArgumentError } from 'commander';
+import { InvalidArgumentError, Option } from 'commander';
 import { durationMs } from '../protocol/duration.js';
 import { printable } from '../protocol/names.js';
 
@@ -32,4 +32,15 @@ export function intAtLeast(min: number): (value: string) => number {
     }
     return n;
   };
+}
+
+/**
+ * `--connect-timeout DURATION` of long-running commands: how long to wait at start for a broker
+ * that cannot be reached (RabbitMQ, a gateway) before exiting 3.
+ */
+export function connectTimeoutOption(): Option {
+  return new Option(
+    '--connect-timeout <duration>',
+    'at start, how long to wait for a RabbitMQ or gateway broker that cannot be reached, retrying with backoff (default: forever; 0: no wait)',
+  ).argParser(parseDuration);
 }

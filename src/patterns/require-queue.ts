@@ -44,3 +44,36 @@ async function queueExists(broker: Broker, name: string): Promise<boolean> {
     throw err;
   }
 }
+
+/**
+ * {@link requireQueue} for followers: while neither `name` nor one of `related` exists, calls
+ * `onMissing` once with the NotFoundError (which names the closest existing queue) and checks
+ * again every `pollMs` (default 1000) until one appears or `signal` aborts (then it throws that
+ * error).
+ */
+export async function waitForQueue(
+  broker: Broker,
+  name: string,
+  related: readonly string[],
+  options: { onMissing?: (err: NotFoundError) => void; signal?: AbortSignal; pollMs?: number },
+): Promise<Set<string>> {
+  let told = false;
+  for (;;) {
+    try {
+      return await requireQueue(broker, name, related);
+    } catch (err) {
+      if (!(err instanceof NotFoundError) || options.signal?.aborted) throw err;
+      if (!told) options.onMissing?.(err);
+      told = true;
+    }
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(done, options.pollMs ?? 1000);
+      function done(): void {
+        clearTimeout(timer);
+        options.signal?.removeEventListener('abort', done);
+        resolve();
+      }
+      options.signal?.addEventListener('abort', done, { once: true });
+    });
+  }
+}

@@ -88,6 +88,8 @@ describe('qtune CLI', () => {
     ['job', 'status', 'j', '--watch', '2'],
     ['job', 'submit', 'j', '--input', '-', '--lease', '30'],
     ['experiment', 'stop', 'e', '--wait', '--timeout', '10'],
+    ['sink', 'q', '--connect-timeout', '2'],
+    ['results', 'q', '--follow', '--connect-timeout', '2'],
   ])('refuses a duration without a unit with a hint, exit 2: %s %s', async (...args) => {
     env = tempBroker();
     const res = await runCli([...args, '--broker', env.url]);

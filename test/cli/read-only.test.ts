@@ -2,7 +2,8 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, assertBuilt, runProcess, type RunResult } from './helpers.js';
+import { spawn } from 'node:child_process';
+import { CLI, assertBuilt, exited, runProcess, waitFor, type RunResult } from './helpers.js';
 
 let dirs: string[] = [];
 beforeAll(() => assertBuilt());
@@ -128,6 +129,30 @@ describe('read commands create nothing', () => {
     expect(res.code).toBe(0);
     expect(JSON.parse(res.stdout)).toMatchObject({ name: 'companies', items: 2 });
     expect(readdirSync(elsewhere)).toEqual([]);
+  });
+
+  it('results --follow waits for a queue that does not exist yet, naming the closest one', async () => {
+    const dir = await project();
+    const follower = spawn(process.execPath, [CLI, 'results', 'prompt', '--follow'], {
+      cwd: dir,
+      env: { ...process.env, QTUNE_BROKER: '', QTUNE_HOME: '' },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    follower.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    try {
+      await waitFor(
+        () => stderr.includes('queue "prompt" does not exist (did you mean "prompts"?)'),
+        20_000,
+        'the warning',
+      );
+      expect(stderr).toContain('waiting for it to appear');
+      expect(follower.exitCode).toBeNull();
+      expect(await queues(dir)).not.toContain('prompt.results');
+    } finally {
+      follower.kill('SIGTERM');
+    }
+    expect((await exited(follower)).code).toBe(0);
   });
 
   it('refuses an unknown job, exit 4, suggesting the closest job name', async () => {

@@ -1,6 +1,5 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { loadTemplate } from '../../job/template.js';
-import { openBroker } from '../../broker/open.js';
 import { Requester } from '../../patterns/request-reply.js';
 import { InputError } from '../../protocol/errors.js';
 import { experimentQueues } from '../../protocol/trial.js';
@@ -16,7 +15,7 @@ import { installSignalHandlers, startWorker } from '../../worker/runtime.js';
 import { trialHandler, type TrialRun } from '../../worker/trial/trial-handler.js';
 import { execTrialRun, httpTrialRun, moduleTrialRun } from '../../worker/trial/runners.js';
 import { action, contextOf } from '../context.js';
-import { intAtLeast, parseDuration } from '../options.js';
+import { connectTimeoutOption, intAtLeast, parseDuration } from '../options.js';
 
 interface WorkerOptions {
   module?: string;
@@ -37,6 +36,7 @@ interface WorkerOptions {
   pricePerHour?: number;
   gateway?: string;
   token?: string;
+  connectTimeout?: number;
 }
 
 /** Commander parser for --price-per-hour: a finite number ≥ 0. */
@@ -211,6 +211,7 @@ export function workerCommand(): Command {
         .argParser(parseDuration)
         .default(30_000, '30s'),
     )
+    .addOption(connectTimeoutOption())
     .addOption(
       new Option('--grace <duration>', 'on SIGTERM/SIGINT, time to let running tasks finish')
         .argParser(parseDuration)
@@ -250,10 +251,11 @@ export function workerCommand(): Command {
         const gatewayUrl =
           opts.gateway ??
           (/^https?:\/\//i.test(ctx.globals.broker ?? '') ? ctx.globals.broker : undefined);
-        const broker =
-          gatewayUrl !== undefined
-            ? await openBroker(gatewayUrl, opts.token !== undefined ? { token: opts.token } : {})
-            : await ctx.openBroker();
+        const broker = await ctx.openBrokerWaiting({
+          ...(gatewayUrl !== undefined && { url: gatewayUrl }),
+          ...(opts.token !== undefined && { token: opts.token }),
+          ...(opts.connectTimeout !== undefined && { timeoutMs: opts.connectTimeout }),
+        });
         let requester: Requester | undefined;
         let handler: TaskHandler;
         let label: string;
