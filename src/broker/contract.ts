@@ -177,6 +177,11 @@ export interface QueueStats {
   deadLettered: number;
   /** Live consumers across all processes. */
   consumers: number;
+  /**
+   * Paused with {@link Broker.pauseQueue}: consumers get no new deliveries from it until
+   * {@link Broker.resumeQueue}. Always false where `capabilities.pause` is false.
+   */
+  paused: boolean;
 }
 
 /** What an implementation can do; the conformance suite skips what is missing, saying why. */
@@ -189,6 +194,13 @@ export interface BrokerCapabilities {
   listQueues: boolean;
   /** Has topic publish/subscribe (`publishTopic`, `subscribe`); the HTTP gateway client has not. */
   topics: boolean;
+  /** Can purge a queue ({@link Broker.purgeQueue}); otherwise it rejects, saying why. */
+  purge: boolean;
+  /**
+   * Can pause and resume a queue ({@link Broker.pauseQueue}); otherwise they reject, saying why
+   * (RabbitMQ has no verb that stops a queue's deliveries to every consumer while keeping them).
+   */
+  pause: boolean;
 }
 
 export type BrokerStatus = 'connected' | 'reconnecting' | 'closed';
@@ -211,6 +223,22 @@ export interface Broker {
   declareQueue(name: string, options?: QueueOptions): Promise<void>;
   /** Deletes the queue and its messages. */
   deleteQueue(name: string): Promise<void>;
+  /**
+   * Removes the queue's ready and delayed messages and resolves with how many it removed.
+   * Messages in flight stay leased and finish as their consumers settle them; the dead-letter
+   * queue is left alone. Rejects with a NotFoundError when the queue does not exist, and with a
+   * BrokerError where `capabilities.purge` is false.
+   */
+  purgeQueue(name: string): Promise<number>;
+  /**
+   * Pauses the queue for every consumer of every process: no new deliveries from it until
+   * {@link resumeQueue}; deliveries in flight finish, publishes are still accepted, and
+   * `stats` shows it paused. Idempotent. Rejects with a NotFoundError when the queue does not
+   * exist, and with a BrokerError where `capabilities.pause` is false.
+   */
+  pauseQueue(name: string): Promise<void>;
+  /** Lets consumers take from a paused queue again. Idempotent; rejects as {@link pauseQueue}. */
+  resumeQueue(name: string): Promise<void>;
   /**
    * Publishes messages in order; resolves with their ids once the broker has made them durable
    * (committed or confirmed). Waits, rather than buffers without bound, under backpressure.

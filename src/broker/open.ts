@@ -1,8 +1,9 @@
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { InputError } from '../protocol/errors.js';
+import { projectHome } from '../protocol/project-home.js';
 import type { Broker } from './contract.js';
 
-/** Default location of the embedded broker's database, relative to the working directory. */
+/** Default location of the embedded broker's database, in the project folder (see projectHome). */
 export const DEFAULT_EMBEDDED_PATH = '.qtune/broker.db';
 
 export interface BrokerTarget {
@@ -12,14 +13,15 @@ export interface BrokerTarget {
 }
 
 /**
- * Parses a broker URL. Accepted forms: unset or empty (embedded at `./.qtune/broker.db`),
+ * Parses a broker URL. Accepted forms: unset or empty (embedded at `broker.db` in the project's
+ * `.qtune/` folder, found from `cwd` upward or given by `QTUNE_HOME`),
  * `embedded:PATH` / `sqlite:PATH` / a plain file path (embedded), `memory:` or `memory://NAME`,
  * `amqp://user:pass@host:port/vhost` or `amqps://...` (RabbitMQ), `http://host:port` or
  * `https://...` (a `qtune serve` HTTP gateway).
  */
 export function parseBrokerUrl(url: string | undefined, cwd = process.cwd()): BrokerTarget {
   const raw = (url ?? '').trim();
-  if (raw === '') return { kind: 'embedded', location: resolve(cwd, DEFAULT_EMBEDDED_PATH) };
+  if (raw === '') return { kind: 'embedded', location: join(projectHome(cwd), 'broker.db') };
   const scheme = /^([a-z][a-z0-9+.-]*):(.*)$/i.exec(raw);
   if (!scheme || scheme[1]!.length === 1 /* a Windows drive letter */) {
     return { kind: 'embedded', location: resolve(cwd, raw) };
@@ -34,7 +36,7 @@ export function parseBrokerUrl(url: string | undefined, cwd = process.cwd()): Br
   if (name === 'http' || name === 'https') return { kind: 'gateway', location: raw };
   if (name === 'embedded' || name === 'sqlite' || name === 'file') {
     rest = rest.replace(/^\/\//, '');
-    if (rest === '') return { kind: 'embedded', location: resolve(cwd, DEFAULT_EMBEDDED_PATH) };
+    if (rest === '') return { kind: 'embedded', location: join(projectHome(cwd), 'broker.db') };
     return { kind: 'embedded', location: resolve(cwd, rest) };
   }
   throw new InputError(
@@ -46,6 +48,11 @@ export function parseBrokerUrl(url: string | undefined, cwd = process.cwd()): Br
 export interface OpenBrokerOptions {
   /** Bearer token for an http(s) gateway URL (default: the QTUNE_TOKEN environment variable). */
   token?: string;
+  /**
+   * Create an embedded broker's file when missing; with false, a missing file rejects with a
+   * NotFoundError and nothing is created (default: true). Other brokers ignore it.
+   */
+  create?: boolean;
 }
 
 /** Opens a broker handle chosen by URL (see {@link parseBrokerUrl}). */
@@ -68,7 +75,10 @@ export async function openBroker(url?: string, options: OpenBrokerOptions = {}):
     return AmqpBroker.open(target.location);
   }
   const { EmbeddedBroker } = await import('./embedded/index.js');
-  return EmbeddedBroker.open({ path: target.location });
+  return EmbeddedBroker.open({
+    path: target.location,
+    ...(options.create !== undefined && { create: options.create }),
+  });
 }
 
 /** Hides the password of a URL so it can be logged. */

@@ -1,11 +1,24 @@
+import { existsSync, readdirSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import type { Command } from 'commander';
 import type { Logger } from 'pino';
-import { openBroker, redact } from '../broker/open.js';
+import { openBroker, parseBrokerUrl, redact, type OpenBrokerOptions } from '../broker/open.js';
 import type { Broker } from '../broker/contract.js';
-import { BrokerError, ErrorCode, InputError, QtuneError, toError } from '../protocol/errors.js';
-import { openStore, type Store } from '../store/contract.js';
+import { closestName } from '../protocol/closest-name.js';
+import {
+  BrokerError,
+  ErrorCode,
+  InputError,
+  NotFoundError,
+  QtuneError,
+  toError,
+} from '../protocol/errors.js';
+import { findProjectHome, PROJECT_DIR } from '../protocol/project-home.js';
+import { openStore, parseStoreUrl, type Store } from '../store/contract.js';
 import { ExitCode } from './exit-codes.js';
 import { createLogger, type LogFormat } from './logger.js';
+
+export { requireQueue } from '../patterns/require-queue.js';
 
 /** Options every command inherits from the root program. */
 export interface GlobalOptions {
@@ -15,35 +28,171 @@ export interface GlobalOptions {
   logLevel: string;
 }
 
+/** How a command opens the broker or the store. */
+export interface OpenOptions {
+  /**
+   * Whether a missing broker or store file (and its `.qtune/` folder) may be created (default:
+   * true). Commands that only read pass false: a missing file is a NotFoundError naming it.
+   */
+  create?: boolean;
+}
+
 export interface CommandContext {
   globals: GlobalOptions;
   logger: Logger;
-  /** Opens the broker chosen by `--broker` / `QTUNE_BROKER` (embedded default). */
-  openBroker(): Promise<Broker>;
-  /** Opens the store chosen by `--store` / `QTUNE_STORE` (SQLite at ./.qtune/store.db by default). */
-  openStore(): Promise<Store>;
+  /**
+   * Opens the broker chosen by `--broker` / `QTUNE_BROKER` (default: embedded, `broker.db` in
+   * the project's `.qtune/` folder).
+   */
+  openBroker(options?: OpenOptions): Promise<Broker>;
+  /**
+   * Opens the store chosen by `--store` / `QTUNE_STORE` (default: SQLite, `store.db` in the
+   * project's `.qtune/` folder).
+   */
+  openStore(options?: OpenOptions): Promise<Store>;
+  /**
+   * Opens the broker as {@link openBroker} does, but while a network broker (RabbitMQ, a
+   * gateway) cannot be reached, waits and tries again with backoff (0.5 s doubling to 10 s),
+   * logging each wait, for at most `timeoutMs` (default: forever); then throws the last error.
+   * For long-running commands: workers, sinks, `results --follow`, `serve`.
+   */
+  openBrokerWaiting(options?: WaitOptions): Promise<Broker>;
+}
+
+/** How {@link CommandContext.openBrokerWaiting} waits. */
+export interface WaitOptions {
+  /** Longest wait for the broker in ms (default: forever; 0: one attempt). */
+  timeoutMs?: number;
+  /** Broker URL instead of `--broker` (e.g. a worker's `--gateway`). */
+  url?: string;
+  /** Bearer token for a gateway URL. */
+  token?: string;
+  /** Stops waiting (the last error is thrown). */
+  signal?: AbortSignal;
+  /** As in {@link OpenOptions}, for an embedded broker (default: true). */
+  create?: boolean;
+}
+
+/** First and longest pause between attempts of openBrokerWaiting (ms). */
+const WAIT_FIRST_MS = 500;
+const WAIT_MAX_MS = 10_000;
+
+async function openWithContext(
+  url: string | undefined,
+  options: OpenBrokerOptions,
+): Promise<Broker> {
+  try {
+    return await openBroker(url, options);
+  } catch (err) {
+    if (err instanceof QtuneError) throw err;
+    throw new BrokerError(
+      ErrorCode.BrokerUnavailable,
+      `cannot open broker "${redact(url ?? 'embedded default')}": ${toError(err).message}`,
+      { cause: err },
+    );
+  }
+}
+
+/**
+ * Throws NotFoundError unless the SQLite file `path` exists: the project folder when the path
+ * is the default one and no `.qtune/` was found, else the file, with the closest `.db` file of
+ * its folder as suggestion.
+ */
+function assertFileExists(kind: string, path: string, isDefault: boolean): void {
+  if (existsSync(path)) return;
+  if (isDefault && findProjectHome() === undefined) {
+    const err = new NotFoundError('project folder', join(process.cwd(), PROJECT_DIR));
+    err.message =
+      `no ${PROJECT_DIR}/ folder in "${process.cwd()}" or any folder above it: run this command ` +
+      `in the project, or name it with QTUNE_HOME, --broker or --store`;
+    throw err;
+  }
+  let siblings: string[] = [];
+  try {
+    siblings = readdirSync(dirname(path)).filter((f) => f.endsWith('.db'));
+  } catch {
+    // The folder is missing too: nothing to suggest.
+  }
+  const near = closestName(basename(path), siblings);
+  throw new NotFoundError(kind, path, near === undefined ? undefined : join(dirname(path), near));
 }
 
 export function contextOf(cmd: Command): CommandContext {
   const globals = cmd.optsWithGlobals<GlobalOptions>();
   const logger = createLogger(globals.logFormat, globals.logLevel);
-  return {
+  const ctx: CommandContext = {
     globals,
     logger,
-    async openBroker() {
-      try {
-        return await openBroker(globals.broker);
-      } catch (err) {
-        if (err instanceof QtuneError) throw err;
-        throw new BrokerError(
-          ErrorCode.BrokerUnavailable,
-          `cannot open broker "${redact(globals.broker ?? 'embedded default')}": ${toError(err).message}`,
-          { cause: err },
-        );
+    async openBroker(options: OpenOptions = {}) {
+      if (options.create === false) {
+        const target = parseBrokerUrl(globals.broker);
+        if (target.kind === 'embedded') {
+          assertFileExists('broker file', target.location, !globals.broker?.trim());
+        }
+      }
+      return openWithContext(globals.broker, { create: options.create !== false });
+    },
+    async openBrokerWaiting(options: WaitOptions = {}) {
+      const url = options.url ?? globals.broker;
+      const open = (): Promise<Broker> =>
+        openWithContext(url, options.token === undefined ? {} : { token: options.token });
+      const kind = parseBrokerUrl(url).kind;
+      // A file or an in-process broker is there or not: waiting would not change it.
+      if (kind !== 'amqp' && kind !== 'gateway') {
+        return options.url === undefined
+          ? ctx.openBroker(options.create === undefined ? {} : { create: options.create })
+          : open();
+      }
+      const deadline = options.timeoutMs === undefined ? Infinity : Date.now() + options.timeoutMs;
+      let pause = WAIT_FIRST_MS;
+      for (let attempt = 1; ; attempt++) {
+        try {
+          const broker = await open();
+          if (attempt > 1) logger.info(`broker ${redact(url ?? '')} reachable; connected`);
+          return broker;
+        } catch (err) {
+          if (exitCodeOf(err) !== ExitCode.BrokerUnavailable) throw err;
+          const left = deadline - Date.now();
+          if (left <= 0 || options.signal?.aborted) {
+            if (options.timeoutMs !== undefined && attempt > 1) {
+              (err as Error).message += ` (gave up after --connect-timeout ${options.timeoutMs}ms)`;
+            }
+            throw err;
+          }
+          const wait = Math.min(pause, left);
+          logger.warn(
+            { attempt, retryInMs: wait },
+            `${toError(err).message}; retrying in ${(wait / 1000).toFixed(1)}s`,
+          );
+          await sleep(wait, options.signal);
+          pause = Math.min(pause * 2, WAIT_MAX_MS);
+        }
       }
     },
-    openStore: () => openStore(globals.store),
+    async openStore(options: OpenOptions = {}) {
+      if (options.create === false) {
+        const target = parseStoreUrl(globals.store);
+        if (target.kind === 'sqlite') {
+          assertFileExists('store file', target.location, !globals.store?.trim());
+        }
+      }
+      return openStore(globals.store);
+    },
   };
+  return ctx;
+}
+
+/** Resolves after `ms`, or at once when `signal` aborts. */
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
 }
 
 /** Maps an error to the exit code scripts rely on. */

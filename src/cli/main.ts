@@ -20,6 +20,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   job: async () => (await import('./commands/job.js')).jobCommand(),
   sink: async () => (await import('./commands/sink.js')).sinkCommand(),
   serve: async () => (await import('./commands/serve.js')).serveCommand(),
+  queue: async () => (await import('./commands/queue.js')).queueCommand(),
 };
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
@@ -74,10 +75,20 @@ export async function buildProgram(argv: readonly string[] = process.argv): Prom
   const names =
     first !== undefined && Object.hasOwn(COMMANDS, first) ? [first] : Object.keys(COMMANDS);
   for (const cmd of await Promise.all(names.map((n) => COMMANDS[n]!()))) {
-    cmd.copyInheritedSettings(program);
+    inheritSettings(cmd, program);
     program.addCommand(cmd);
   }
   return program;
+}
+
+/**
+ * Copies the root's settings (exit codes, help after errors) down to `cmd` and every command
+ * under it: commander copies them only to subcommands created after the parent has them, and
+ * `job submit` or `experiment run` were created before, so their usage errors exited 1.
+ */
+function inheritSettings(cmd: Command, parent: Command): void {
+  cmd.copyInheritedSettings(parent);
+  for (const sub of cmd.commands) inheritSettings(sub, cmd);
 }
 
 // Output piped into `head` and the like: a closed pipe ends the command quietly.

@@ -46,6 +46,7 @@ import {
   type ParsedBody,
 } from './ingest.js';
 import { jsonErrorPosition } from './json-position.js';
+import { manageRoutes } from './manage.js';
 import { openApiDocument } from './openapi.js';
 import { PullHub, type LeaseEntry } from './pull.js';
 
@@ -669,6 +670,7 @@ export function createGateway(options: GatewayOptions): FastifyInstance {
       },
     );
   });
+  void app.register(manageRoutes, { broker, ...(options.status && { status: options.status }) });
 
   return app;
 }

@@ -5,3 +5,4 @@ export * from './export.js';
 export * from './retry.js';
 export * from './input.js';
 export * from './template.js';
+export * from './cancel.js';

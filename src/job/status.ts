@@ -1,6 +1,7 @@
 import type { Broker } from '../broker/contract.js';
 import { resultQueueOf } from '../patterns/work-queue.js';
-import { InputError } from '../protocol/errors.js';
+import { closestName } from '../protocol/closest-name.js';
+import { NotFoundError } from '../protocol/errors.js';
 import type { Store } from '../store/contract.js';
 import type { JobRecord } from '../store/jobs.js';
 import type { WorkerAggregate } from '../store/results.js';
@@ -85,11 +86,13 @@ export function costOf(workers: readonly WorkerAggregate[]): JobStatus['cost'] |
   return { total, perThousand: items > 0 ? (total / items) * 1000 : null };
 }
 
-/** Looks a job up, or throws InputError naming it. */
+/** Looks a job up, or throws NotFoundError naming it with the closest existing job's name. */
 export async function getJobOrThrow(store: Store, name: string): Promise<JobRecord> {
   const job = await store.getJob(name);
-  if (!job)
-    throw new InputError(`job "${name}" does not exist (submit it with \`qtune job submit\`)`);
+  if (!job) {
+    const names = (await store.listJobs()).map((j) => j.name);
+    throw new NotFoundError('job', name, closestName(name, names));
+  }
   return job;
 }
 

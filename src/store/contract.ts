@@ -4,9 +4,10 @@
  * (`sqlite/`, `postgres/`) and pass one conformance suite (`conformance/suite.ts`).
  */
 
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { redact as redactUrl } from '../broker/open.js';
 import { InputError } from '../protocol/errors.js';
+import { projectHome } from '../protocol/project-home.js';
 import type { ExperimentStore } from './experiments.js';
 import type { JobStore } from './jobs.js';
 import type { ResultStore } from './results.js';
@@ -28,12 +29,13 @@ export interface StoreTarget {
 }
 
 /**
- * Parses a store URL. Accepted: unset or empty (SQLite at `./.qtune/store.db`), `sqlite:PATH`
+ * Parses a store URL. Accepted: unset or empty (SQLite at `store.db` in the project's `.qtune/`
+ * folder, found from `cwd` upward or given by `QTUNE_HOME`), `sqlite:PATH`
  * or a plain file path (SQLite), `postgres://...` or `postgresql://...` (PostgreSQL).
  */
 export function parseStoreUrl(url: string | undefined, cwd = process.cwd()): StoreTarget {
   const raw = (url ?? '').trim();
-  if (raw === '') return { kind: 'sqlite', location: resolve(cwd, DEFAULT_STORE_PATH) };
+  if (raw === '') return { kind: 'sqlite', location: join(projectHome(cwd), 'store.db') };
   const scheme = /^([a-z][a-z0-9+.-]*):(.*)$/i.exec(raw);
   if (!scheme || scheme[1]!.length === 1 /* a Windows drive letter */) {
     return { kind: 'sqlite', location: resolve(cwd, raw) };
@@ -42,7 +44,10 @@ export function parseStoreUrl(url: string | undefined, cwd = process.cwd()): Sto
   if (name === 'postgres' || name === 'postgresql') return { kind: 'postgres', location: raw };
   if (name === 'sqlite' || name === 'file') {
     const rest = scheme[2]!.replace(/^\/\//, '');
-    return { kind: 'sqlite', location: resolve(cwd, rest === '' ? DEFAULT_STORE_PATH : rest) };
+    return {
+      kind: 'sqlite',
+      location: rest === '' ? join(projectHome(cwd), 'store.db') : resolve(cwd, rest),
+    };
   }
   throw new InputError(
     `store URL "${redactUrl(raw)}": unknown scheme "${name}:" (expected sqlite:PATH, a file path, or postgres://HOST/DB)`,

@@ -6,7 +6,7 @@ import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Broker, Delivery } from '../../src/broker/contract.js';
 import { EmbeddedBroker } from '../../src/broker/embedded/index.js';
-import { INLINE_BODY_BYTES } from '../../src/broker/embedded/schema.js';
+import { INLINE_BODY_BYTES, SCHEMA_VERSION } from '../../src/broker/embedded/schema.js';
 
 // Bodies longer than INLINE_BODY_BYTES live in their own table. These tests check, on a real
 // SQLite file, that such bodies come back byte for byte on every path a message takes, and that
@@ -166,7 +166,7 @@ describe('embedded broker: message bodies stored apart', () => {
     await b.publish('old', [{ id: 'new', body: randomBytes(1_000) }]);
     expect(storedBodies()).toBe(1);
     const check = new Database(path, { readonly: true });
-    expect(check.pragma('user_version', { simple: true })).toBe(2);
+    expect(check.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
     check.close();
   });
 });

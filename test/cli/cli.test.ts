@@ -33,7 +33,16 @@ const COMMANDS = [
   'job',
   'sink',
   'serve',
+  'queue',
 ];
+
+/** Creates the broker file at `url`, as any command that produces work would. */
+async function createBroker(url: string): Promise<void> {
+  const res = await runCli(['publish', 'setup', '--file', '-', '--broker', url], {
+    input: '{"a":1}\n',
+  });
+  expect(res.code).toBe(0);
+}
 
 describe('qtune CLI', () => {
   it.each(COMMANDS)('prints help for "%s" and exits 0', async (cmd) => {
@@ -51,6 +60,7 @@ describe('qtune CLI', () => {
 
   it('runs a command named after global options, and suggests one for a typo', async () => {
     env = tempBroker();
+    await createBroker(env.url);
     const status = await runCli(['--log-level', 'silent', '--broker', env.url, 'status', '--json']);
     expect(status.code).toBe(0);
     expect(JSON.parse(status.stdout)).toHaveProperty('queues');
@@ -71,6 +81,42 @@ describe('qtune CLI', () => {
     expect(res.stderr).toContain('"soon" is not a duration');
   });
 
+  it.each([
+    ['worker', 'q', '--exec', 'cat', '--timeout', '5'],
+    ['worker', 'q', '--exec', 'cat', '--grace', '30'],
+    ['status', '--wait', '500'],
+    ['job', 'status', 'j', '--watch', '2'],
+    ['job', 'submit', 'j', '--input', '-', '--lease', '30'],
+    ['experiment', 'stop', 'e', '--wait', '--timeout', '10'],
+    ['sink', 'q', '--connect-timeout', '2'],
+    ['results', 'q', '--follow', '--connect-timeout', '2'],
+  ])('refuses a duration without a unit with a hint, exit 2: %s %s', async (...args) => {
+    env = tempBroker();
+    const res = await runCli([...args, '--broker', env.url]);
+    expect(res.code).toBe(2);
+    expect(res.stderr).toMatch(/"\d+" has no unit \(add a unit: \d+s, \d+m/);
+  });
+
+  it('reads 0 and durations with a unit', async () => {
+    env = tempBroker();
+    await createBroker(env.url);
+    const res = await runCli(['status', '--wait', '0', '--json', '--broker', env.url]);
+    expect(res.code).toBe(0);
+    const ms = await runCli(['status', '--wait', '5ms', '--json', '--broker', env.url]);
+    expect(ms.code).toBe(0);
+  });
+
+  it.each([
+    [['job', 'status']],
+    [['job', 'submit', 'j', '--no-such-flag']],
+    [['job', 'export']],
+    [['experiment', 'status', '--no-such-flag']],
+  ])('exits 2 on bad usage of a subcommand: %s', async (args) => {
+    const res = await runCli(args);
+    expect(res.code).toBe(2);
+    expect(res.stderr).toMatch(/error: (missing required argument|unknown option|required option)/);
+  });
+
   it('rejects a file with a malformed line by its number and publishes nothing', async () => {
     env = tempBroker();
     const file = join(env.dir, 'items.jsonl');
@@ -79,9 +125,10 @@ describe('qtune CLI', () => {
     expect(res.code).toBe(2);
     expect(res.stderr).toContain('line 3');
     expect(res.stderr).toContain('nothing was published');
+    // Nothing was opened, so not even the broker file exists.
     const status = await runCli(['status', '--json', '--wait', '0', '--broker', env.url]);
-    const queues = JSON.parse(status.stdout).queues as { queue: string; ready: number }[];
-    expect(queues.find((q) => q.queue === 'q')?.ready ?? 0).toBe(0);
+    expect(status.code).toBe(4);
+    expect(status.stderr).toContain('does not exist');
   });
 
   it('rejects a missing key field by line number', async () => {

@@ -151,7 +151,7 @@ describe('qtune job and qtune sink', () => {
     const rejected = await q(['job', 'submit', 'broken', '--input', bad]);
     expect(rejected.code).toBe(2);
     expect(rejected.stderr).toContain('line 3');
-    expect((await q(['job', 'status', 'broken'])).code).toBe(2);
+    expect((await q(['job', 'status', 'broken'])).code).toBe(4);
     expect((await broker.stats('broken')).ready).toBe(0);
 
     const missingKey = writeItems('nokey.jsonl', [{ name: 'a' }, { title: 'b' }]);

@@ -40,6 +40,7 @@ function worker(queue: string, ...extra: string[]) {
 
 async function consumers(queue: string): Promise<number> {
   const res = await runCli(['status', '--json', '--wait', '0', '--broker', env.url]);
+  if (res.code === 4) return 0; // the worker has not created the broker file yet
   const status = JSON.parse(res.stdout) as { queues: { queue: string; consumers: number }[] };
   return status.queues.find((q) => q.queue === queue)?.consumers ?? 0;
 }

@@ -54,6 +54,15 @@ export class FaultBroker extends BrokerEventSource implements Broker {
   deleteQueue(name: string): Promise<void> {
     return this.#inner.deleteQueue(name);
   }
+  purgeQueue(name: string): Promise<number> {
+    return this.#inner.purgeQueue(name);
+  }
+  pauseQueue(name: string): Promise<void> {
+    return this.#inner.pauseQueue(name);
+  }
+  resumeQueue(name: string): Promise<void> {
+    return this.#inner.resumeQueue(name);
+  }
   async publish(queue: string, messages: readonly OutgoingMessage[]): Promise<string[]> {
     if (this.#gate) await this.#gate;
     return this.#inner.publish(queue, messages);

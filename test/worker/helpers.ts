@@ -146,6 +146,18 @@ export class RecordingBroker implements Broker {
     return this.#inner.deleteQueue(name);
   }
 
+  purgeQueue(name: string): Promise<number> {
+    return this.#inner.purgeQueue(name);
+  }
+
+  pauseQueue(name: string): Promise<void> {
+    return this.#inner.pauseQueue(name);
+  }
+
+  resumeQueue(name: string): Promise<void> {
+    return this.#inner.resumeQueue(name);
+  }
+
   async publish(queue: string, messages: readonly OutgoingMessage[]): Promise<string[]> {
     const ids = await this.#inner.publish(queue, messages);
     this.log.push(`publish:${queue}:${messages.length}`);

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Channel, ChannelModel, ConsumeMessage, Options } from 'amqplib';
-import { BrokerError, ErrorCode, InputError } from '../../protocol/errors.js';
+import { BrokerError, ErrorCode, InputError, NotFoundError } from '../../protocol/errors.js';
 import type { Headers } from '../../protocol/envelope.js';
 import { BrokerEventSource } from '../events.js';
 import type {
@@ -155,6 +155,9 @@ export class AmqpBroker extends BrokerEventSource implements Broker {
       multiProcess: true,
       listQueues: management !== undefined,
       topics: true,
+      purge: true,
+      // RabbitMQ has no verb that holds a queue's deliveries from every consumer and resumes them.
+      pause: false,
     });
     this.#host = this.#makeHost();
     pubLink.onUp((conn) => this.#pubUp(conn));
@@ -245,6 +248,36 @@ export class AmqpBroker extends BrokerEventSource implements Broker {
     this.#policies.delete(name);
     this.#temporary.delete(name);
     this.#knownQueues.delete(name);
+  }
+
+  /** Purges the queue and its delay buckets (the delayed messages) natively. */
+  async purgeQueue(name: string): Promise<number> {
+    this.#assertUsable(`purgeQueue "${name}"`);
+    assertQueueName(name);
+    if ((await this.#check(name)) === undefined) throw new NotFoundError('queue', name);
+    const purge = async (queue: string): Promise<number> => {
+      try {
+        return (await this.#op((ch) => ch.purgeQueue(queue))).messageCount;
+      } catch (err) {
+        if ((err as AmqpFailure).code === 404) return 0;
+        throw asBrokerError(err, `purge queue "${queue}"`);
+      }
+    };
+    const counts = await Promise.all([
+      purge(name),
+      ...DELAY_BUCKETS_MS.map((ms) => purge(delayQueueName(name, ms))),
+    ]);
+    return counts.reduce((a, b) => a + b, 0);
+  }
+
+  async pauseQueue(name: string): Promise<void> {
+    this.#assertUsable(`pauseQueue "${name}"`);
+    throw pauseUnavailable(`pauseQueue "${name}"`);
+  }
+
+  async resumeQueue(name: string): Promise<void> {
+    this.#assertUsable(`resumeQueue "${name}"`);
+    throw pauseUnavailable(`resumeQueue "${name}"`);
   }
 
   async publish(queue: string, messages: readonly OutgoingMessage[]): Promise<string[]> {
@@ -365,6 +398,7 @@ export class AmqpBroker extends BrokerEventSource implements Broker {
       inFlight,
       deadLettered: dead?.messageCount ?? 0,
       consumers: main.consumerCount,
+      paused: false,
     };
   }
 
@@ -868,6 +902,13 @@ function tlsOptions(): Record<string, unknown> {
 
 function redactUrl(url: string): string {
   return url.replace(/(\/\/[^:/@]*:)[^@/]*@/, '$1***@');
+}
+
+function pauseUnavailable(what: string): BrokerError {
+  return new BrokerError(
+    ErrorCode.BrokerState,
+    `${what}: RabbitMQ cannot pause a queue for every consumer (it has no such verb); stop the workers of the queue instead`,
+  );
 }
 
 function closedError(what: string): BrokerError {

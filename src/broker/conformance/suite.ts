@@ -3,7 +3,7 @@ import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { BrokerError } from '../../protocol/errors.js';
+import { BrokerError, NotFoundError } from '../../protocol/errors.js';
 import type {
   Broker,
   BrokerStatus,
@@ -853,6 +853,90 @@ export function brokerConformanceSuite(target: ConformanceTarget): void {
         expect(statuses).toContain('closed');
         const other = await open();
         await statsMatch(other, queue, { ready: 0 });
+      });
+    });
+
+    describe('queue management', () => {
+      it('purges ready and delayed messages, lets in-flight ones finish, and says how many', async (ctx) => {
+        const broker = await open();
+        ctx.skip(!broker.capabilities.purge, `${target.name} broker cannot purge queues`);
+        const queue = uniqueName('purge');
+        await broker.declareQueue(queue);
+        await broker.publish(queue, [{ body: 'held' }]);
+        const box = await collect(broker, queue, 'none', { prefetch: 1 });
+        await waitFor(() => box.deliveries.length === 1, WAIT_MS, 'one delivery held');
+        await broker.publish(queue, [
+          { body: 'p1' },
+          { body: 'p2' },
+          { body: 'later', delayMs: 60_000 },
+        ]);
+        await statsMatch(broker, queue, { ready: 2, delayed: 1, inFlight: 1 });
+        expect(await broker.purgeQueue(queue)).toBe(3);
+        await statsMatch(broker, queue, { ready: 0, delayed: 0, inFlight: 1, deadLettered: 0 });
+        await box.deliveries[0]!.ack();
+        await statsMatch(broker, queue, { ready: 0, delayed: 0, inFlight: 0 });
+        await broker.publish(queue, [{ body: 'after' }]);
+        await waitFor(() => box.deliveries.length === 2, WAIT_MS, 'a delivery after the purge');
+        expect(box.bodies()).toEqual(['held', 'after']);
+        expect(await broker.purgeQueue(queue)).toBe(0);
+      });
+
+      it('refuses to purge, pause or resume a queue that does not exist, naming it', async (ctx) => {
+        const broker = await open();
+        const missing = uniqueName('missing');
+        if (broker.capabilities.purge) {
+          await expect(broker.purgeQueue(missing)).rejects.toThrow(NotFoundError);
+          await expect(broker.purgeQueue(missing)).rejects.toThrow(missing);
+        }
+        ctx.skip(!broker.capabilities.pause, `${target.name} broker cannot pause queues`);
+        await expect(broker.pauseQueue(missing)).rejects.toThrow(NotFoundError);
+        await expect(broker.resumeQueue(missing)).rejects.toThrow(NotFoundError);
+      });
+
+      it('rejects purge and pause with a BrokerError where the capability is missing', async (ctx) => {
+        const broker = await open();
+        const { purge, pause } = broker.capabilities;
+        ctx.skip(purge && pause, `${target.name} broker can purge and pause`);
+        const queue = uniqueName('unsupported');
+        await broker.declareQueue(queue);
+        if (!purge) await expect(broker.purgeQueue(queue)).rejects.toBeInstanceOf(BrokerError);
+        if (!pause) {
+          await expect(broker.pauseQueue(queue)).rejects.toBeInstanceOf(BrokerError);
+          await expect(broker.resumeQueue(queue)).rejects.toBeInstanceOf(BrokerError);
+          expect((await broker.stats(queue)).paused).toBe(false);
+        }
+      });
+
+      it('delivers nothing from a paused queue to any handle until resumed, still taking publishes', async (ctx) => {
+        const a = await open();
+        const b = await open();
+        ctx.skip(!a.capabilities.pause, `${target.name} broker cannot pause queues`);
+        const queue = uniqueName('pause');
+        await a.declareQueue(queue);
+        await a.publish(queue, [{ body: 'before' }]);
+        const box = await collect(a, queue, 'none', { prefetch: 10 });
+        await waitFor(() => box.deliveries.length === 1, WAIT_MS, 'the delivery before the pause');
+        await b.pauseQueue(queue);
+        await b.pauseQueue(queue); // idempotent
+        await statsMatch(a, queue, { paused: true, inFlight: 1 });
+        expect(await b.publish(queue, [{ body: 'p1' }, { body: 'p2' }])).toHaveLength(2);
+        await statsMatch(b, queue, { ready: 2, paused: true });
+        await sleep(QUIET_MS);
+        expect(box.bodies()).toEqual(['before']);
+        // The delivery in flight still settles while paused.
+        await box.deliveries[0]!.ack();
+        await statsMatch(a, queue, { ready: 2, inFlight: 0 });
+        const late = await collect(b, queue, 'none');
+        await sleep(QUIET_MS);
+        expect(late.deliveries).toHaveLength(0);
+        await b.resumeQueue(queue);
+        await statsMatch(a, queue, { paused: false });
+        await waitFor(
+          () => box.deliveries.length + late.deliveries.length === 3,
+          WAIT_MS,
+          'both messages after resume',
+        );
+        expect(sorted([...box.bodies(), ...late.bodies()])).toEqual(['before', 'p1', 'p2']);
       });
     });
 

@@ -1,10 +1,15 @@
-import { randomInt } from 'node:crypto';
 import type { Headers } from '../../protocol/envelope.js';
 import { BrokerError, ErrorCode, toError } from '../../protocol/errors.js';
 import type { Consumer, Delivery, DeliveryHandler, OutgoingMessage } from '../contract.js';
 import { ackTogether } from '../contract.js';
 import type { GroupCommit, WriteOp } from './group-commit.js';
-import type { LeaseResult, LeasedRow, QueueStore, SettleOutcome } from './store.js';
+import {
+  DOCTOR_HINT,
+  type LeaseResult,
+  type LeasedRow,
+  type QueueStore,
+  type SettleOutcome,
+} from './store.js';
 
 /** What a consumer needs from the broker handle that owns it. */
 export interface ConsumerHost {
@@ -16,6 +21,8 @@ export interface ConsumerHost {
   reportError(error: Error): void;
   /** Removes the consumer's row and, for a subscription, its queue and binding. */
   unregister(consumer: EmbeddedConsumer): Promise<void>;
+  /** A fresh lease token, in the range of this handle's number. */
+  nextToken(): number;
   /** Validates messages for `queue`; returns the write that inserts them inside a transaction. */
   prepareInsert(queue: string, messages: readonly OutgoingMessage[]): (now: number) => void;
 }
@@ -418,7 +425,7 @@ export class EmbeddedConsumer implements Consumer {
     if (this.#cancelled) return null;
     const n = Math.min(this.#prefetch - this.#unsettled, MAX_LEASE_ROWS);
     if (n <= 0) return null;
-    const token = randomInt(1, 2 ** 47);
+    const token = this.host.nextToken();
     const policy = this.host.store.policy(this.queue);
     const sweepFirst = now - this.#lastSweep >= SWEEP_EVERY_MS;
     const result = this.host.store.lease(policy, n, token, now, sweepFirst);
@@ -432,6 +439,14 @@ export class EmbeddedConsumer implements Consumer {
       return;
     }
     for (const dlq of result.deadLettered) this.host.localChange(dlq);
+    for (const bad of result.unreadable) {
+      this.host.reportError(
+        new BrokerError(
+          ErrorCode.BrokerState,
+          `queue "${this.queue}": message "${bad.id}" was dead-lettered, its body cannot be read (${bad.error}); ${DOCTOR_HINT}`,
+        ),
+      );
+    }
     const { rows, token, leaseUntil } = result;
     if (result.swept) this.#lastSweep = result.at;
     if (this.#cancelled) {

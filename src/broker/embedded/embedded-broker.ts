@@ -15,15 +15,25 @@
  *   timer per consumer, and a slow safety poll. An idle consumer does no queries.
  * - Liveness: a `handles` row per handle with a heartbeat every second; consumers are counted
  *   while their handle's heartbeat is fresh; temporary queues and subscriptions of a dead handle
- *   (pid gone on this host, or heartbeat a minute old) are reaped by any other handle.
+ *   (pid gone on this host, or heartbeat a minute old) are reaped by any other handle, which
+ *   also gives back the dead handle's leases at once, as RabbitMQ requeues the deliveries of a
+ *   dropped connection: each handle has a number, and its lease tokens lie in that number's range.
+ * - Pausing a queue is a flag in its row, read by every lease transaction: consumers of every
+ *   process stop taking from it at their next lease, and resume on the commit that clears it.
  */
 import { randomUUID } from 'node:crypto';
 import { BrokerEventSource } from '../events.js';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
-import { BrokerError, ErrorCode, InputError, toError } from '../../protocol/errors.js';
+import {
+  BrokerError,
+  ErrorCode,
+  InputError,
+  NotFoundError,
+  toError,
+} from '../../protocol/errors.js';
 import type {
   Broker,
   BrokerCapabilities,
@@ -40,7 +50,7 @@ import { checkTopicPattern } from '../checks.js';
 import { Checkpointer } from './checkpointer.js';
 import { EmbeddedConsumer, type ConsumerHost } from './consumer.js';
 import { GroupCommit, isBusy } from './group-commit.js';
-import { applyPragmas, migrate } from './schema.js';
+import { LEASE_TOKEN_SPAN, applyPragmas, migrate } from './schema.js';
 import { QueueStore, type HandleRow, type PreparedMessage } from './store.js';
 import { Waker } from './wake.js';
 
@@ -48,6 +58,12 @@ import { Waker } from './wake.js';
 export interface EmbeddedBrokerOptions {
   /** The SQLite file; its parent directory is created if missing. */
   path: string;
+  /**
+   * Create the file (and its directory) when missing. With false, a missing file rejects with
+   * a NotFoundError ('broker file') and nothing is created: for commands that only read
+   * (default: true).
+   */
+  create?: boolean;
   /** Lease of queues this handle declares without a `leaseMs` of their own (default: 30000). */
   leaseMs?: number;
   /** Safety poll period in ms, for wake-ups the file watcher missed (default: 1000). */
@@ -71,8 +87,9 @@ const HEARTBEAT_MS = 1_000;
 /** A consumer counts as live while its handle's heartbeat is younger than this. */
 const CONSUMER_FRESH_MS = 4_000;
 /**
- * A handle whose process is gone from this host is reaped once its heartbeat is this old (a
- * guard against a same-named host in another pid namespace, where the pid means nothing).
+ * A handle whose process is gone from this host is reaped at once when it ran in this pid
+ * namespace, and otherwise once its heartbeat is this old (a guard against a same-named host in
+ * another pid namespace, or a system without /proc, where the pid may mean nothing).
  */
 const DEAD_PID_STALE_MS = 3 * HEARTBEAT_MS;
 /** A handle whose heartbeat is older than this is dead even when its pid still exists. */
@@ -83,7 +100,28 @@ const CAPABILITIES: BrokerCapabilities = {
   multiProcess: true,
   listQueues: true,
   topics: true,
+  purge: true,
+  pause: true,
 };
+
+/** Reason recorded on messages whose lease was given back because their handle died. */
+const DEAD_HANDLE_REASON = "lease given back: the consumer's process died";
+/** Reason recorded on messages still leased by a handle when it closed. */
+const CLOSED_HANDLE_REASON = 'lease given back: the consumer closed without settling';
+
+let ownPidNamespace: string | null | undefined;
+
+/** This process's pid namespace (`pid:[4026531836]`), or null where /proc does not tell. */
+function pidNamespace(): string | null {
+  if (ownPidNamespace === undefined) {
+    try {
+      ownPidNamespace = readlinkSync('/proc/self/ns/pid');
+    } catch {
+      ownPidNamespace = null;
+    }
+  }
+  return ownPidNamespace;
+}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -154,6 +192,9 @@ export class EmbeddedBroker extends BrokerEventSource implements Broker {
   #checkpointer: Checkpointer | undefined;
   #consumerCount = 0;
   #subscriptions = 0;
+  /** This handle's number (see LEASE_TOKEN_SPAN), set at registration. */
+  #num = 0;
+  #tokenSeq = 0;
   #closing = false;
   #closed = false;
   #closePromise: Promise<void> | null = null;
@@ -164,6 +205,8 @@ export class EmbeddedBroker extends BrokerEventSource implements Broker {
     assertPositiveInt('embedded broker option leaseMs', options.leaseMs);
     assertPositiveInt('embedded broker option pollMs', options.pollMs);
     const path = resolve(options.path);
+    const create = options.create ?? true;
+    if (!create && !existsSync(path)) throw new NotFoundError('broker file', path);
     const busyTimeoutMs = options.busyTimeoutMs ?? 5_000;
     let db: Database.Database | undefined;
     // Processes creating the same new file at once can get SQLITE_BUSY without waiting (SQLite
@@ -171,8 +214,8 @@ export class EmbeddedBroker extends BrokerEventSource implements Broker {
     const deadline = Date.now() + Math.max(busyTimeoutMs, 1_000);
     for (let attempt = 1; ; attempt++) {
       try {
-        mkdirSync(dirname(path), { recursive: true });
-        db = new Database(path, { timeout: busyTimeoutMs });
+        if (create) mkdirSync(dirname(path), { recursive: true });
+        db = new Database(path, { timeout: busyTimeoutMs, fileMustExist: !create });
         applyPragmas(db, { synchronous: options.synchronous ?? 'normal', busyTimeoutMs });
         migrate(db);
         break;
@@ -184,6 +227,7 @@ export class EmbeddedBroker extends BrokerEventSource implements Broker {
           continue;
         }
         if (err instanceof BrokerError) throw err;
+        if (!create && !existsSync(path)) throw new NotFoundError('broker file', path);
         throw new BrokerError(
           ErrorCode.BrokerUnavailable,
           `embedded broker "${path}": cannot open: ${toError(err).message}`,
@@ -227,6 +271,10 @@ export class EmbeddedBroker extends BrokerEventSource implements Broker {
       localChange: (queue) => this.#localChange(queue),
       reportError: (err) => this.#reportError(err),
       unregister: (consumer) => this.#unregister(consumer),
+      nextToken: () => {
+        this.#tokenSeq = (this.#tokenSeq + 1) % LEASE_TOKEN_SPAN;
+        return this.#num * LEASE_TOKEN_SPAN + this.#tokenSeq;
+      },
       prepareInsert: (queue, messages) => {
         assertName('queue', queue);
         const prepared = prepare(queue, messages);
@@ -254,7 +302,10 @@ export class EmbeddedBroker extends BrokerEventSource implements Broker {
   async #start(): Promise<void> {
     const pid = process.pid;
     const host = hostname();
-    await this.#commit.run(1, (now) => this.#store.registerHandle(this.#id, pid, host, now));
+    const ns = pidNamespace();
+    this.#num = await this.#commit.run(1, (now) =>
+      this.#store.registerHandle(this.#id, pid, host, ns, now),
+    );
     this.#waker.start();
     this.#waker.setReferenced(false);
     this.#reap();
@@ -282,6 +333,37 @@ export class EmbeddedBroker extends BrokerEventSource implements Broker {
     assertName('queue', name);
     this.#assertOpen();
     await this.#commit.run(1, () => this.#store.deleteQueue(name));
+  }
+
+  async purgeQueue(name: string): Promise<number> {
+    assertName('queue', name);
+    this.#assertOpen();
+    const result = await this.#commit.run(1, (now) => {
+      if (!this.#store.queueExists(name)) return null;
+      const deadLettered: string[] = [];
+      const purged = this.#store.purge(this.#store.policy(name), now, deadLettered);
+      return { purged, deadLettered };
+    });
+    if (result === null) throw new NotFoundError('queue', name);
+    for (const q of new Set(result.deadLettered)) this.#localChange(q);
+    return result.purged;
+  }
+
+  async pauseQueue(name: string): Promise<void> {
+    await this.#setPaused(name, true);
+  }
+
+  async resumeQueue(name: string): Promise<void> {
+    await this.#setPaused(name, false);
+    // Consumers in other processes wake on the commit; the ones of this handle are told.
+    this.#localChange(name);
+  }
+
+  async #setPaused(name: string, paused: boolean): Promise<void> {
+    assertName('queue', name);
+    this.#assertOpen();
+    const found = await this.#commit.run(1, () => this.#store.setPaused(name, paused));
+    if (!found) throw new NotFoundError('queue', name);
   }
 
   async publish(queue: string, messages: readonly OutgoingMessage[]): Promise<string[]> {
@@ -389,6 +471,7 @@ export class EmbeddedBroker extends BrokerEventSource implements Broker {
       inFlight: c.leased - c.leased_expired,
       deadLettered: this.#store.countAll(policy.deadLetterQueue),
       consumers: c.consumers + local,
+      paused: c.paused === 1,
     };
   }
 
@@ -411,7 +494,9 @@ export class EmbeddedBroker extends BrokerEventSource implements Broker {
       const all = [...this.#consumers.values()].flatMap((set) => [...set]);
       await Promise.allSettled(all.map((c) => c.cancel()));
       try {
-        await this.#commit.run(1, () => this.#store.dropHandle(this.#id));
+        await this.#commit.run(1, (now) =>
+          this.#store.dropHandle(this.#id, now, CLOSED_HANDLE_REASON),
+        );
       } catch (err) {
         this.#reportError(toError(err));
       }
@@ -516,12 +601,14 @@ export class EmbeddedBroker extends BrokerEventSource implements Broker {
     if (this.#closing) return;
     const pid = process.pid;
     const host = hostname();
+    const num = this.#num;
     this.#commit.submit({
       weight: 1,
       exec: (now) => {
-        // Re-register if another handle took us for dead (e.g. the event loop was blocked).
+        // Re-register if another handle took us for dead (e.g. the event loop was blocked). Its
+        // leases were given back then; settles of those deliveries are stale no-ops.
         if (!this.#store.heartbeat(this.#id, now)) {
-          this.#store.registerHandle(this.#id, pid, host, now);
+          this.#store.registerHandle(this.#id, pid, host, pidNamespace(), now, num);
         }
       },
       done: () => undefined,
@@ -531,9 +618,10 @@ export class EmbeddedBroker extends BrokerEventSource implements Broker {
   }
 
   /**
-   * Drops handles whose process is gone from this host (and that missed a few heartbeats), or
-   * whose heartbeat is a minute old: a blocked event loop must not cost a live process its
-   * temporary queues.
+   * Drops handles whose process is gone from this host (at once when it ran in this pid
+   * namespace, else once it missed a few heartbeats), or whose heartbeat is a minute old: a
+   * blocked event loop must not cost a live process its temporary queues. Their leases go back
+   * to their queues.
    */
   #reap(): void {
     let others: HandleRow[];
@@ -544,20 +632,27 @@ export class EmbeddedBroker extends BrokerEventSource implements Broker {
       return;
     }
     const host = hostname();
+    const ns = pidNamespace();
     const now = Date.now();
     const dead = others.filter((h) => {
       const age = now - h.heartbeat_at;
-      return (
-        age > HANDLE_STALE_MS || (age > DEAD_PID_STALE_MS && h.host === host && !pidAlive(h.pid))
-      );
+      if (age > HANDLE_STALE_MS) return true;
+      if (h.host !== host || pidAlive(h.pid)) return false;
+      return (ns !== null && h.pid_ns === ns) || age > DEAD_PID_STALE_MS;
     });
     if (dead.length === 0) return;
     this.#commit.submit({
       weight: dead.length,
-      exec: () => {
-        for (const h of dead) this.#store.dropHandle(h.id, h.heartbeat_at);
+      exec: (t) => {
+        const touched: string[] = [];
+        for (const h of dead) {
+          touched.push(...this.#store.dropHandle(h.id, t, DEAD_HANDLE_REASON, h.heartbeat_at));
+        }
+        return touched;
       },
-      done: () => undefined,
+      done: (touched: string[]) => {
+        for (const q of new Set(touched)) this.#localChange(q);
+      },
       fail: (err) => this.#reportError(err),
     });
   }

@@ -2,7 +2,7 @@ import type Database from 'better-sqlite3';
 import { BrokerError, ErrorCode } from '../../protocol/errors.js';
 
 /** Version of the on-disk layout, kept in `PRAGMA user_version`. */
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 
 /**
  * Bodies longer than this many bytes live in the `bodies` table, not in their message's row:
@@ -37,7 +37,9 @@ CREATE TABLE IF NOT EXISTS queues (
   message_ttl_ms    INTEGER,
   durable           INTEGER NOT NULL,
   owner             TEXT,
-  created_at        INTEGER NOT NULL
+  created_at        INTEGER NOT NULL,
+  -- 1 while paused: consumers of every process lease nothing from it.
+  paused            INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS queues_owner ON queues(owner) WHERE owner IS NOT NULL;
 
@@ -82,7 +84,17 @@ CREATE TABLE IF NOT EXISTS handles (
   pid          INTEGER NOT NULL,
   host         TEXT NOT NULL,
   opened_at    INTEGER NOT NULL,
-  heartbeat_at INTEGER NOT NULL
+  heartbeat_at INTEGER NOT NULL,
+  -- Leases taken by this handle carry tokens in [num * 2^24, (num + 1) * 2^24) (see LEASE_TOKEN_SPAN).
+  num          INTEGER,
+  -- The pid namespace of the process (Linux), so that a pid is only judged where it means something.
+  pid_ns       TEXT
+) WITHOUT ROWID;
+
+-- Monotonic counters (the handle numbers, never reused).
+CREATE TABLE IF NOT EXISTS counters (
+  name  TEXT PRIMARY KEY,
+  value INTEGER NOT NULL
 ) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS consumers (
@@ -111,6 +123,34 @@ INSERT INTO messages SELECT seq, queue, id, priority, state, due_at, lease_token
   created_at, expires_at, last_error, headers, body FROM messages_v1;
 DROP TABLE messages_v1;
 `;
+
+/** Columns version 3 added to tables of earlier versions (no pause flag, no handle numbers). */
+const V3_COLUMNS = [
+  ['queues', 'paused', 'INTEGER NOT NULL DEFAULT 0'],
+  ['handles', 'num', 'INTEGER'],
+  ['handles', 'pid_ns', 'TEXT'],
+] as const;
+
+/** Adds the columns of version 3 to the tables of an earlier file that lack them. */
+function addV3Columns(db: Database.Database): void {
+  for (const [table, column, type] of V3_COLUMNS) {
+    const columns = db.pragma(`table_info(${table})`) as { name: string }[];
+    if (columns.length > 0 && !columns.some((c) => c.name === column)) {
+      db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${type}`);
+    }
+  }
+}
+
+/**
+ * Lease tokens of one handle lie in `[num * LEASE_TOKEN_SPAN, (num + 1) * LEASE_TOKEN_SPAN)`, so
+ * the leases of a handle whose process died can be found and given back at once.
+ */
+export const LEASE_TOKEN_SPAN = 2 ** 24;
+/**
+ * First handle number. Version 2 drew lease tokens at random below 2^47, i.e. below this number
+ * times the span: leases left by those processes never look like a numbered handle's.
+ */
+export const FIRST_HANDLE_NUMBER = 2 ** 23;
 
 /** WAL pages after which a commit checkpoints, when no checkpoint thread does it. */
 export const WAL_AUTOCHECKPOINT_PAGES = 4000;
@@ -155,6 +195,7 @@ export function migrate(db: Database.Database): void {
   try {
     // Version 1 kept every body in its row, NOT NULL: rebuild the table with a nullable body.
     if (version === 1) db.exec(V1_TO_V2);
+    addV3Columns(db);
     db.exec(DDL);
     db.pragma(`user_version = ${SCHEMA_VERSION}`);
     db.exec('COMMIT');

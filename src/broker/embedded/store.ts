@@ -1,6 +1,6 @@
 import type Database from 'better-sqlite3';
 import type { Headers } from '../../protocol/envelope.js';
-import { ErrorCode } from '../../protocol/errors.js';
+import { BrokerError, ErrorCode, toError } from '../../protocol/errors.js';
 import {
   DEAD_LETTER_DELIVERIES_HEADER,
   DEAD_LETTER_QUEUE_HEADER,
@@ -10,7 +10,12 @@ import {
   type QueueOptions,
 } from '../contract.js';
 import { topicMatches } from '../topic.js';
-import { INLINE_BODY_BYTES, MessageState } from './schema.js';
+import {
+  FIRST_HANDLE_NUMBER,
+  INLINE_BODY_BYTES,
+  LEASE_TOKEN_SPAN,
+  MessageState,
+} from './schema.js';
 
 const EMPTY = Buffer.alloc(0);
 
@@ -58,9 +63,13 @@ export interface LeaseResult {
   deadLettered: string[];
   /** Whether due delayed messages and expired leases were swept in. */
   swept: boolean;
+  /** Messages whose body could not be read (a damaged file): dead-lettered, not delivered. */
+  unreadable: UnreadableMessage[];
 }
 
 export interface RawCounts {
+  /** 1 when the queue is paused, 0 otherwise (also for a queue not declared). */
+  paused: number;
   ready: number;
   delayed_due: number;
   delayed: number;
@@ -95,6 +104,9 @@ export interface HandleRow {
   pid: number;
   host: string;
   heartbeat_at: number;
+  /** Null for a handle registered by a version without handle numbers. */
+  num: number | null;
+  pid_ns: string | null;
 }
 
 /** Outcome of settling a delivery: `false` when the lease token no longer matches (stale). */
@@ -104,6 +116,27 @@ export interface SettleOutcome {
   requeued?: string;
   /** Dead-letter queue that received the message. */
   deadLettered?: string;
+}
+
+/** Reason recorded on a message whose body could not be read back from the file. */
+export const BODY_UNREADABLE = 'BODY_UNREADABLE';
+
+/** Where an error about a damaged broker file sends the reader. */
+export const DOCTOR_HINT = 'check the file with "qtune doctor" (PRAGMA integrity_check)';
+
+/** Whether `err` is SQLite saying the file is damaged. */
+export function isCorrupt(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return (
+    typeof code === 'string' && (code.startsWith('SQLITE_CORRUPT') || code === 'SQLITE_NOTADB')
+  );
+}
+
+/** A message whose body was unreadable, dead-lettered by a lease. */
+export interface UnreadableMessage {
+  id: string;
+  /** SQLite's error. */
+  error: string;
 }
 
 const MAX_LEASE_ROUNDS = 8;
@@ -183,6 +216,8 @@ export class QueueStore {
       deleteLeased: p(`DELETE FROM messages WHERE queue = ? AND state = 2`),
       deleteQueueBindings: p(`DELETE FROM bindings WHERE queue = ?`),
       ownedQueues: p<{ name: string }>(`SELECT name FROM queues WHERE owner = ?`),
+      paused: p<number>(`SELECT paused FROM queues WHERE name = ?`).pluck(),
+      setPaused: p(`UPDATE queues SET paused = ? WHERE name = ?`),
 
       insert: p(
         `INSERT INTO messages (queue, id, priority, state, due_at, created_at, expires_at, headers, body)
@@ -238,6 +273,11 @@ export class QueueStore {
          FROM messages WHERE seq = ?`,
       ),
       deleteSeq: p(`DELETE FROM messages WHERE seq = ?`),
+      quarantine: p(
+        `UPDATE messages SET queue = ?, priority = min(priority, ?), state = 0, due_at = NULL,
+           lease_token = NULL, created_at = ?, expires_at = ?, last_error = ?, headers = ?,
+           body = X'' WHERE seq = ?`,
+      ),
       insertBody: p(`INSERT INTO bodies (seq, body) VALUES (?, ?)`),
       selectBody: p<Buffer>(`SELECT body FROM bodies WHERE seq = ?`).pluck(),
       moveBody: p(`UPDATE bodies SET seq = ? WHERE seq = ?`),
@@ -255,6 +295,7 @@ export class QueueStore {
 
       counts: p<RawCounts>(
         `SELECT
+           coalesce((SELECT paused FROM queues WHERE name = @q), 0) AS paused,
            (SELECT count(*) FROM messages WHERE queue = @q AND state = 0) AS ready,
            (SELECT count(*) FROM messages WHERE queue = @q AND state = 1 AND due_at <= @now) AS delayed_due,
            (SELECT count(*) FROM messages WHERE queue = @q AND state = 1) AS delayed,
@@ -270,10 +311,27 @@ export class QueueStore {
       ),
 
       insertHandle: p(
-        `INSERT OR REPLACE INTO handles (id, pid, host, opened_at, heartbeat_at) VALUES (?, ?, ?, ?, ?)`,
+        `INSERT OR REPLACE INTO handles (id, pid, host, opened_at, heartbeat_at, num, pid_ns)
+         VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      ),
+      nextHandleNumber: p<number>(
+        `INSERT INTO counters (name, value) VALUES ('handle', ?)
+         ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value`,
+      ).pluck(),
+      handleNumber: p<number | null>(`SELECT num FROM handles WHERE id = ?`).pluck(),
+      // Leased rows are few (prefetch per consumer): scanning the leased index is cheap.
+      leasesOf: p<DueRow>(
+        `SELECT seq, queue, deliveries, headers FROM messages INDEXED BY messages_leased
+         WHERE state = 2 AND lease_token >= ? AND lease_token < ?`,
+      ),
+      releaseDead: p(
+        `UPDATE messages SET state = 0, due_at = NULL, lease_token = NULL, last_error = ?
+         WHERE seq = ?`,
       ),
       heartbeat: p(`UPDATE handles SET heartbeat_at = ? WHERE id = ?`),
-      otherHandles: p<HandleRow>(`SELECT id, pid, host, heartbeat_at FROM handles WHERE id != ?`),
+      otherHandles: p<HandleRow>(
+        `SELECT id, pid, host, heartbeat_at, num, pid_ns FROM handles WHERE id != ?`,
+      ),
       deleteHandle: p(`DELETE FROM handles WHERE id = ?`),
       handleBeat: p<{ heartbeat_at: number }>(`SELECT heartbeat_at FROM handles WHERE id = ?`),
       insertConsumer: p(`INSERT INTO consumers (handle, queue, tag) VALUES (?, ?, ?)`),
@@ -362,6 +420,27 @@ export class QueueStore {
     if (dlq && dlq.owner === policy.owner) this.deleteQueue(dlq.name);
   }
 
+  /** Whether `name` is paused (read, uncached: any process may pause or resume it). */
+  paused(name: string): boolean {
+    return this.#s.paused.get(name) === 1;
+  }
+
+  /** Pauses or resumes `name`; false when no such queue exists (write). */
+  setPaused(name: string, paused: boolean): boolean {
+    return this.#s.setPaused.run(paused ? 1 : 0, name).changes > 0;
+  }
+
+  /**
+   * Deletes the ready and delayed messages of `name` after taking back its expired leases (which
+   * count as ready), and returns how many it deleted; leases still running are left alone (write).
+   */
+  purge(policy: QueuePolicy, now: number, deadLettered: string[]): number {
+    this.sweep(policy, now, deadLettered);
+    return (
+      this.#s.deleteReady.run(policy.name).changes + this.#s.deleteDelayed.run(policy.name).changes
+    );
+  }
+
   /** Drops the cached policy of `name` (after another handle may have changed it). */
   forget(name: string): void {
     this.#policies.delete(name);
@@ -439,16 +518,42 @@ export class QueueStore {
     sweepFirst: boolean,
   ): LeaseResult {
     const deadLettered: string[] = [];
+    const unreadable: UnreadableMessage[] = [];
+    const leaseUntil = now + policy.leaseMs;
+    if (this.paused(policy.name)) {
+      return { rows: [], leaseUntil, nextDueAt: null, deadLettered, swept: false, unreadable };
+    }
     let swept = sweepFirst;
     if (swept) this.sweep(policy, now, deadLettered);
-    const leaseUntil = now + policy.leaseMs;
     let rows: LeasedRow[] = [];
     for (let round = 0; round < MAX_LEASE_ROUNDS && rows.length < n; round++) {
       const want = n - rows.length;
       const got: LeasedRow[] = [];
-      for (const columns of this.#s.lease.all(leaseUntil, token, policy.name, want)) {
+      let leased: LeasedColumns[];
+      try {
+        leased = this.#s.lease.all(leaseUntil, token, policy.name, want);
+      } catch (err) {
+        if (!isCorrupt(err)) throw err;
+        throw new BrokerError(
+          ErrorCode.BrokerState,
+          `queue "${policy.name}": cannot lease, the broker file is damaged (${toError(err).message}); ${DOCTOR_HINT}`,
+          { cause: err },
+        );
+      }
+      for (const columns of leased) {
         const row = leasedRow(columns);
-        if (row.body === null) row.body = this.#s.selectBody.get(row.seq) ?? EMPTY;
+        if (row.body === null) {
+          try {
+            row.body = this.#s.selectBody.get(row.seq) ?? EMPTY;
+          } catch (err) {
+            if (!isCorrupt(err)) throw err;
+            // One damaged body must not block the messages behind it: dead-letter it, saying why.
+            const error = toError(err).message;
+            deadLettered.push(this.#quarantine(policy, row, error, now));
+            unreadable.push({ id: row.id, error });
+            continue;
+          }
+        }
         got.push(row);
       }
       if (policy.messageTtlMs === null) {
@@ -475,7 +580,7 @@ export class QueueStore {
     }
     rows.sort(byDeliveryOrder);
     const nextDueAt = rows.length < n ? this.nextDue(policy.name) : null;
-    return { rows, leaseUntil, nextDueAt, deadLettered, swept };
+    return { rows, leaseUntil, nextDueAt, deadLettered, swept, unreadable };
   }
 
   /** Earliest `due_at` of a delayed or leased message of `queue` (read). */
@@ -490,9 +595,10 @@ export class QueueStore {
   /** Whether `queue` has something a consumer could lease now (read, no lock). */
   probe(queue: string, now: number): boolean {
     return (
-      this.#s.probeReady.get(queue) !== undefined ||
-      this.#s.probeDelayed.get(queue, now) !== undefined ||
-      this.#s.probeLeased.get(queue, now) !== undefined
+      (this.#s.probeReady.get(queue) !== undefined ||
+        this.#s.probeDelayed.get(queue, now) !== undefined ||
+        this.#s.probeLeased.get(queue, now) !== undefined) &&
+      !this.paused(queue)
     );
   }
 
@@ -549,14 +655,8 @@ export class QueueStore {
     return this.#s.probeTtl.get(now) !== undefined;
   }
 
-  #moveToDeadLetter(
-    seq: number,
-    row: SettleRow,
-    reason: string,
-    lastError: string | null,
-    now: number,
-  ): string {
-    const source = this.policy(row.queue);
+  /** The dead-letter queue of `source` (declared if missing) and a dead letter's headers. */
+  #deadLetterOf(source: QueuePolicy, row: SettleRow, reason: string, now: number) {
     // The dead-letter queue of a temporary queue is temporary too, with the same owner.
     const dlq = this.ensureQueue(
       source.deadLetterQueue,
@@ -575,6 +675,38 @@ export class QueueStore {
     headers[DEAD_LETTER_REASON_HEADER] = reason;
     headers[DEAD_LETTER_QUEUE_HEADER] = row.queue;
     headers[DEAD_LETTER_DELIVERIES_HEADER] = row.deliveries;
+    return { dlq, headers };
+  }
+
+  /**
+   * Moves a just-leased message whose body cannot be read into the dead-letter queue, in place
+   * and with an empty body: copying the row would read the body again. The damaged body stays
+   * in the file, unreferenced, for `qtune doctor` to find.
+   */
+  #quarantine(policy: QueuePolicy, row: LeasedRow, error: string, now: number): string {
+    const reason = `${BODY_UNREADABLE}: the message body cannot be read (${error}); ${DOCTOR_HINT}`;
+    const meta = { queue: policy.name, deliveries: row.deliveries, headers: row.headers };
+    const { dlq, headers } = this.#deadLetterOf(policy, meta, reason, now);
+    this.#s.quarantine.run(
+      dlq.name,
+      dlq.priorities - 1,
+      now,
+      dlq.messageTtlMs === null ? null : now + dlq.messageTtlMs,
+      reason,
+      JSON.stringify(headers),
+      row.seq,
+    );
+    return dlq.name;
+  }
+
+  #moveToDeadLetter(
+    seq: number,
+    row: SettleRow,
+    reason: string,
+    lastError: string | null,
+    now: number,
+  ): string {
+    const { dlq, headers } = this.#deadLetterOf(this.policy(row.queue), row, reason, now);
     const dl = this.#s.copyToDeadLetter.run(
       dlq.name,
       dlq.priorities - 1,
@@ -603,8 +735,21 @@ export class QueueStore {
 
   // ---- handles and consumers -------------------------------------------------------------------
 
-  registerHandle(id: string, pid: number, host: string, now: number): void {
-    this.#s.insertHandle.run(id, pid, host, now, now);
+  /**
+   * Registers (or re-registers) a handle and returns its number: `num` when given, else a fresh
+   * one that no handle had before (write).
+   */
+  registerHandle(
+    id: string,
+    pid: number,
+    host: string,
+    pidNs: string | null,
+    now: number,
+    num?: number,
+  ): number {
+    const n = num ?? this.#s.nextHandleNumber.get(FIRST_HANDLE_NUMBER)!;
+    this.#s.insertHandle.run(id, pid, host, now, now, n, pidNs);
+    return n;
   }
 
   /** Refreshes the handle's heartbeat; false when its row is gone (reaped by someone else). */
@@ -617,20 +762,44 @@ export class QueueStore {
   }
 
   /**
-   * Deletes a handle with its temporary queues, bindings and consumer rows (write). With
-   * `seenHeartbeat`, only if the handle did not beat since (it was not dead after all).
+   * Deletes a handle with its temporary queues, bindings and consumer rows, and gives back the
+   * leases it still holds as an expired lease would be (write): nobody can settle them any more.
+   * With `seenHeartbeat`, only if the handle did not beat since (it was not dead after all).
+   * Returns the queues that got messages back (or dead letters).
    */
-  dropHandle(id: string, seenHeartbeat?: number): string[] {
+  dropHandle(id: string, now: number, reason: string, seenHeartbeat?: number): string[] {
     if (seenHeartbeat !== undefined) {
       const beat = this.#s.handleBeat.get(id);
       if (beat !== undefined && beat.heartbeat_at > seenHeartbeat) return [];
     }
+    const num = this.#s.handleNumber.get(id);
+    const touched = num === undefined || num === null ? [] : this.releaseLeases(num, now, reason);
     const queues = this.#s.ownedQueues.all(id).map((r) => r.name);
     for (const q of queues) this.deleteQueue(q);
     this.#s.deleteOwnedBindings.run(id);
     this.#s.deleteHandleConsumers.run(id);
     this.#s.deleteHandle.run(id);
-    return queues;
+    return touched.filter((q) => !queues.includes(q));
+  }
+
+  /**
+   * Makes the messages leased by handle number `num` ready again (at their old place), or
+   * dead-letters those that had their last allowed delivery, recording `reason` (write).
+   * Returns the queues that received them.
+   */
+  releaseLeases(num: number, now: number, reason: string): string[] {
+    const touched = new Set<string>();
+    const from = num * LEASE_TOKEN_SPAN;
+    for (const row of this.#s.leasesOf.all(from, from + LEASE_TOKEN_SPAN)) {
+      if (row.deliveries >= this.policy(row.queue).maxDeliveries) {
+        const why = `${ErrorCode.MaxDeliveries}: ${reason}`;
+        touched.add(this.#moveToDeadLetter(row.seq, row, why, reason, now));
+      } else {
+        this.#s.releaseDead.run(reason, row.seq);
+        touched.add(row.queue);
+      }
+    }
+    return [...touched];
   }
 
   addConsumer(handle: string, queue: string, tag: string): number {

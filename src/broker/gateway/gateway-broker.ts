@@ -74,7 +74,14 @@ export class GatewayBroker extends BrokerEventSource implements Broker {
 
   constructor(options: GatewayBrokerOptions) {
     super();
-    const capabilities = { durable: true, multiProcess: true, listQueues: true, topics: false };
+    const capabilities = {
+      durable: true,
+      multiProcess: true,
+      listQueues: true,
+      topics: false,
+      purge: false,
+      pause: false,
+    };
     this.capabilities = Object.freeze(capabilities);
     this.#pollWaitMs = options.pollWaitMs ?? 20_000;
     this.#http = new HttpClient({
@@ -134,6 +141,21 @@ export class GatewayBroker extends BrokerEventSource implements Broker {
     this.#assertUsable(`deleteQueue "${name}"`);
     await this.#http.request('DELETE', `/v1/queues/${enc(name)}`);
     this.#temporary.delete(name);
+  }
+
+  async purgeQueue(name: string): Promise<number> {
+    this.#assertUsable(`purgeQueue "${name}"`);
+    throw managementUnavailable(`purgeQueue "${name}"`);
+  }
+
+  async pauseQueue(name: string): Promise<void> {
+    this.#assertUsable(`pauseQueue "${name}"`);
+    throw managementUnavailable(`pauseQueue "${name}"`);
+  }
+
+  async resumeQueue(name: string): Promise<void> {
+    this.#assertUsable(`resumeQueue "${name}"`);
+    throw managementUnavailable(`resumeQueue "${name}"`);
   }
 
   async publish(queue: string, messages: readonly OutgoingMessage[]): Promise<string[]> {
@@ -325,6 +347,13 @@ function enc(segment: string): string {
 
 function closedError(what: string): BrokerError {
   return new BrokerError(ErrorCode.BrokerState, `${what}: the gateway broker handle is closed`);
+}
+
+function managementUnavailable(what: string): BrokerError {
+  return new BrokerError(
+    ErrorCode.BrokerState,
+    `${what}: the HTTP gateway client cannot purge, pause or resume queues; connect to the broker itself`,
+  );
 }
 
 function topicsUnavailable(what: string): BrokerError {

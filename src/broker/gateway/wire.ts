@@ -68,6 +68,8 @@ export const queueStatsSchema = z.object({
   inFlight: z.number(),
   deadLettered: z.number(),
   consumers: z.number(),
+  /** Absent from gateways older than queue pausing. */
+  paused: z.boolean().default(false),
 });
 
 /** `GET /v1/queues`: stats of every queue, or names only with `?stats=false`. */
@@ -80,6 +82,7 @@ export const queueListSchema = z.object({
       inFlight: z.number().optional(),
       deadLettered: z.number().optional(),
       consumers: z.number().optional(),
+      paused: z.boolean().optional(),
     }),
   ),
 });

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { BrokerEventSource } from '../events.js';
-import { BrokerError, ErrorCode, InputError } from '../../protocol/errors.js';
+import { BrokerError, ErrorCode, InputError, NotFoundError } from '../../protocol/errors.js';
 import type {
   Broker,
   BrokerCapabilities,
@@ -37,6 +37,8 @@ export class MemoryBroker extends BrokerEventSource implements Broker {
     multiProcess: false,
     listQueues: true,
     topics: true,
+    purge: true,
+    pause: true,
   });
   readonly #core: BusCore;
   readonly #consumers = new Set<ConsumerCore>();
@@ -72,6 +74,21 @@ export class MemoryBroker extends BrokerEventSource implements Broker {
     this.#assertUsable(`deleteQueue "${name}"`);
     this.#core.delete(name);
     this.#temporary.delete(name);
+  }
+
+  async purgeQueue(name: string): Promise<number> {
+    this.#assertUsable(`purgeQueue "${name}"`);
+    return this.#existing(name).purge();
+  }
+
+  async pauseQueue(name: string): Promise<void> {
+    this.#assertUsable(`pauseQueue "${name}"`);
+    this.#existing(name).setPaused(true);
+  }
+
+  async resumeQueue(name: string): Promise<void> {
+    this.#assertUsable(`resumeQueue "${name}"`);
+    this.#existing(name).setPaused(false);
   }
 
   async publish(queue: string, messages: readonly OutgoingMessage[]): Promise<string[]> {
@@ -205,6 +222,12 @@ export class MemoryBroker extends BrokerEventSource implements Broker {
         `queue "${name}" does not exist in the memory broker; declare it first`,
       );
     }
+    return queue;
+  }
+
+  #existing(name: string): QueueCore {
+    const queue = this.#core.queues.get(name);
+    if (queue === undefined) throw new NotFoundError('queue', name);
     return queue;
   }
 

@@ -373,6 +373,7 @@ export class QueueCore {
   #nextConsumer = 0;
   #dispatchScheduled = false;
   #deleted = false;
+  #paused = false;
 
   constructor(bus: BusCore, name: string, options: ResolvedQueueOptions, owner?: Connection) {
     this.#bus = bus;
@@ -421,7 +422,32 @@ export class QueueCore {
       inFlight: this.#leases.size,
       deadLettered: dead === undefined || dead === this ? 0 : dead.size,
       consumers: this.#consumers.length,
+      paused: this.#paused,
     };
+  }
+
+  /** Drops the ready and delayed messages; returns how many. Leased ones are left alone. */
+  purge(): number {
+    let purged = 0;
+    for (const m of this.#delayed) {
+      this.#discard(m);
+      purged++;
+    }
+    this.#delayed.clear();
+    for (const level of this.#levels) {
+      for (const m of level.clear()) {
+        this.#discard(m);
+        purged++;
+      }
+    }
+    this.#readyCount = 0;
+    return purged;
+  }
+
+  /** Stops (true) or restarts (false) deliveries to consumers. */
+  setPaused(paused: boolean): void {
+    this.#paused = paused;
+    if (!paused) this.#scheduleDispatch();
   }
 
   ack(lease: Lease): void {
@@ -612,7 +638,7 @@ export class QueueCore {
   }
 
   #dispatch(): void {
-    while (!this.#deleted && this.#readyCount > 0) {
+    while (!this.#deleted && !this.#paused && this.#readyCount > 0) {
       const consumer = this.#pickConsumer();
       if (consumer === undefined) return;
       const m = this.#shiftReady();

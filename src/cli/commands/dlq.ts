@@ -1,7 +1,7 @@
 import { Command, Option } from 'commander';
 import { deadLetterQueueOf, type Delivery } from '../../broker/contract.js';
 import { deadLetterView, requeueDeadLetters } from '../../patterns/dead-letters.js';
-import { action, contextOf } from '../context.js';
+import { action, contextOf, requireQueue } from '../context.js';
 import { waitForIdle } from '../../patterns/idle.js';
 import { intAtLeast } from '../options.js';
 
@@ -20,13 +20,28 @@ export function dlqCommand(): Command {
     .addOption(
       new Option('--limit <n>', 'most dead letters to list').argParser(intAtLeast(1)).default(1000),
     )
-    .addHelpText('after', '\nExit codes: 0 ok, 3 broker unavailable.')
+    .addHelpText('after', '\nExit codes: 0 ok, 3 broker unavailable, 4 no such queue.')
     .action(
       action(async (queue: string, opts: DlqOptions, cmd: Command) => {
         const ctx = contextOf(cmd);
-        const broker = await ctx.openBroker();
+        const broker = await ctx.openBroker({ create: false });
         const dead = deadLetterQueueOf(queue);
-        await broker.declareQueue(dead);
+        let hasDead: boolean;
+        try {
+          hasDead = (await requireQueue(broker, queue, [dead])).has(dead);
+        } catch (err) {
+          await broker.close();
+          throw err;
+        }
+        if (!hasDead) {
+          await broker.close();
+          if (opts.json) {
+            if (opts.requeue) process.stdout.write(JSON.stringify({ queue, requeued: 0 }) + '\n');
+          } else if (opts.requeue)
+            process.stdout.write(`requeued 0 dead letter(s) of "${queue}"\n`);
+          else process.stdout.write(`no dead letters in "${dead}"\n`);
+          return;
+        }
         if (opts.requeue) {
           const { requeued } = await requeueDeadLetters(broker, queue, {
             onRequeued: (id, target) => {

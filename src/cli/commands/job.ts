@@ -1,9 +1,10 @@
 import { Command, Option } from 'commander';
 import { stringify } from 'csv-stringify/sync';
 import { iterateItems, type InputItem } from '../../job/input.js';
+import { cancelJob, waitForInFlight } from '../../job/cancel.js';
 import { exportJob, jobItemFields, type ExportedItem } from '../../job/export.js';
 import { retryFailed } from '../../job/retry.js';
-import { jobStatus, type JobStatus } from '../../job/status.js';
+import { getJobOrThrow, jobStatus, type JobStatus } from '../../job/status.js';
 import { submitJob, type ItemSource, type SubmitItem } from '../../job/submit.js';
 import { loadTemplate } from '../../job/template.js';
 import { action, contextOf } from '../context.js';
@@ -222,12 +223,18 @@ export function jobCommand(): Command {
         parseDuration,
       ),
     )
-    .addHelpText('after', '\nExit codes: 0 ok, 2 no such job, 3 broker or store unavailable.')
+    .addHelpText(
+      'after',
+      '\nExit codes: 0 ok, 3 broker or store unavailable, 4 no such job, store or broker file.',
+    )
     .action(
       action(async (name: string, opts: { json?: boolean; watch?: number }, cmd: Command) => {
         const ctx = contextOf(cmd);
-        const store = await ctx.openStore();
-        const broker = await ctx.openBroker();
+        const store = await ctx.openStore({ create: false });
+        const broker = await ctx.openBroker({ create: false }).catch(async (err: unknown) => {
+          await store.close();
+          throw err;
+        });
         let stop = false;
         const onSignal = (): void => {
           stop = true;
@@ -269,7 +276,8 @@ export function jobCommand(): Command {
     .addHelpText(
       'after',
       '\nCSV columns: id, status, the item fields, value (JSON), error, host, gpu, attempt,\n' +
-        'duration_ms, finished_at. Exit codes: 0 ok, 2 no such job, 3 store unavailable.',
+        'duration_ms, finished_at.\n' +
+        'Exit codes: 0 ok, 3 store unavailable, 4 no such job or store file.',
     )
     .action(
       action(
@@ -278,8 +286,9 @@ export function jobCommand(): Command {
           opts: { format: 'jsonl' | 'csv'; status?: ExportedItem['status'] },
           cmd: Command,
         ) => {
-          const store = await contextOf(cmd).openStore();
+          const store = await contextOf(cmd).openStore({ create: false });
           try {
+            await getJobOrThrow(store, name);
             const fields = opts.format === 'csv' ? await jobItemFields(store, name) : [];
             if (opts.format === 'csv')
               await write(
@@ -305,12 +314,18 @@ export function jobCommand(): Command {
     .description("run a job's failed items again: requeue its dead letters, republish failed rows")
     .argument('<name>', 'job name')
     .option('--json', 'print the counts as JSON')
-    .addHelpText('after', '\nExit codes: 0 ok, 2 no such job, 3 broker or store unavailable.')
+    .addHelpText(
+      'after',
+      '\nExit codes: 0 ok, 3 broker or store unavailable, 4 no such job, store or broker file.',
+    )
     .action(
       action(async (name: string, opts: { json?: boolean }, cmd: Command) => {
         const ctx = contextOf(cmd);
-        const store = await ctx.openStore();
-        const broker = await ctx.openBroker();
+        const store = await ctx.openStore({ create: false });
+        const broker = await ctx.openBroker({ create: false }).catch(async (err: unknown) => {
+          await store.close();
+          throw err;
+        });
         try {
           const r = await retryFailed(broker, store, name);
           process.stdout.write(
@@ -319,6 +334,63 @@ export function jobCommand(): Command {
               : `job ${name}: ${r.requeued} dead letter(s) requeued, ${r.republished} failed item(s) republished\n`,
           );
         } finally {
+          await broker.close();
+          await store.close();
+        }
+      }),
+    );
+  job
+    .command('cancel')
+    .description('cancel a job: its waiting tasks are removed from its queue and never run')
+    .argument('<name>', 'job name')
+    .option('--now', 'do not wait for the tasks already in flight')
+    .option('--json', 'print the counts as JSON')
+    .addHelpText(
+      'after',
+      '\nWithout --now the command waits until the tasks that workers hold finish; their results\n' +
+        'are stored as usual. With --now it returns at once and those tasks still finish.\n' +
+        'Cancelled items stay in the job as remaining; dead letters stay for retry-failed.\n' +
+        'The whole queue is purged: a queue shared with other work (--queue) loses its waiting\n' +
+        'tasks too.\n' +
+        'Exit codes: 0 cancelled, 3 broker or store unavailable, 4 no such job, store or broker file.',
+    )
+    .action(
+      action(async (name: string, opts: { now?: boolean; json?: boolean }, cmd: Command) => {
+        const ctx = contextOf(cmd);
+        const store = await ctx.openStore({ create: false });
+        const broker = await ctx.openBroker({ create: false }).catch(async (err: unknown) => {
+          await store.close();
+          throw err;
+        });
+        const stop = new AbortController();
+        const onSignal = (): void => stop.abort();
+        process.once('SIGINT', onSignal);
+        process.once('SIGTERM', onSignal);
+        try {
+          const r = await cancelJob(broker, store, name);
+          if (!opts.now && r.inFlight > 0) {
+            let last = 0;
+            await waitForInFlight(broker, r.queue, {
+              signal: stop.signal,
+              onWait: (inFlight) => {
+                if (Date.now() - last < 2000) return;
+                last = Date.now();
+                ctx.logger.info(
+                  { job: name, inFlight },
+                  `waiting for ${inFlight} task(s) in flight`,
+                );
+              },
+            });
+          }
+          process.stdout.write(
+            opts.json
+              ? JSON.stringify({ ...r, waited: !opts.now && !stop.signal.aborted }) + '\n'
+              : `job ${name}: ${r.removed} waiting task(s) removed from queue "${r.queue}", ` +
+                  `${r.inFlight} in flight ${opts.now || stop.signal.aborted ? 'left to finish' : 'finished'}\n`,
+          );
+        } finally {
+          process.off('SIGINT', onSignal);
+          process.off('SIGTERM', onSignal);
           await broker.close();
           await store.close();
         }

@@ -5,14 +5,17 @@ import { resultQueueOf } from '../../patterns/work-queue.js';
 import { decode } from '../../protocol/codec.js';
 import { DecodeError } from '../../protocol/errors.js';
 import type { TaskResult } from '../../protocol/result.js';
-import { action, contextOf } from '../context.js';
+import { action, contextOf, requireQueue } from '../context.js';
+import { waitForQueue } from '../../patterns/require-queue.js';
 import { CSV_OPTIONS } from '../format.js';
+import { connectTimeoutOption } from '../options.js';
 import { waitForIdle } from '../../patterns/idle.js';
 
 interface ResultsOptions {
   follow?: boolean;
   format: 'jsonl' | 'csv';
   limit?: number;
+  connectTimeout?: number;
 }
 
 const CSV_COLUMNS = [
@@ -56,6 +59,7 @@ export function resultsCommand(): Command {
     .description("print the results of a queue's tasks, one per line; reading acknowledges them")
     .argument('<queue>', 'task queue whose results to read (reads <queue>.results)')
     .option('--follow', 'keep waiting for new results until interrupted')
+    .addOption(connectTimeoutOption())
     .addOption(
       new Option('--format <format>', 'output format').choices(['jsonl', 'csv']).default('jsonl'),
     )
@@ -63,13 +67,52 @@ export function resultsCommand(): Command {
       'after',
       '\nEach result carries its task id, idempotency key, outcome, worker host and timings.\n' +
         'Without --follow the command exits once the result queue is empty.\n' +
-        'Exit codes: 0 done, 3 broker unavailable.',
+        'A queue that does not exist (neither <queue> nor <queue>.results) is refused, exit 4;\n' +
+        'with --follow it is waited for, with a warning naming the closest existing queue.\n' +
+        'With --follow, a RabbitMQ or gateway broker that cannot be reached at start is waited for\n' +
+        '(--connect-timeout); without it the command fails at once, exit 3.\n' +
+        'Exit codes: 0 done, 3 broker unavailable, 4 no such queue or broker file.',
     )
     .action(
       action(async (queue: string, opts: ResultsOptions, cmd: Command) => {
         const ctx = contextOf(cmd);
-        const broker = await ctx.openBroker();
+        const broker = opts.follow
+          ? await ctx.openBrokerWaiting({
+              create: false,
+              ...(opts.connectTimeout !== undefined && { timeoutMs: opts.connectTimeout }),
+            })
+          : await ctx.openBroker({ create: false });
         const source = resultQueueOf(queue);
+        let hasResults: boolean;
+        const interrupted = new AbortController();
+        const onEarlySignal = () => interrupted.abort();
+        process.once('SIGINT', onEarlySignal);
+        process.once('SIGTERM', onEarlySignal);
+        try {
+          // --follow waits for a queue that a worker or publish has yet to create, saying so.
+          hasResults = (
+            opts.follow
+              ? await waitForQueue(broker, queue, [source], {
+                  signal: interrupted.signal,
+                  onMissing: (err) => ctx.logger.warn(`${err.message}; waiting for it to appear`),
+                })
+              : await requireQueue(broker, queue, [source])
+          ).has(source);
+        } catch (err) {
+          await broker.close();
+          if (interrupted.signal.aborted) return;
+          throw err;
+        } finally {
+          process.off('SIGINT', onEarlySignal);
+          process.off('SIGTERM', onEarlySignal);
+        }
+        if (!hasResults && !opts.follow) {
+          // The task queue exists but no result was ever published: nothing to read.
+          if (opts.format === 'csv')
+            process.stdout.write(stringify([[...CSV_COLUMNS]], CSV_OPTIONS));
+          await broker.close();
+          return;
+        }
         let count = 0;
         let lastActivity = Date.now();
         if (opts.format === 'csv') process.stdout.write(stringify([[...CSV_COLUMNS]], CSV_OPTIONS));
@@ -98,6 +141,8 @@ export function resultsCommand(): Command {
           await d.ack();
           count++;
         };
+        // Keeps the policy of an existing queue; with --follow on a task queue that has no
+        // result yet, creates the result queue its workers would create.
         await broker.declareQueue(source);
         const consumer = await broker.consume(source, onDelivery, { prefetch: 500 });
         const stop = new AbortController();

@@ -13,7 +13,7 @@ import { InputError, toError } from '../../protocol/errors.js';
 import { jobStatus } from '../../job/status.js';
 import { parseStoreUrl, type Store } from '../../store/contract.js';
 import { action, contextOf, type CommandContext } from '../context.js';
-import { intAtLeast } from '../options.js';
+import { connectTimeoutOption, intAtLeast } from '../options.js';
 
 interface ServeOptions {
   port: number;
@@ -24,6 +24,7 @@ interface ServeOptions {
   pullPrefetch: number;
   /** False with --no-auth. */
   auth: boolean;
+  connectTimeout?: number;
 }
 
 const SIZE_UNITS: Record<string, number> = {
@@ -139,6 +140,7 @@ export function serveCommand(): Command {
         .default(GATEWAY_DEFAULTS.pullPrefetch),
     )
     .option('--no-auth', 'accept requests without a token (only on a loopback --host)')
+    .addOption(connectTimeoutOption())
     .addHelpText(
       'after',
       '\nTokens: QTUNE_TOKENS="name:role:token,..." and/or --tokens FILE; roles producer, worker, admin.\n' +
@@ -159,7 +161,9 @@ export function serveCommand(): Command {
             'no tokens: set QTUNE_TOKENS="name:role:token,..." or --tokens FILE (or --no-auth on a loopback host)',
           );
         }
-        const broker: Broker = await ctx.openBroker();
+        const broker: Broker = await ctx.openBrokerWaiting(
+          opts.connectTimeout === undefined ? {} : { timeoutMs: opts.connectTimeout },
+        );
         const store = storeProviders(ctx, broker);
         const app = createGateway({
           broker,

@@ -2,7 +2,7 @@ import { Command, Option } from 'commander';
 import { waitForIdle } from '../../patterns/idle.js';
 import { DEFAULT_BATCH_ROWS, Sink } from '../../sink/sink.js';
 import { action, contextOf } from '../context.js';
-import { intAtLeast } from '../options.js';
+import { connectTimeoutOption, intAtLeast } from '../options.js';
 
 interface SinkCliOptions {
   table?: string;
@@ -10,6 +10,7 @@ interface SinkCliOptions {
   batch: number;
   follow?: boolean;
   json?: boolean;
+  connectTimeout?: number;
 }
 
 /** Seconds between progress lines. */
@@ -31,11 +32,12 @@ export function sinkCommand(): Command {
     )
     .option('--follow', 'keep storing new results until SIGTERM/SIGINT')
     .option('--json', 'print the summary as JSON')
+    .addOption(connectTimeoutOption())
     .addHelpText(
       'after',
       '\nEach result is upserted by its row id, so a redelivered or re-run result updates its row.\n' +
         'Results are acknowledged only after their batch is committed.\n' +
-        'Store: --store URL or QTUNE_STORE (SQLite file, default ./.qtune/store.db; postgres://...).\n' +
+        'Store: --store URL or QTUNE_STORE (SQLite file, default .qtune/store.db; postgres://...).\n' +
         'Without --follow the command exits once the result queue is empty and nothing is in\n' +
         'flight (results leased by a sink that died come back when their lease ends).\n' +
         'Exit codes: 0 done, 2 bad input, 3 broker or store unavailable.',
@@ -44,7 +46,14 @@ export function sinkCommand(): Command {
       action(async (queue: string, opts: SinkCliOptions, cmd: Command) => {
         const ctx = contextOf(cmd);
         const store = await ctx.openStore();
-        const broker = await ctx.openBroker();
+        const broker = await ctx
+          .openBrokerWaiting(
+            opts.connectTimeout === undefined ? {} : { timeoutMs: opts.connectTimeout },
+          )
+          .catch(async (err: unknown) => {
+            await store.close();
+            throw err;
+          });
         const stop = new AbortController();
         const onSignal = (): void => stop.abort();
         process.once('SIGINT', onSignal);

@@ -61,11 +61,11 @@ export function statusCommand(): Command {
         .argParser(parseDuration)
         .default(500, '500ms'),
     )
-    .addHelpText('after', '\nExit codes: 0 ok, 3 broker unavailable.')
+    .addHelpText('after', '\nExit codes: 0 ok, 3 broker unavailable, 4 no such broker file.')
     .action(
       action(async (opts: StatusOptions, cmd: Command) => {
         const ctx = contextOf(cmd);
-        const broker = await ctx.openBroker();
+        const broker = await ctx.openBroker({ create: false });
         let queues: QueueStats[];
         let reports: WorkerReport[];
         try {

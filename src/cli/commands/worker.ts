@@ -1,6 +1,6 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { loadTemplate } from '../../job/template.js';
-import { openBroker, redact } from '../../broker/open.js';
+import { redact } from '../../broker/open.js';
 import { Requester } from '../../patterns/request-reply.js';
 import { InputError } from '../../protocol/errors.js';
 import { experimentQueues } from '../../protocol/trial.js';
@@ -22,7 +22,7 @@ import { installSignalHandlers, startWorker } from '../../worker/runtime.js';
 import { trialHandler, type TrialRun } from '../../worker/trial/trial-handler.js';
 import { execTrialRun, httpTrialRun, moduleTrialRun } from '../../worker/trial/runners.js';
 import { action, contextOf } from '../context.js';
-import { intAtLeast, parseDuration } from '../options.js';
+import { connectTimeoutOption, intAtLeast, parseDuration } from '../options.js';
 
 interface WorkerOptions {
   module?: string;
@@ -43,6 +43,7 @@ interface WorkerOptions {
   pricePerHour?: number;
   gateway?: string;
   token?: string;
+  connectTimeout?: number;
   breakerFailures: number;
   breakerFailureRate: number;
   breakerWindow: number;
@@ -331,6 +332,7 @@ export function workerCommand(): Command {
         .argParser(parseDuration)
         .default(30_000, '30s'),
     )
+    .addOption(connectTimeoutOption())
     .addOption(
       new Option('--grace <duration>', 'on SIGTERM/SIGINT, time to let running tasks finish')
         .argParser(parseDuration)
@@ -393,10 +395,11 @@ export function workerCommand(): Command {
         const gatewayUrl =
           opts.gateway ??
           (/^https?:\/\//i.test(ctx.globals.broker ?? '') ? ctx.globals.broker : undefined);
-        const broker =
-          gatewayUrl !== undefined
-            ? await openBroker(gatewayUrl, opts.token !== undefined ? { token: opts.token } : {})
-            : await ctx.openBroker();
+        const broker = await ctx.openBrokerWaiting({
+          ...(gatewayUrl !== undefined && { url: gatewayUrl }),
+          ...(opts.token !== undefined && { token: opts.token }),
+          ...(opts.connectTimeout !== undefined && { timeoutMs: opts.connectTimeout }),
+        });
         let requester: Requester | undefined;
         let handler: TaskHandler;
         let label: string;
