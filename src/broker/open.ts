@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
 import { InputError } from '../protocol/errors.js';
+import { redact } from '../protocol/redact.js';
 import type { Broker } from './contract.js';
 
 /** Default location of the embedded broker's database, relative to the working directory. */
@@ -71,7 +72,5 @@ export async function openBroker(url?: string, options: OpenBrokerOptions = {}):
   return EmbeddedBroker.open({ path: target.location });
 }
 
-/** Hides the password of a URL so it can be logged. */
-export function redact(url: string): string {
-  return url.replace(/(\/\/[^:/@]*:)[^@/]*@/, '$1***@');
-}
+/** Hides the passwords in a URL (or any text) so it can be logged; see src/protocol/redact.ts. */
+export { redact };

@@ -1,8 +1,10 @@
 import type { Command } from 'commander';
 import type { Logger } from 'pino';
-import { openBroker, redact } from '../broker/open.js';
+import { openBroker } from '../broker/open.js';
 import type { Broker } from '../broker/contract.js';
 import { BrokerError, ErrorCode, InputError, QtuneError, toError } from '../protocol/errors.js';
+import { printable } from '../protocol/names.js';
+import { redact } from '../protocol/redact.js';
 import { openStore, type Store } from '../store/contract.js';
 import { ExitCode } from './exit-codes.js';
 import { createLogger, type LogFormat } from './logger.js';
@@ -70,7 +72,8 @@ export function action<A extends unknown[]>(
       process.exitCode = code ?? ExitCode.Ok;
     } catch (thrown) {
       const err = toError(thrown);
-      process.stderr.write(`qtune: ${err.message}\n`);
+      // The last line of defence: no password and no terminal escape reaches stderr.
+      process.stderr.write(`qtune: ${printable(redact(err.message))}\n`);
       if (process.env.QTUNE_DEBUG) process.stderr.write(`${err.stack ?? ''}\n`);
       process.exitCode = exitCodeOf(thrown);
     }

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import type { Channel, ChannelModel, ConsumeMessage, Options } from 'amqplib';
 import { BrokerError, ErrorCode, InputError } from '../../protocol/errors.js';
 import type { Headers } from '../../protocol/envelope.js';
+import { redact } from '../../protocol/redact.js';
 import { BrokerEventSource } from '../events.js';
 import type {
   Broker,
@@ -201,7 +202,7 @@ export class AmqpBroker extends BrokerEventSource implements Broker {
       await Promise.allSettled([pubLink.close(), subLink.close()]);
       throw new BrokerError(
         ErrorCode.BrokerUnavailable,
-        `cannot connect to RabbitMQ at ${redactUrl(opts.url)}: ${(err as Error).message}`,
+        `cannot connect to RabbitMQ at ${redact(opts.url)}: ${redact((err as Error).message)}`,
         { cause: err },
       );
     }
@@ -821,11 +822,11 @@ export function parseAmqpUrl(url: string): ParsedAmqpUrl {
   try {
     u = new URL(url);
   } catch (err) {
-    throw new InputError(`broker URL "${redactUrl(url)}" is not a valid URL`, { cause: err });
+    throw new InputError(`broker URL "${redact(url)}" is not a valid URL`, { cause: err });
   }
   const tls = u.protocol === 'amqps:';
   if (!tls && u.protocol !== 'amqp:') {
-    throw new InputError(`broker URL "${redactUrl(url)}": expected amqp:// or amqps://`);
+    throw new InputError(`broker URL "${redact(url)}": expected amqp:// or amqps://`);
   }
   const management = u.searchParams.get('management');
   u.searchParams.delete('management');
@@ -864,10 +865,6 @@ function tlsOptions(): Record<string, unknown> {
   if (cert) out.cert = cert;
   if (key) out.key = key;
   return out;
-}
-
-function redactUrl(url: string): string {
-  return url.replace(/(\/\/[^:/@]*:)[^@/]*@/, '$1***@');
 }
 
 function closedError(what: string): BrokerError {
