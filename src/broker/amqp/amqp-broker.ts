@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import type { Channel, ChannelModel, ConsumeMessage, Options } from 'amqplib';
 import { BrokerError, ErrorCode, InputError } from '../../protocol/errors.js';
 import type { Headers } from '../../protocol/envelope.js';
+import { assertName, MAX_BROKER_QUEUE_NAME_BYTES } from '../../protocol/names.js';
 import { redact } from '../../protocol/redact.js';
 import { BrokerEventSource } from '../events.js';
 import type {
@@ -42,7 +43,7 @@ import { DEFAULT_BACKOFF, Link } from './link.js';
 import { Management } from './management.js';
 import type { Outgoing } from './publisher.js';
 import { Publisher } from './publisher.js';
-import { DirectReplyChannel } from './direct-reply.js';
+import { DirectReplyChannel, isDirectReplyAddress } from './direct-reply.js';
 import { publishOptions, toBuffer } from './properties.js';
 
 /** The durable topic exchange behind publishTopic and subscribe. */
@@ -250,7 +251,7 @@ export class AmqpBroker extends BrokerEventSource implements Broker {
 
   async publish(queue: string, messages: readonly OutgoingMessage[]): Promise<string[]> {
     this.#assertUsable(`publish to queue "${queue}"`);
-    assertQueueName(queue);
+    assertQueueName(queue, { replyAddress: true });
     const target = `queue "${queue}"`;
     for (const m of messages) checkMessage(target, m);
     const ids: string[] = [];
@@ -655,6 +656,9 @@ async function declareTemporary(conn: ChannelModel, name: string, policy: Policy
 }
 
 function resolvePolicy(name: string, o: QueueOptions): Policy {
+  if (o.deadLetterQueue !== undefined) {
+    assertName('dead-letter queue', o.deadLetterQueue, { maxBytes: MAX_BROKER_QUEUE_NAME_BYTES });
+  }
   const temporary = o.temporary ?? false;
   const durable = temporary ? false : (o.durable ?? QUEUE_DEFAULTS.durable);
   if (o.type !== undefined && o.type !== 'quorum' && o.type !== 'classic') {
@@ -881,10 +885,15 @@ function asBrokerError(err: unknown, what: string): BrokerError {
   );
 }
 
-function assertQueueName(name: string): void {
-  if (typeof name !== 'string' || name.length === 0 || Buffer.byteLength(name) > 255) {
-    throw new InputError(
-      `queue name must be a non-empty string of at most 255 bytes, got ${JSON.stringify(name)}`,
-    );
+/**
+ * qtune's name check (src/protocol/names.ts), so that every name, and every name derived from
+ * it (`NAME.dead`, `NAME.delayed.<ms>`), fits AMQP's 255 bytes. Publishing also takes the
+ * reply address of a direct reply-to requester (`amq.rabbitmq.reply-to.…`).
+ */
+function assertQueueName(name: string, rules: { replyAddress?: boolean } = {}): void {
+  if (rules.replyAddress === true && isDirectReplyAddress(name)) {
+    assertName('reply address', name, { allowAmq: true, maxBytes: 255 });
+  } else {
+    assertName('queue', name, { maxBytes: MAX_BROKER_QUEUE_NAME_BYTES });
   }
 }

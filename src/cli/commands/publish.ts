@@ -1,6 +1,7 @@
 import { Command, Option } from 'commander';
 import { submitTasks } from '../../patterns/work-queue.js';
 import { InputError } from '../../protocol/errors.js';
+import { assertName } from '../../protocol/names.js';
 import { action, contextOf } from '../context.js';
 import { readJsonLines } from '../jsonl.js';
 import { intAtLeast } from '../options.js';
@@ -33,6 +34,7 @@ export function publishCommand(): Command {
     )
     .action(
       action(async (queue: string, opts: PublishOptions, cmd: Command) => {
+        assertName('queue', queue);
         const ctx = contextOf(cmd);
         const lines = await readJsonLines(opts.file ?? '-');
         const source = opts.file && opts.file !== '-' ? `"${opts.file}"` : 'stdin';
