@@ -237,7 +237,9 @@ export class AmqpBroker extends BrokerEventSource implements Broker {
   async deleteQueue(name: string): Promise<void> {
     this.#assertUsable(`deleteQueue "${name}"`);
     assertQueueName(name);
-    await this.#op((ch) => ch.deleteQueue(name));
+    // A temporary queue is exclusive to the consuming connection: only that one may delete it.
+    const remove = (ch: Channel) => ch.deleteQueue(name);
+    await (this.#temporary.has(name) ? this.#ownerOp(remove) : this.#op(remove));
     await Promise.all(
       DELAY_BUCKETS_MS.map((ms) =>
         this.#op((ch) => ch.deleteQueue(delayQueueName(name, ms))).catch(() => undefined),
@@ -603,9 +605,26 @@ export class AmqpBroker extends BrokerEventSource implements Broker {
     return result;
   }
 
+  /**
+   * Runs `fn` on a fresh channel of the consuming connection, which owns this handle's temporary
+   * queues: RabbitMQ refuses any other connection a passive declare or a delete of an exclusive
+   * queue (405 RESOURCE_LOCKED).
+   */
+  async #ownerOp<T>(fn: (ch: Channel) => Promise<T>): Promise<T> {
+    const conn = await this.#subLink.connection();
+    const ch = await conn.createChannel();
+    ch.on('error', () => undefined);
+    try {
+      return await fn(ch);
+    } finally {
+      await ch.close().catch(() => undefined);
+    }
+  }
+
   /** checkQueue, or undefined when the queue does not exist. */
   async #check(name: string): Promise<{ messageCount: number; consumerCount: number } | undefined> {
     try {
+      if (this.#temporary.has(name)) return await this.#ownerOp((ch) => ch.checkQueue(name));
       return await this.#op((ch) => ch.checkQueue(name));
     } catch (err) {
       if ((err as AmqpFailure).code === 404) return undefined;
@@ -878,8 +897,12 @@ function closedError(what: string): BrokerError {
 function asBrokerError(err: unknown, what: string): BrokerError {
   if (err instanceof BrokerError || err instanceof InputError) return err as BrokerError;
   const code = (err as AmqpFailure).code;
+  // 404 NOT_FOUND, 405 RESOURCE_LOCKED (another connection's exclusive queue), 403
+  // ACCESS_REFUSED: the broker answered, about this queue; it is not unavailable.
   return new BrokerError(
-    code === 404 ? ErrorCode.BrokerState : ErrorCode.BrokerUnavailable,
+    code === 404 || code === 405 || code === 403
+      ? ErrorCode.BrokerState
+      : ErrorCode.BrokerUnavailable,
     `${what}: ${(err as Error)?.message ?? String(err)}`,
     { cause: err },
   );

@@ -109,24 +109,27 @@ export function statusCommand(): Command {
           const broken = queues.some((q) => 'error' in q);
           // Names come from the broker, where any client may have made them: escaped.
           process.stdout.write(
-            table([
-              ['queue', 'ready', 'delayed', 'in flight', 'dead', 'consumers'].concat(
-                broken ? ['error'] : [],
-              ),
-              ...queues.map((q) =>
-                'error' in q
-                  ? [printable(q.queue), '-', '-', '-', '-', '-', printable(q.error)]
-                  : [
-                      printable(q.queue),
-                      q.ready,
-                      q.delayed,
-                      q.inFlight,
-                      q.deadLettered,
-                      q.consumers,
-                      ...(broken ? [''] : []),
-                    ],
-              ),
-            ]) + '\n',
+            table(
+              [
+                ['queue', 'ready', 'delayed', 'in flight', 'dead', 'consumers'].concat(
+                  broken ? ['error'] : [],
+                ),
+                ...queues.map((q) =>
+                  'error' in q
+                    ? [printable(q.queue), '-', '-', '-', '-', '-', printable(q.error)]
+                    : [
+                        printable(q.queue),
+                        q.ready,
+                        q.delayed,
+                        q.inFlight,
+                        q.deadLettered,
+                        q.consumers,
+                        ...(broken ? [''] : []),
+                      ],
+                ),
+              ],
+              [6],
+            ) + '\n',
           );
         }
         process.stdout.write('\n');
