@@ -1,6 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { DecodeError, ErrorCode } from './errors.js';
-import { envelopeSchema, MessageType, PROTOCOL_VERSION, type Envelope } from './envelope.js';
+import {
+  describeEnvelopeIssue,
+  envelopeSchema,
+  MessageType,
+  PROTOCOL_VERSION,
+  type Envelope,
+} from './envelope.js';
 
 /** Encodes an envelope as UTF-8 JSON. */
 export function encode(envelope: Envelope): Buffer {
@@ -44,11 +50,9 @@ export function decode(body: Buffer | string, ctx: DecodeContext = {}): Envelope
     }
     const parsed = envelopeSchema.safeParse(value);
     if (!parsed.success) {
-      const issue = parsed.error.issues[0];
-      const path = issue?.path.length ? issue.path.join('.') : '(root)';
       throw new DecodeError(
         ErrorCode.InvalidEnvelope,
-        `${where}: invalid envelope at "${path}": ${issue?.message ?? 'invalid'}`,
+        `${where}: ${describeEnvelopeIssue(parsed.error, value)}`,
       );
     }
     const env = parsed.data as Envelope;

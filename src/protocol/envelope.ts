@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
+import { InputError } from './errors.js';
 import { MAX_BROKER_QUEUE_NAME_BYTES, nameProblem } from './names.js';
 
 /** The protocol major version this code writes and reads. */
@@ -113,4 +114,38 @@ export function createEnvelope<P>(init: EnvelopeInit<P>): Envelope<P> {
   if (init.deadline !== undefined) env.deadline = init.deadline;
   if (init.headers !== undefined) env.headers = init.headers;
   return env;
+}
+
+/**
+ * Why `value` is not a valid envelope, naming the field and what was seen
+ * (`invalid envelope at "key": Too big: expected string to have <=1024 characters (got 2000)`),
+ * or undefined when it is valid. The worker's decode and every publisher use this one check.
+ */
+export function envelopeProblem(value: unknown): string | undefined {
+  const parsed = envelopeSchema.safeParse(value);
+  return parsed.success ? undefined : describeEnvelopeIssue(parsed.error, value);
+}
+
+/** The first issue of a failed envelope parse, as {@link envelopeProblem} words it. */
+export function describeEnvelopeIssue(error: z.ZodError, value: unknown): string {
+  const issue = error.issues[0];
+  const path = issue?.path.length ? issue.path.join('.') : '(root)';
+  let seen = '';
+  if (issue?.code === 'too_big' && issue.origin === 'string') {
+    const field = issue.path.reduce<unknown>(
+      (v, k) => (v !== null && typeof v === 'object' ? (v as Record<PropertyKey, unknown>)[k] : v),
+      value,
+    );
+    if (typeof field === 'string') seen = ` (got ${field.length})`;
+  }
+  return `invalid envelope at "${path}": ${issue?.message ?? 'invalid'}${seen}`;
+}
+
+/**
+ * Throws an InputError (`<where>: invalid envelope at "<field>": ...`) when `envelope` is one a
+ * worker would dead-letter as INVALID_ENVELOPE: publishers refuse it before it is sent.
+ */
+export function assertEnvelope(envelope: Envelope, where: string): void {
+  const problem = envelopeProblem(envelope);
+  if (problem !== undefined) throw new InputError(`${where}: ${problem}`);
 }

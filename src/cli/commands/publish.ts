@@ -13,8 +13,6 @@ interface PublishOptions {
   json?: boolean;
 }
 
-const CHUNK = 5_000;
-
 export function publishCommand(): Command {
   return new Command('publish')
     .description('publish one task per JSON line of a file (or stdin) to a queue')
@@ -29,7 +27,9 @@ export function publishCommand(): Command {
     .option('--json', 'print the outcome as JSON')
     .addHelpText(
       'after',
-      '\nA malformed line rejects the whole file with its line number; nothing is published.\n' +
+      '\nA malformed line, or a task a worker would refuse (a key over 1024 characters, a name with a\n' +
+        'control character; limits in docs/protocol.md), rejects the whole file with its line number\n' +
+        'and field; nothing is published.\n' +
         'Exit codes: 0 published, 2 bad input, 3 broker unavailable.',
     )
     .action(
@@ -54,11 +54,12 @@ export function publishCommand(): Command {
           }
           return { payload: value, key, priority: opts.priority };
         });
+        // submitTasks checks every task with the schema a worker reads it with before it
+        // declares or sends anything.
+        const label = (i: number) => `${source} line ${lines[i]!.line}`;
         const broker = await ctx.openBroker();
         try {
-          for (let i = 0; i < items.length; i += CHUNK) {
-            await submitTasks(broker, queue, items.slice(i, i + CHUNK));
-          }
+          await submitTasks(broker, queue, items, { label });
         } finally {
           await broker.close();
         }
