@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { InputError } from './errors.js';
+import { jsonDepthProblem, MAX_JSON_DEPTH } from './json-depth.js';
 import { MAX_BROKER_QUEUE_NAME_BYTES, nameProblem } from './names.js';
 
 /** The protocol major version this code writes and reads. */
@@ -119,9 +120,18 @@ export function createEnvelope<P>(init: EnvelopeInit<P>): Envelope<P> {
 /**
  * Why `value` is not a valid envelope, naming the field and what was seen
  * (`invalid envelope at "key": Too big: expected string to have <=1024 characters (got 2000)`),
- * or undefined when it is valid. The worker's decode and every publisher use this one check.
+ * or undefined when it is valid; also when it nests deeper than MAX_JSON_DEPTH. The worker's
+ * decode and every publisher use this one check.
  */
 export function envelopeProblem(value: unknown): string | undefined {
+  // First: a value nested too deep would overflow the stack of the schema check itself.
+  // Headers are flat, so only the payload can nest; the envelope's own object is one level.
+  if (value !== null && typeof value === 'object' && 'payload' in value) {
+    const tooDeep = jsonDepthProblem(value.payload, MAX_JSON_DEPTH - 1);
+    if (tooDeep !== undefined) {
+      return `invalid envelope at "payload": ${tooDeep}; with the envelope's own object that is over MAX_JSON_DEPTH = ${MAX_JSON_DEPTH}`;
+    }
+  }
   const parsed = envelopeSchema.safeParse(value);
   return parsed.success ? undefined : describeEnvelopeIssue(parsed.error, value);
 }

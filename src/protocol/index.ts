@@ -7,3 +7,4 @@ export * from './duration.js';
 export * from './key.js';
 export * from './names.js';
 export * from './redact.js';
+export * from './json-depth.js';

@@ -42,4 +42,18 @@ describe('qtune publish', () => {
     expect(res.code, res.stderr).toBe(2);
     expect(res.stderr).toMatch(/queue name "q+\.\.\." is 255 bytes long; the limit is 200/);
   });
+
+  it('refuses JSON nested 10,000 deep with its line and the depth limit', async () => {
+    env = tempBroker();
+    const deep = '['.repeat(10_000) + ']'.repeat(10_000);
+    const res = await runCli(['publish', 'tasks', '--broker', env.url], {
+      input: `{"n":1}\n${deep}\n`,
+    });
+    expect(res.code, res.stderr).toBe(2);
+    expect(res.stderr).toMatch(
+      /^qtune: stdin line 2: invalid envelope at "payload": JSON nests deeper than 127 levels/,
+    );
+    expect(res.stderr).not.toMatch(/stack/i);
+    expect(await readyIn(env.url, 'tasks')).toBeUndefined();
+  });
 });

@@ -77,3 +77,16 @@ describe('publishing validates envelopes as workers read them', () => {
     );
   });
 });
+
+describe('deep JSON', () => {
+  it('refuses a task payload nested 10,000 deep with the depth limit, instead of overflowing the stack', async () => {
+    const b = broker();
+    let payload: unknown = [];
+    for (let i = 1; i < 10_000; i++) payload = [payload];
+    const queue = uniqueQueue('deep');
+    await expect(submitTasks(b, queue, [{ payload: 1 }, { payload }])).rejects.toThrow(
+      /^task 2: invalid envelope at "payload": JSON nests deeper than 127 levels .* MAX_JSON_DEPTH = 128/,
+    );
+    expect(await b.listQueues()).not.toContain(queue);
+  });
+});

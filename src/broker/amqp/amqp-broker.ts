@@ -784,10 +784,10 @@ function decodeMessage(msg: ConsumeMessage): {
     else if (typeof v === 'bigint') headers[k] = Number(v);
   }
   synthesizeDeadReason(raw, headers);
-  const delivered = Number(raw[DELIVERED_HEADER] ?? 0) || 0;
+  const delivered = trustedCount(raw[DELIVERED_HEADER]);
   const returns =
     raw['x-delivery-count'] !== undefined
-      ? Number(raw['x-delivery-count']) || 0
+      ? trustedCount(raw['x-delivery-count'])
       : msg.fields.redelivered
         ? 1
         : 0;
@@ -825,9 +825,27 @@ function synthesizeDeadReason(raw: Record<string, unknown>, headers: Headers): v
       `${ErrorCode.BrokerState}: dead-lettered by RabbitMQ (${reason})`;
   }
   headers[DEAD_LETTER_QUEUE_HEADER] = queue;
-  const delivered = Number(raw[DELIVERED_HEADER] ?? 0) || 0;
-  const returns = Number(raw['x-delivery-count'] ?? 0) || 0;
+  const delivered = trustedCount(raw[DELIVERED_HEADER]);
+  const returns = trustedCount(raw['x-delivery-count']);
   headers[DEAD_LETTER_DELIVERIES_HEADER] = delivered + returns;
+}
+
+/** Most deliveries a count header may claim; beyond it the header is not believed. */
+const MAX_TRUSTED_COUNT = 1_000_000;
+
+/**
+ * A delivery count from a header any publisher can set: an integer 0..MAX_TRUSTED_COUNT (a
+ * number, bigint or digit string), else 0. A negative count would let a poison message dodge
+ * `maxDeliveries`; a huge one would dead-letter a task on its first delivery.
+ */
+export function trustedCount(value: unknown): number {
+  const n =
+    typeof value === 'bigint'
+      ? Number(value)
+      : typeof value === 'string' && /^\d+$/.test(value)
+        ? Number(value)
+        : value;
+  return typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= MAX_TRUSTED_COUNT ? n : 0;
 }
 
 interface ParsedAmqpUrl {

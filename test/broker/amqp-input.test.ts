@@ -1,6 +1,7 @@
 import amqplib from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AmqpBroker } from '../../src/broker/amqp/index.js';
+import type { Delivery } from '../../src/broker/contract.js';
 import { ErrorCode, InputError } from '../../src/protocol/index.js';
 import { assertBuilt, runCli } from '../cli/helpers.js';
 import { freePort, startRabbit, type RabbitNode } from '../support/rabbitmq.mjs';
@@ -150,4 +151,38 @@ describe('qtune status on RabbitMQ', () => {
       }
     },
   );
+});
+
+describe('AMQP delivery counts', () => {
+  it('does not trust a negative, fractional or absurd x-qtune-delivered header from a publisher', async () => {
+    const broker = await AmqpBroker.open(url);
+    const queue = `counts-${Date.now()}`;
+    const conn = await amqplib.connect(node!.url);
+    try {
+      await broker.declareQueue(queue, { maxDeliveries: 2 });
+      const ch = await conn.createConfirmChannel();
+      const forged = [-5, 1.5, 1e12, '-3', 'abc'];
+      for (const [i, v] of forged.entries()) {
+        ch.sendToQueue(queue, Buffer.from(`{"i":${i}}`), {
+          messageId: `m${i}`,
+          persistent: true,
+          headers: { 'x-qtune-delivered': v },
+        });
+      }
+      await ch.waitForConfirms();
+      const seen: Delivery[] = [];
+      const consumer = await broker.consume(queue, async (d) => {
+        seen.push(d);
+        await d.ack();
+      });
+      await expect.poll(() => seen.length, { timeout: 10_000 }).toBe(forged.length);
+      await consumer.cancel();
+      expect(seen.map((d) => d.deliveryCount)).toEqual(forged.map(() => 1));
+      expect(seen.every((d) => !('x-qtune-delivered' in d.headers))).toBe(true);
+    } finally {
+      await conn.close();
+      await broker.deleteQueue(queue);
+      await broker.close();
+    }
+  });
 });
