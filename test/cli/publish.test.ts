@@ -56,4 +56,46 @@ describe('qtune publish', () => {
     expect(res.stderr).not.toMatch(/stack/i);
     expect(await readyIn(env.url, 'tasks')).toBeUndefined();
   });
+
+  it('holds tasks published with --delay until the delay has passed, then delivers them', async () => {
+    env = tempBroker();
+    const publishedFrom = Date.now();
+    const res = await runCli(['publish', 'later', '--delay', '5s', '--json', '--broker', env.url], {
+      input: '{"n":1}\n{"n":2}\n',
+    });
+    expect(res.code, res.stderr).toBe(0);
+    const out = JSON.parse(res.stdout) as { published: number; notBefore: string };
+    expect(out.published).toBe(2);
+    const notBefore = Date.parse(out.notBefore);
+    expect(notBefore).toBeGreaterThanOrEqual(publishedFrom + 5000);
+    const broker = await EmbeddedBroker.open({ path: env.url });
+    try {
+      const stats = await broker.stats('later');
+      expect(Date.now()).toBeLessThan(notBefore);
+      expect(stats).toMatchObject({ ready: 0, delayed: 2 });
+      const deliveredAt: number[] = [];
+      const consumer = await broker.consume('later', async (d) => {
+        deliveredAt.push(Date.now());
+        await d.ack();
+      });
+      await expect.poll(() => deliveredAt.length, { timeout: 20_000 }).toBe(2);
+      await consumer.cancel();
+      // None came before the delay, counted from before the command started.
+      for (const t of deliveredAt) expect(t).toBeGreaterThanOrEqual(publishedFrom + 5000);
+    } finally {
+      await broker.close();
+    }
+  });
+
+  it('documents --delay and refuses a delay that is not a duration', async () => {
+    const help = await runCli(['publish', '--help']);
+    expect(help.stdout).toMatch(/--delay <duration>/);
+    env = tempBroker();
+    const res = await runCli(['publish', 'later', '--delay', 'soon', '--broker', env.url], {
+      input: '{"n":1}\n',
+    });
+    expect(res.code).toBe(2);
+    expect(res.stderr).toMatch(/"soon" is not a duration/);
+    expect(await readyIn(env.url, 'later')).toBeUndefined();
+  });
 });
