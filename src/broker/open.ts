@@ -1,6 +1,7 @@
 import { join, resolve } from 'node:path';
 import { InputError } from '../protocol/errors.js';
 import { projectHome } from '../protocol/project-home.js';
+import { redact } from '../protocol/redact.js';
 import type { Broker } from './contract.js';
 
 /** Default location of the embedded broker's database, in the project folder (see projectHome). */
@@ -81,7 +82,5 @@ export async function openBroker(url?: string, options: OpenBrokerOptions = {}):
   });
 }
 
-/** Hides the password of a URL so it can be logged. */
-export function redact(url: string): string {
-  return url.replace(/(\/\/[^:/@]*:)[^@/]*@/, '$1***@');
-}
+/** Hides the passwords in a URL (or any text) so it can be logged; see src/protocol/redact.ts. */
+export { redact };

@@ -2,7 +2,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { Command } from 'commander';
 import type { Logger } from 'pino';
-import { openBroker, parseBrokerUrl, redact, type OpenBrokerOptions } from '../broker/open.js';
+import { openBroker, parseBrokerUrl, type OpenBrokerOptions } from '../broker/open.js';
 import type { Broker } from '../broker/contract.js';
 import { closestName } from '../protocol/closest-name.js';
 import {
@@ -13,7 +13,9 @@ import {
   QtuneError,
   toError,
 } from '../protocol/errors.js';
+import { printable } from '../protocol/names.js';
 import { findProjectHome, PROJECT_DIR } from '../protocol/project-home.js';
+import { redact } from '../protocol/redact.js';
 import { openStore, parseStoreUrl, type Store } from '../store/contract.js';
 import { ExitCode } from './exit-codes.js';
 import { createLogger, type LogFormat } from './logger.js';
@@ -219,7 +221,8 @@ export function action<A extends unknown[]>(
       process.exitCode = code ?? ExitCode.Ok;
     } catch (thrown) {
       const err = toError(thrown);
-      process.stderr.write(`qtune: ${err.message}\n`);
+      // The last line of defence: no password and no terminal escape reaches stderr.
+      process.stderr.write(`qtune: ${printable(redact(err.message))}\n`);
       if (process.env.QTUNE_DEBUG) process.stderr.write(`${err.stack ?? ''}\n`);
       process.exitCode = exitCodeOf(thrown);
     }

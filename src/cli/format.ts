@@ -1,14 +1,22 @@
 /** Text output shared by commands: aligned tables and CSV settings. */
 
-/** Rows as aligned columns: the first left-aligned, the others right-aligned. */
-export function table(rows: (string | number)[][]): string {
+/**
+ * Rows as aligned columns: the first left-aligned, the others right-aligned, except the
+ * columns listed in `left` (trailing spaces trimmed).
+ */
+export function table(rows: (string | number)[][], left: readonly number[] = []): string {
   if (rows.length === 0) return '';
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => String(r[i] ?? '').length)));
   return rows
     .map((r) =>
       r
-        .map((c, i) => (i === 0 ? String(c).padEnd(widths[i]!) : String(c).padStart(widths[i]!)))
-        .join('  '),
+        .map((c, i) =>
+          i === 0 || left.includes(i)
+            ? String(c).padEnd(widths[i]!)
+            : String(c).padStart(widths[i]!),
+        )
+        .join('  ')
+        .trimEnd(),
     )
     .join('\n');
 }

@@ -13,6 +13,7 @@ export function builtinHandler(name: 'noop-handler' | 'demo-handler'): string {
 }
 
 export interface LocalWorkerOptions {
+  /** Broker the workers use; passed in their QTUNE_BROKER variable, never on their command line. */
   brokerUrl: string;
   queue: string;
   /** Handler module (`--module`); leave out when `args` choose the handler. */
@@ -45,8 +46,6 @@ export function spawnLocalWorkers(options: LocalWorkerOptions): LocalWorkers {
       CLI_PATH,
       'worker',
       options.queue,
-      '--broker',
-      options.brokerUrl,
       ...(options.module !== undefined ? ['--module', options.module] : []),
       ...(options.exitWithParent ? ['--stop-on-stdin-end'] : []),
       '--concurrency',
@@ -56,6 +55,8 @@ export function spawnLocalWorkers(options: LocalWorkerOptions): LocalWorkers {
     ];
     children.push(
       spawn(process.execPath, args, {
+        // Through the environment, not the command line: `ps` shows every user a command line.
+        env: { ...process.env, QTUNE_BROKER: options.brokerUrl },
         stdio: [options.exitWithParent ? 'pipe' : 'ignore', 'ignore', options.stdio ?? 'ignore'],
       }),
     );

@@ -2,6 +2,8 @@
 import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { ExitCode } from './exit-codes.js';
+import { printable } from '../protocol/names.js';
+import { redact } from '../protocol/redact.js';
 
 /**
  * Each command's module, loaded only when needed: a command line that names its command loads
@@ -60,6 +62,11 @@ export async function buildProgram(argv: readonly string[] = process.argv): Prom
         .env('QTUNE_LOG_LEVEL'),
     )
     .showHelpAfterError()
+    .configureOutput({
+      // Usage errors quote what was typed: no terminal escape and no password reaches stderr.
+      outputError: (text, write) =>
+        write(text.replace(/[^\n]+/gu, (line) => printable(redact(line)))),
+    })
     .exitOverride((err) => {
       // commander reports usage errors with exit code 1; scripts get 2 for bad usage.
       if (

@@ -92,12 +92,12 @@ export function parseTokenList(value: string, source = 'QTUNE_TOKENS'): TokenEnt
     const token = part.slice(second + 1);
     if (!NAME.test(name)) {
       throw new InputError(
-        `${source}: entry ${index + 1} has an invalid name ${JSON.stringify(name)} (letters, digits, "_", ".", "@" or "-")`,
+        `${source}: entry ${index + 1} has an invalid name ${shown(name)} (letters, digits, "_", ".", "@" or "-")`,
       );
     }
     if (!isRole(role)) {
       throw new InputError(
-        `${source}: token "${name}" has role ${JSON.stringify(role)}, expected producer, worker or admin`,
+        `${source}: token "${name}" has role ${shown(role)}, expected producer, worker or admin (entries are "name:role:token")`,
       );
     }
     if (token.length < 16) {
@@ -108,6 +108,16 @@ export function parseTokenList(value: string, source = 'QTUNE_TOKENS'): TokenEnt
     entries.push({ name, role, digest: tokenDigest(token) });
   });
   return entries;
+}
+
+/**
+ * A misplaced field of a token entry, quoted in an error only when it cannot be a token (too
+ * short, one plain word): `name:token:role` must not print the token.
+ */
+function shown(field: string): string {
+  return field.length < 16 && /^[\w.@-]*$/u.test(field)
+    ? JSON.stringify(field)
+    : `(${field.length} characters, not shown: it may be a token)`;
 }
 
 /** Reads a YAML or JSON tokens file: `tokens: [{ name, role, token | sha256, rateLimit? }]`. */

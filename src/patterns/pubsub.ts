@@ -1,6 +1,12 @@
 import type { Broker, Consumer, Delivery } from '../broker/contract.js';
 import { decode, encode } from '../protocol/codec.js';
-import { createEnvelope, MessageType, type Envelope, type Headers } from '../protocol/envelope.js';
+import {
+  assertEnvelope,
+  createEnvelope,
+  MessageType,
+  type Envelope,
+  type Headers,
+} from '../protocol/envelope.js';
 import { toError } from '../protocol/errors.js';
 
 /** Header carrying an event's topic. */
@@ -25,6 +31,7 @@ export async function publishEvent<P>(
     headers: { ...options.headers, [TOPIC_HEADER]: topic },
     ...(options.key !== undefined && { key: options.key }),
   });
+  assertEnvelope(env, `event on topic "${topic}"`);
   await broker.publishTopic(topic, [
     { id: env.id, body: encode(env), headers: { [TOPIC_HEADER]: topic } },
   ]);

@@ -8,7 +8,13 @@ import {
   type ReplyChannel,
 } from '../broker/contract.js';
 import { decode, encode } from '../protocol/codec.js';
-import { createEnvelope, MessageType, type Envelope, type Headers } from '../protocol/envelope.js';
+import {
+  assertEnvelope,
+  createEnvelope,
+  MessageType,
+  type Envelope,
+  type Headers,
+} from '../protocol/envelope.js';
 import { BrokerError, ErrorCode, QtuneError, errorCode, toError } from '../protocol/errors.js';
 import { deadReason } from './work-queue.js';
 
@@ -137,6 +143,7 @@ export class Requester {
       ...(options.task !== undefined && { task: options.task }),
       ...(options.headers !== undefined && { headers: options.headers }),
     });
+    assertEnvelope(env, `request to queue "${queue}"`);
     const answer = new Promise<unknown>((resolve, reject) => {
       const onAbort = (): void => {
         this.#settle(env.id)?.reject(toError(options.signal?.reason));

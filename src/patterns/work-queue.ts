@@ -7,7 +7,14 @@ import {
   type OutgoingMessage,
 } from '../broker/contract.js';
 import { decode } from '../protocol/codec.js';
-import { createEnvelope, MessageType, type Envelope, type Headers } from '../protocol/envelope.js';
+import {
+  assertEnvelope,
+  createEnvelope,
+  MessageType,
+  type Envelope,
+  type Headers,
+} from '../protocol/envelope.js';
+import { assertName } from '../protocol/names.js';
 import { DecodeError, ErrorCode, errorCode, toError } from '../protocol/errors.js';
 import type { TaskResult } from '../protocol/result.js';
 
@@ -41,6 +48,8 @@ export interface SubmitOptions {
   batchSize?: number;
   /** Declare the task queue and the result queue first, keeping existing policies (default: true). */
   declare?: boolean;
+  /** How an item is named in errors, from its 0-based index (default: `task N`, 1-based). */
+  label?: (index: number) => string;
 }
 
 /** Builds the `task` envelope of `item` with `replyTo`. */
@@ -58,8 +67,30 @@ export function createTaskEnvelope<P>(item: TaskItem<P>, replyTo: string): Envel
 }
 
 /**
+ * Builds the task envelope of every item and checks it with the schema a worker reads it with
+ * (src/protocol/envelope.ts): throws an InputError naming the item and the field
+ * (`task 3: invalid envelope at "key": ...`) for a task a worker would dead-letter as
+ * INVALID_ENVELOPE, and for a queue name qtune refuses. Returns the envelopes.
+ */
+export function checkTaskItems<P>(
+  queue: string,
+  items: readonly TaskItem<P>[],
+  options: Pick<SubmitOptions, 'replyTo' | 'label'> = {},
+): Envelope<P>[] {
+  assertName('queue', queue);
+  const replyTo = options.replyTo ?? resultQueueOf(queue);
+  const label = options.label ?? ((i: number) => `task ${i + 1}`);
+  return items.map((item, i) => {
+    const env = createTaskEnvelope(item, replyTo);
+    assertEnvelope(env, label(i));
+    return env;
+  });
+}
+
+/**
  * Publishes one task envelope per item to `queue`, results directed to `resultQueueOf(queue)`;
- * resolves with the task ids, in order, once the broker has made every batch durable.
+ * resolves with the task ids, in order, once the broker has made every batch durable. Every
+ * item is checked first ({@link checkTaskItems}): one invalid item publishes nothing.
  */
 export async function submitTasks<P>(
   broker: Broker,
@@ -68,6 +99,7 @@ export async function submitTasks<P>(
   options: SubmitOptions = {},
 ): Promise<string[]> {
   const replyTo = options.replyTo ?? resultQueueOf(queue);
+  const envelopes = checkTaskItems(queue, items, options);
   const batchSize = Math.max(1, options.batchSize ?? 500);
   if (options.declare !== false) {
     await broker.declareQueue(queue);
@@ -75,9 +107,8 @@ export async function submitTasks<P>(
   }
   const ids: string[] = [];
   for (let i = 0; i < items.length; i += batchSize) {
-    const messages: OutgoingMessage[] = items.slice(i, i + batchSize).map((item) => {
-      const env = createTaskEnvelope(item, replyTo);
-      const msg: OutgoingMessage = envelopeMessage(env);
+    const messages: OutgoingMessage[] = items.slice(i, i + batchSize).map((item, j) => {
+      const msg: OutgoingMessage = envelopeMessage(envelopes[i + j]!);
       if (item.priority !== undefined) msg.priority = item.priority;
       if (item.delayMs !== undefined) msg.delayMs = item.delayMs;
       return msg;

@@ -1,6 +1,13 @@
+import { isUtf8 } from 'node:buffer';
 import { randomUUID } from 'node:crypto';
 import { DecodeError, ErrorCode } from './errors.js';
-import { envelopeSchema, MessageType, PROTOCOL_VERSION, type Envelope } from './envelope.js';
+import {
+  describeEnvelopeIssue,
+  envelopeSchema,
+  MessageType,
+  PROTOCOL_VERSION,
+  type Envelope,
+} from './envelope.js';
 
 /** Encodes an envelope as UTF-8 JSON. */
 export function encode(envelope: Envelope): Buffer {
@@ -24,6 +31,13 @@ export interface DecodeContext {
  */
 export function decode(body: Buffer | string, ctx: DecodeContext = {}): Envelope {
   const where = ctx.source ?? 'message';
+  // toString would replace bad bytes with U+FFFD and hand on a payload the sender never sent.
+  if (typeof body !== 'string' && !isUtf8(body)) {
+    throw new DecodeError(
+      ErrorCode.MalformedJson,
+      `${where}: body is not valid UTF-8 (first bad byte at offset ${firstBadUtf8Byte(body)})`,
+    );
+  }
   const text = typeof body === 'string' ? body : body.toString('utf8');
   let value: unknown;
   try {
@@ -44,11 +58,9 @@ export function decode(body: Buffer | string, ctx: DecodeContext = {}): Envelope
     }
     const parsed = envelopeSchema.safeParse(value);
     if (!parsed.success) {
-      const issue = parsed.error.issues[0];
-      const path = issue?.path.length ? issue.path.join('.') : '(root)';
       throw new DecodeError(
         ErrorCode.InvalidEnvelope,
-        `${where}: invalid envelope at "${path}": ${issue?.message ?? 'invalid'}`,
+        `${where}: ${describeEnvelopeIssue(parsed.error, value)}`,
       );
     }
     const env = parsed.data as Envelope;
@@ -64,4 +76,24 @@ export function decode(body: Buffer | string, ctx: DecodeContext = {}): Envelope
   };
   if (ctx.attempt !== undefined) env.attempt = ctx.attempt;
   return env;
+}
+
+/** Offset of the first byte of `bytes` that does not start or continue a valid UTF-8 sequence. */
+function firstBadUtf8Byte(bytes: Buffer): number {
+  for (let i = 0; i < bytes.length;) {
+    const b = bytes[i]!;
+    const len =
+      b < 0x80
+        ? 1
+        : b >= 0xc2 && b < 0xe0
+          ? 2
+          : b >= 0xe0 && b < 0xf0
+            ? 3
+            : b >= 0xf0 && b < 0xf5
+              ? 4
+              : 0;
+    if (len === 0 || i + len > bytes.length || !isUtf8(bytes.subarray(i, i + len))) return i;
+    i += len;
+  }
+  return bytes.length;
 }

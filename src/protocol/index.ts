@@ -6,3 +6,5 @@ export * from './trial.js';
 export * from './duration.js';
 export * from './key.js';
 export * from './names.js';
+export * from './redact.js';
+export * from './json-depth.js';

@@ -12,6 +12,14 @@ import { InputError } from './errors.js';
  */
 export const MAX_QUEUE_NAME_BYTES = 200;
 
+/**
+ * Longest queue name a broker takes, in UTF-8 bytes: AMQP's 255 less the longest suffix a broker
+ * derives from a queue itself (`.delayed.50000000`, 17 bytes). Names qtune derives from a
+ * user's queue (`NAME.results`, `NAME.results.dead`) are longer than MAX_QUEUE_NAME_BYTES and
+ * fit under this; users name queues of at most MAX_QUEUE_NAME_BYTES.
+ */
+export const MAX_BROKER_QUEUE_NAME_BYTES = 238;
+
 /** Longest job or experiment name, in UTF-8 bytes; their queues are derived from it. */
 export const MAX_NAME_BYTES = 128;
 
@@ -28,6 +36,8 @@ export interface NameRules {
   maxBytes?: number;
   /** Accept names that start with `amq.`, such as RabbitMQ's direct reply-to (default: false). */
   allowAmq?: boolean;
+  /** Accept `*`, `#` and `>`, as in a task name that is never a queue (default: false). */
+  allowWildcards?: boolean;
 }
 
 /**
@@ -45,8 +55,8 @@ export function nameProblem(kind: string, name: string, rules: NameRules = {}): 
   if (bad !== null) {
     return `${kind} name "${printable(name)}" contains the control character ${codePoint(bad[0])} at index ${bad.index}`;
   }
-  if (WILDCARDS.test(name)) {
-    return `${kind} name "${name}" contains a wildcard (*, # or >), which is reserved for topic patterns`;
+  if (rules.allowWildcards !== true && WILDCARDS.test(name)) {
+    return `${kind} name "${printable(name)}" contains a wildcard (*, # or >), which is reserved for topic patterns`;
   }
   if (rules.allowAmq !== true && name.startsWith('amq.')) {
     return `${kind} name "${name}" starts with "amq.", which AMQP brokers reserve for themselves`;

@@ -3,6 +3,8 @@ import { readFileSync } from 'node:fs';
 import type { Channel, ChannelModel, ConsumeMessage, Options } from 'amqplib';
 import { BrokerError, ErrorCode, InputError, NotFoundError } from '../../protocol/errors.js';
 import type { Headers } from '../../protocol/envelope.js';
+import { assertName, MAX_BROKER_QUEUE_NAME_BYTES } from '../../protocol/names.js';
+import { redact } from '../../protocol/redact.js';
 import { BrokerEventSource } from '../events.js';
 import type {
   Broker,
@@ -41,7 +43,7 @@ import { DEFAULT_BACKOFF, Link } from './link.js';
 import { Management } from './management.js';
 import type { Outgoing } from './publisher.js';
 import { Publisher } from './publisher.js';
-import { DirectReplyChannel } from './direct-reply.js';
+import { DirectReplyChannel, isDirectReplyAddress } from './direct-reply.js';
 import { publishOptions, toBuffer } from './properties.js';
 
 /** The durable topic exchange behind publishTopic and subscribe. */
@@ -204,7 +206,7 @@ export class AmqpBroker extends BrokerEventSource implements Broker {
       await Promise.allSettled([pubLink.close(), subLink.close()]);
       throw new BrokerError(
         ErrorCode.BrokerUnavailable,
-        `cannot connect to RabbitMQ at ${redactUrl(opts.url)}: ${(err as Error).message}`,
+        `cannot connect to RabbitMQ at ${redact(opts.url)}: ${redact((err as Error).message)}`,
         { cause: err },
       );
     }
@@ -238,7 +240,9 @@ export class AmqpBroker extends BrokerEventSource implements Broker {
   async deleteQueue(name: string): Promise<void> {
     this.#assertUsable(`deleteQueue "${name}"`);
     assertQueueName(name);
-    await this.#op((ch) => ch.deleteQueue(name));
+    // A temporary queue is exclusive to the consuming connection: only that one may delete it.
+    const remove = (ch: Channel) => ch.deleteQueue(name);
+    await (this.#temporary.has(name) ? this.#ownerOp(remove) : this.#op(remove));
     await Promise.all(
       DELAY_BUCKETS_MS.map((ms) =>
         this.#op((ch) => ch.deleteQueue(delayQueueName(name, ms))).catch(() => undefined),
@@ -282,7 +286,7 @@ export class AmqpBroker extends BrokerEventSource implements Broker {
 
   async publish(queue: string, messages: readonly OutgoingMessage[]): Promise<string[]> {
     this.#assertUsable(`publish to queue "${queue}"`);
-    assertQueueName(queue);
+    assertQueueName(queue, { replyAddress: true });
     const target = `queue "${queue}"`;
     for (const m of messages) checkMessage(target, m);
     const ids: string[] = [];
@@ -635,9 +639,26 @@ export class AmqpBroker extends BrokerEventSource implements Broker {
     return result;
   }
 
+  /**
+   * Runs `fn` on a fresh channel of the consuming connection, which owns this handle's temporary
+   * queues: RabbitMQ refuses any other connection a passive declare or a delete of an exclusive
+   * queue (405 RESOURCE_LOCKED).
+   */
+  async #ownerOp<T>(fn: (ch: Channel) => Promise<T>): Promise<T> {
+    const conn = await this.#subLink.connection();
+    const ch = await conn.createChannel();
+    ch.on('error', () => undefined);
+    try {
+      return await fn(ch);
+    } finally {
+      await ch.close().catch(() => undefined);
+    }
+  }
+
   /** checkQueue, or undefined when the queue does not exist. */
   async #check(name: string): Promise<{ messageCount: number; consumerCount: number } | undefined> {
     try {
+      if (this.#temporary.has(name)) return await this.#ownerOp((ch) => ch.checkQueue(name));
       return await this.#op((ch) => ch.checkQueue(name));
     } catch (err) {
       if ((err as AmqpFailure).code === 404) return undefined;
@@ -688,6 +709,9 @@ async function declareTemporary(conn: ChannelModel, name: string, policy: Policy
 }
 
 function resolvePolicy(name: string, o: QueueOptions): Policy {
+  if (o.deadLetterQueue !== undefined) {
+    assertName('dead-letter queue', o.deadLetterQueue, { maxBytes: MAX_BROKER_QUEUE_NAME_BYTES });
+  }
   const temporary = o.temporary ?? false;
   const durable = temporary ? false : (o.durable ?? QUEUE_DEFAULTS.durable);
   if (o.type !== undefined && o.type !== 'quorum' && o.type !== 'classic') {
@@ -794,10 +818,10 @@ function decodeMessage(msg: ConsumeMessage): {
     else if (typeof v === 'bigint') headers[k] = Number(v);
   }
   synthesizeDeadReason(raw, headers);
-  const delivered = Number(raw[DELIVERED_HEADER] ?? 0) || 0;
+  const delivered = trustedCount(raw[DELIVERED_HEADER]);
   const returns =
     raw['x-delivery-count'] !== undefined
-      ? Number(raw['x-delivery-count']) || 0
+      ? trustedCount(raw['x-delivery-count'])
       : msg.fields.redelivered
         ? 1
         : 0;
@@ -835,9 +859,27 @@ function synthesizeDeadReason(raw: Record<string, unknown>, headers: Headers): v
       `${ErrorCode.BrokerState}: dead-lettered by RabbitMQ (${reason})`;
   }
   headers[DEAD_LETTER_QUEUE_HEADER] = queue;
-  const delivered = Number(raw[DELIVERED_HEADER] ?? 0) || 0;
-  const returns = Number(raw['x-delivery-count'] ?? 0) || 0;
+  const delivered = trustedCount(raw[DELIVERED_HEADER]);
+  const returns = trustedCount(raw['x-delivery-count']);
   headers[DEAD_LETTER_DELIVERIES_HEADER] = delivered + returns;
+}
+
+/** Most deliveries a count header may claim; beyond it the header is not believed. */
+const MAX_TRUSTED_COUNT = 1_000_000;
+
+/**
+ * A delivery count from a header any publisher can set: an integer 0..MAX_TRUSTED_COUNT (a
+ * number, bigint or digit string), else 0. A negative count would let a poison message dodge
+ * `maxDeliveries`; a huge one would dead-letter a task on its first delivery.
+ */
+export function trustedCount(value: unknown): number {
+  const n =
+    typeof value === 'bigint'
+      ? Number(value)
+      : typeof value === 'string' && /^\d+$/.test(value)
+        ? Number(value)
+        : value;
+  return typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= MAX_TRUSTED_COUNT ? n : 0;
 }
 
 interface ParsedAmqpUrl {
@@ -855,11 +897,11 @@ export function parseAmqpUrl(url: string): ParsedAmqpUrl {
   try {
     u = new URL(url);
   } catch (err) {
-    throw new InputError(`broker URL "${redactUrl(url)}" is not a valid URL`, { cause: err });
+    throw new InputError(`broker URL "${redact(url)}" is not a valid URL`, { cause: err });
   }
   const tls = u.protocol === 'amqps:';
   if (!tls && u.protocol !== 'amqp:') {
-    throw new InputError(`broker URL "${redactUrl(url)}": expected amqp:// or amqps://`);
+    throw new InputError(`broker URL "${redact(url)}": expected amqp:// or amqps://`);
   }
   const management = u.searchParams.get('management');
   u.searchParams.delete('management');
@@ -900,10 +942,6 @@ function tlsOptions(): Record<string, unknown> {
   return out;
 }
 
-function redactUrl(url: string): string {
-  return url.replace(/(\/\/[^:/@]*:)[^@/]*@/, '$1***@');
-}
-
 function pauseUnavailable(what: string): BrokerError {
   return new BrokerError(
     ErrorCode.BrokerState,
@@ -918,17 +956,26 @@ function closedError(what: string): BrokerError {
 function asBrokerError(err: unknown, what: string): BrokerError {
   if (err instanceof BrokerError || err instanceof InputError) return err as BrokerError;
   const code = (err as AmqpFailure).code;
+  // 404 NOT_FOUND, 405 RESOURCE_LOCKED (another connection's exclusive queue), 403
+  // ACCESS_REFUSED: the broker answered, about this queue; it is not unavailable.
   return new BrokerError(
-    code === 404 ? ErrorCode.BrokerState : ErrorCode.BrokerUnavailable,
+    code === 404 || code === 405 || code === 403
+      ? ErrorCode.BrokerState
+      : ErrorCode.BrokerUnavailable,
     `${what}: ${(err as Error)?.message ?? String(err)}`,
     { cause: err },
   );
 }
 
-function assertQueueName(name: string): void {
-  if (typeof name !== 'string' || name.length === 0 || Buffer.byteLength(name) > 255) {
-    throw new InputError(
-      `queue name must be a non-empty string of at most 255 bytes, got ${JSON.stringify(name)}`,
-    );
+/**
+ * qtune's name check (src/protocol/names.ts), so that every name, and every name derived from
+ * it (`NAME.dead`, `NAME.delayed.<ms>`), fits AMQP's 255 bytes. Publishing also takes the
+ * reply address of a direct reply-to requester (`amq.rabbitmq.reply-to.…`).
+ */
+function assertQueueName(name: string, rules: { replyAddress?: boolean } = {}): void {
+  if (rules.replyAddress === true && isDirectReplyAddress(name)) {
+    assertName('reply address', name, { allowAmq: true, maxBytes: 255 });
+  } else {
+    assertName('queue', name, { maxBytes: MAX_BROKER_QUEUE_NAME_BYTES });
   }
 }

@@ -34,6 +34,14 @@ import {
   NotFoundError,
   toError,
 } from '../../protocol/errors.js';
+// qtune's name rules for the names a queue is made or written under (src/protocol/names.ts).
+import {
+  assertName as assertValidName,
+  MAX_BROKER_QUEUE_NAME_BYTES,
+} from '../../protocol/names.js';
+
+const checkName = (kind: string, name: string) =>
+  assertValidName(kind, name, { maxBytes: MAX_BROKER_QUEUE_NAME_BYTES });
 import type {
   Broker,
   BrokerCapabilities,
@@ -316,13 +324,14 @@ export class EmbeddedBroker extends BrokerEventSource implements Broker {
 
   async declareQueue(name: string, options?: QueueOptions): Promise<void> {
     assertName('queue', name);
+    checkName('queue', name);
     this.#assertOpen();
     assertPositiveInt(`queue "${name}": maxDeliveries`, options?.maxDeliveries);
     assertPositiveInt(`queue "${name}": priorities`, options?.priorities);
     assertPositiveInt(`queue "${name}": leaseMs`, options?.leaseMs);
     assertPositiveInt(`queue "${name}": messageTtlMs`, options?.messageTtlMs);
     if (options?.deadLetterQueue !== undefined)
-      assertName('dead-letter queue', options.deadLetterQueue);
+      checkName('dead-letter queue', options.deadLetterQueue);
     await this.#commit.run(1, (now) => {
       this.#store.forget(name);
       this.#store.ensureQueue(name, options, this.#id, now);
@@ -368,6 +377,7 @@ export class EmbeddedBroker extends BrokerEventSource implements Broker {
 
   async publish(queue: string, messages: readonly OutgoingMessage[]): Promise<string[]> {
     assertName('queue', queue);
+    checkName('queue', queue);
     this.#assertOpen();
     const prepared = prepare(queue, messages);
     await this.#commit.run(prepared.length, (now) => {

@@ -3,6 +3,7 @@ import { isUtf8 } from 'node:buffer';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BrokerError, ErrorCode, InputError, toError } from '../../protocol/errors.js';
 import type { Headers } from '../../protocol/envelope.js';
+import { redact } from '../../protocol/redact.js';
 import { BrokerEventSource } from '../events.js';
 import type {
   Broker,
@@ -112,10 +113,12 @@ export class GatewayBroker extends BrokerEventSource implements Broker {
     try {
       url = new URL(options.url);
     } catch {
-      throw new InputError(`gateway URL ${JSON.stringify(options.url)} is not a valid URL`);
+      throw new InputError(`gateway URL ${JSON.stringify(redact(options.url))} is not a valid URL`);
     }
     if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-      throw new InputError(`gateway URL "${options.url}" must start with http:// or https://`);
+      throw new InputError(
+        `gateway URL "${redact(options.url)}" must start with http:// or https://`,
+      );
     }
     const broker = new GatewayBroker(options);
     const res = await broker.#http.request('GET', '/v1/token', undefined, {

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { BrokerEventSource } from '../events.js';
 import { BrokerError, ErrorCode, InputError, NotFoundError } from '../../protocol/errors.js';
+import { assertName, MAX_BROKER_QUEUE_NAME_BYTES } from '../../protocol/names.js';
 import type {
   Broker,
   BrokerCapabilities,
@@ -22,6 +23,9 @@ import {
 } from '../checks.js';
 import type { BusCore, Connection, QueueCore } from './memory-bus.js';
 import { ConsumerCore, MemoryBus, busCore, closedError } from './memory-bus.js';
+
+/** qtune's name rules (src/protocol/names.ts) for every queue name a broker takes. */
+const BROKER_NAMES = { maxBytes: MAX_BROKER_QUEUE_NAME_BYTES };
 
 type HandleState = 'open' | 'closing' | 'closed';
 
@@ -63,8 +67,9 @@ export class MemoryBroker extends BrokerEventSource implements Broker {
 
   async declareQueue(name: string, options: QueueOptions = {}): Promise<void> {
     this.#assertUsable(`declareQueue "${name}"`);
-    if (typeof name !== 'string' || name.length === 0) {
-      throw new InputError(`queue name must be a non-empty string, got ${JSON.stringify(name)}`);
+    assertName('queue', name, BROKER_NAMES);
+    if (options.deadLetterQueue !== undefined) {
+      assertName('dead-letter queue', options.deadLetterQueue, BROKER_NAMES);
     }
     const queue = this.#core.declare(name, options, this.#connection);
     if (queue.owner === this.#connection) this.#temporary.add(name);
@@ -93,6 +98,7 @@ export class MemoryBroker extends BrokerEventSource implements Broker {
 
   async publish(queue: string, messages: readonly OutgoingMessage[]): Promise<string[]> {
     this.#assertUsable(`publish to queue "${queue}"`);
+    assertName('queue', queue, BROKER_NAMES);
     const target = this.#queue(queue);
     for (const m of messages) checkMessage(`queue "${queue}"`, m);
     return target.publish(messages);

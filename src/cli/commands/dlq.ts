@@ -4,6 +4,7 @@ import { deadLetterView, requeueDeadLetters } from '../../patterns/dead-letters.
 import { action, contextOf, requireQueue } from '../context.js';
 import { waitForIdle } from '../../patterns/idle.js';
 import { intAtLeast } from '../options.js';
+import { assertName, printable } from '../../protocol/names.js';
 
 interface DlqOptions {
   requeue?: boolean;
@@ -23,6 +24,7 @@ export function dlqCommand(): Command {
     .addHelpText('after', '\nExit codes: 0 ok, 3 broker unavailable, 4 no such queue.')
     .action(
       action(async (queue: string, opts: DlqOptions, cmd: Command) => {
+        assertName('queue', queue);
         const ctx = contextOf(cmd);
         const broker = await ctx.openBroker({ create: false });
         const dead = deadLetterQueueOf(queue);
@@ -45,7 +47,8 @@ export function dlqCommand(): Command {
         if (opts.requeue) {
           const { requeued } = await requeueDeadLetters(broker, queue, {
             onRequeued: (id, target) => {
-              if (!opts.json) process.stdout.write(`requeued ${id} to "${target}"\n`);
+              if (!opts.json)
+                process.stdout.write(`requeued ${printable(id)} to "${printable(target)}"\n`);
             },
           });
           await broker.close();
@@ -83,9 +86,10 @@ export function dlqCommand(): Command {
           return;
         }
         for (const v of views) {
+          // Bodies, ids and reasons come from whoever published: escaped before they are shown.
           const body = v.body.length > 120 ? v.body.slice(0, 117) + '...' : v.body;
           process.stdout.write(
-            `${v.id}  deliveries=${v.deliveries ?? '?'}  ${v.reason}\n    ${body}\n`,
+            `${printable(v.id)}  deliveries=${v.deliveries ?? '?'}  ${printable(v.reason)}\n    ${printable(body)}\n`,
           );
         }
         process.stdout.write(`${views.length} of ${total} dead letter(s) in "${dead}"\n`);

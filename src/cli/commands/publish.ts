@@ -1,18 +1,18 @@
 import { Command, Option } from 'commander';
 import { submitTasks } from '../../patterns/work-queue.js';
 import { InputError } from '../../protocol/errors.js';
+import { assertName } from '../../protocol/names.js';
 import { action, contextOf } from '../context.js';
 import { readJsonLines } from '../jsonl.js';
-import { intAtLeast } from '../options.js';
+import { intAtLeast, parseDuration } from '../options.js';
 
 interface PublishOptions {
   file?: string;
   keyField?: string;
   priority: number;
+  delay?: number;
   json?: boolean;
 }
-
-const CHUNK = 5_000;
 
 export function publishCommand(): Command {
   return new Command('publish')
@@ -25,14 +25,24 @@ export function publishCommand(): Command {
         .argParser(intAtLeast(0))
         .default(0),
     )
+    .addOption(
+      new Option(
+        '--delay <duration>',
+        'deliver no task before this long from now (e.g. 30s, 10m, 2h)',
+      ).argParser(parseDuration),
+    )
     .option('--json', 'print the outcome as JSON')
     .addHelpText(
       'after',
-      '\nA malformed line rejects the whole file with its line number; nothing is published.\n' +
+      '\nA malformed line, or a task a worker would refuse (a key over 1024 characters, a name with a\n' +
+        'control character; limits in docs/protocol.md), rejects the whole file with its line number\n' +
+        'and field; nothing is published.\n' +
+        'With --delay every task waits in the queue (counted as delayed by status) until then.\n' +
         'Exit codes: 0 published, 2 bad input, 3 broker unavailable.',
     )
     .action(
       action(async (queue: string, opts: PublishOptions, cmd: Command) => {
+        assertName('queue', queue);
         const ctx = contextOf(cmd);
         const lines = await readJsonLines(opts.file ?? '-');
         const source = opts.file && opts.file !== '-' ? `"${opts.file}"` : 'stdin';
@@ -50,19 +60,37 @@ export function publishCommand(): Command {
             }
             key = String(field);
           }
-          return { payload: value, key, priority: opts.priority };
+          return {
+            payload: value,
+            key,
+            priority: opts.priority,
+            ...(opts.delay !== undefined && opts.delay > 0 && { delayMs: opts.delay }),
+          };
         });
+        // submitTasks checks every task with the schema a worker reads it with before it
+        // declares or sends anything.
+        const label = (i: number) => `${source} line ${lines[i]!.line}`;
+        // Before publishing: the broker counts the delay from its own, later, clock reading.
+        const notBefore = new Date(Date.now() + (opts.delay ?? 0)).toISOString();
         const broker = await ctx.openBroker();
         try {
-          for (let i = 0; i < items.length; i += CHUNK) {
-            await submitTasks(broker, queue, items.slice(i, i + CHUNK));
-          }
+          await submitTasks(broker, queue, items, { label });
         } finally {
           await broker.close();
         }
-        if (opts.json)
-          process.stdout.write(JSON.stringify({ queue, published: items.length }) + '\n');
-        else process.stdout.write(`published ${items.length} task(s) to "${queue}"\n`);
+        const delayMs = opts.delay ?? 0;
+        if (opts.json) {
+          process.stdout.write(
+            JSON.stringify({
+              queue,
+              published: items.length,
+              ...(delayMs > 0 && { notBefore }),
+            }) + '\n',
+          );
+        } else {
+          const when = delayMs > 0 ? `, not delivered before ${notBefore}` : '';
+          process.stdout.write(`published ${items.length} task(s) to "${queue}"${when}\n`);
+        }
       }),
     );
 }

@@ -4,6 +4,7 @@ import type { Delivery } from '../../broker/contract.js';
 import { resultQueueOf } from '../../patterns/work-queue.js';
 import { decode } from '../../protocol/codec.js';
 import { DecodeError } from '../../protocol/errors.js';
+import { assertName } from '../../protocol/names.js';
 import type { TaskResult } from '../../protocol/result.js';
 import { action, contextOf, requireQueue } from '../context.js';
 import { waitForQueue } from '../../patterns/require-queue.js';
@@ -75,6 +76,7 @@ export function resultsCommand(): Command {
     )
     .action(
       action(async (queue: string, opts: ResultsOptions, cmd: Command) => {
+        assertName('queue', queue);
         const ctx = contextOf(cmd);
         const broker = opts.follow
           ? await ctx.openBrokerWaiting({

@@ -3,6 +3,7 @@ import { loadTemplate } from '../../job/template.js';
 import { redact } from '../../broker/open.js';
 import { Requester } from '../../patterns/request-reply.js';
 import { InputError } from '../../protocol/errors.js';
+import { assertName } from '../../protocol/names.js';
 import { experimentQueues } from '../../protocol/trial.js';
 import { loadExperimentSpec, type ExperimentSpec } from '../../scheduler/spec.js';
 import { endpointReport, serveStatusRequests, type WorkerReport } from '../../worker/control.js';
@@ -346,6 +347,7 @@ export function workerCommand(): Command {
     )
     .action(
       action(async (queueArg: string | undefined, opts: WorkerOptions, cmd: Command) => {
+        if (queueArg !== undefined) assertName('queue', queueArg);
         const ctx = contextOf(cmd);
         const spec =
           opts.experiment !== undefined ? loadExperimentSpec(opts.experiment) : undefined;
