@@ -52,7 +52,7 @@ const nameParam = { name: 'name', in: 'path', required: true, schema: { type: 's
 const common: Json = {
   '401': error('missing or invalid bearer token (with WWW-Authenticate: Bearer)'),
   '403': error("the token's role may not call this operation"),
-  '429': error('over the per-token rate limit (with Retry-After)'),
+  '429': error('over the per-token or per-IP rate limit (with Retry-After)'),
   '503': error('broker reconnecting, gateway overloaded or shutting down (with Retry-After)'),
 };
 
@@ -122,11 +122,20 @@ export function openApiDocument(): Json {
         },
         put: {
           summary: 'declare the queue; an existing queue keeps its policy (worker, producer)',
+          description:
+            'Options left out match the existing queue; one that differs answers 409 QUEUE_MISMATCH. ' +
+            'A temporary queue belongs to the token that declared it.',
           requestBody: jsonBody(input(queueOptionsSchema), false),
-          responses: { '204': ok('declared'), '400': error('invalid options'), ...common },
+          responses: {
+            '204': ok('declared'),
+            '400': error('invalid options or name'),
+            '409': error("the queue exists with other properties, or is another token's temporary"),
+            ...common,
+          },
         },
         delete: {
-          summary: 'delete the queue (admin; worker and producer: temporary queues only)',
+          summary:
+            'delete the queue (admin; worker and producer: temporary queues their token declared)',
           responses: { '204': ok('deleted'), ...common },
         },
       },
@@ -162,11 +171,32 @@ export function openApiDocument(): Json {
               'accepted (a replay carries Idempotent-Replayed: true)',
               output(ingestResponseSchema),
             ),
-            '400': error('malformed JSON (with its position) or a payload without the key field'),
+            '400': error(
+              'malformed JSON or UTF-8 (with its position), nesting over 128 levels, a payload ' +
+                'without the key field, or an envelope field a worker would refuse (item and field named)',
+            ),
             '413': error('body over the limit'),
             '415': error('not application/json or application/x-ndjson'),
             '422': error('Idempotency-Key reused with another queue or body'),
             ...common,
+            '503': {
+              description:
+                'broker unavailable, overloaded or shutting down (with Retry-After); when the broker ' +
+                'failed part way, `accepted` and `ids` (null for an item not stored) say what was stored',
+              content: {
+                'application/json': {
+                  schema: {
+                    type: 'object',
+                    required: ['error'],
+                    properties: {
+                      error: { $ref: '#/components/schemas/Error/properties/error' },
+                      accepted: { type: 'integer' },
+                      ids: { type: 'array', items: { type: ['string', 'null'] } },
+                    },
+                  },
+                },
+              },
+            },
           },
         },
       },
@@ -198,7 +228,8 @@ export function openApiDocument(): Json {
       },
       '/v1/queues/{queue}/consumers/{consumer}': {
         delete: {
-          summary: 'a client consumer stopped: its waiting polls end, it no longer counts (worker)',
+          summary:
+            "a client consumer stopped: its waiting polls end, it no longer counts (worker; another token's consumer: admin only)",
           tags: ['pull'],
           parameters: [
             queueParam,

@@ -19,6 +19,8 @@ import {
   checkMessage,
   checkPrefetch,
   checkTopicPattern,
+  queueMismatch,
+  temporaryOfAnother,
 } from '../checks.js';
 import type { BusCore, Connection, QueueCore } from './memory-bus.js';
 import { ConsumerCore, MemoryBus, busCore, closedError } from './memory-bus.js';
@@ -63,6 +65,15 @@ export class MemoryBroker extends BrokerEventSource implements Broker {
     this.#assertUsable(`declareQueue "${name}"`);
     if (typeof name !== 'string' || name.length === 0) {
       throw new InputError(`queue name must be a non-empty string, got ${JSON.stringify(name)}`);
+    }
+    const existing = this.#core.queues.get(name);
+    if (existing !== undefined) {
+      const mismatch =
+        queueMismatch(name, existing.options, options) ??
+        (options.temporary === true && existing.owner !== this.#connection
+          ? temporaryOfAnother(name)
+          : undefined);
+      if (mismatch) throw mismatch;
     }
     const queue = this.#core.declare(name, options, this.#connection);
     if (queue.owner === this.#connection) this.#temporary.add(name);
