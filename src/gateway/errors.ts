@@ -35,6 +35,8 @@ export const GatewayErrorCode = {
   QueueMismatch: ErrorCode.QueueMismatch,
   /** The broker behind the gateway has no topics, so no worker reports (501). */
   TopicsUnavailable: 'TOPICS_UNAVAILABLE',
+  /** The gateway has no store, so it cannot add job items (501). */
+  StoreUnavailable: 'STORE_UNAVAILABLE',
   /** The gateway is shutting down (503). */
   ShuttingDown: 'SHUTTING_DOWN',
   /** A bug or an unexpected failure (500). */

@@ -21,6 +21,7 @@ import {
   nackRequestSchema,
   publishRequestSchema,
   consumerNameSchema,
+  jobNameSchema,
   queueNameSchema,
   queueOptionsSchema,
   type IngestResponse,
@@ -45,6 +46,7 @@ import {
   MediaType,
   bodyText,
   checkDepth,
+  itemName,
   keysFrom,
   parseJsonArray,
   parseNdjson,
@@ -61,6 +63,27 @@ export interface GatewayStatusProviders {
   job?(name: string): Promise<unknown>;
   /** `GET /v1/experiments/:name`. */
   experiment?(name: string): Promise<unknown>;
+}
+
+/** What `POST /v1/jobs/:name/items` answers: the counts of `submitJob`. */
+export interface JobItemsAnswer {
+  job: string;
+  /** Items in the request. */
+  items: number;
+  /** Items new to the job (the others were added before: same key). */
+  added: number;
+  /** Tasks published by this request. */
+  published: number;
+}
+
+/** Adds items to a job (creating it), as `qtune job submit` does; see src/job/submit.ts. */
+export interface GatewayJobs {
+  /** Adds `items` to job `name`; `keyFields` set the key of a new job (default: whole item). */
+  addItems(
+    name: string,
+    items: readonly Record<string, unknown>[],
+    keyFields: readonly string[] | undefined,
+  ): Promise<JobItemsAnswer>;
 }
 
 export interface GatewayOptions {
@@ -84,6 +107,8 @@ export interface GatewayOptions {
   ipRateLimit?: number;
   /** Job and experiment status lookups (default: none, those endpoints answer 404). */
   status?: GatewayStatusProviders;
+  /** Adds items to jobs (default: none, `POST /v1/jobs/:name/items` answers 501). */
+  jobs?: GatewayJobs;
   /** A queue nobody polled for this long stops its broker consumer, in ms (default: 10000). */
   pullIdleMs?: number;
 }
@@ -699,6 +724,42 @@ export function createGateway(options: GatewayOptions): FastifyInstance {
         return found;
       };
     api.get('/v1/jobs/:name', { config: { roles: ANY_ROLE } }, lookup('job'));
+
+    api.post<{ Params: { name: string }; Querystring: { key?: string } }>(
+      '/v1/jobs/:name/items',
+      { config: { roles: [Role.Producer] } },
+      async (req) => {
+        const name = nameParam(req.params.name, jobNameSchema, 'name');
+        const where = `job "${name}"`;
+        const type = mediaType(req);
+        const body = bodyOf(req);
+        const keyParam = req.query.key;
+        if (keyParam !== undefined && (typeof keyParam !== 'string' || keyParam === '')) {
+          throw new HttpError(400, GatewayErrorCode.BadInput, 'query "key" must name fields: a,b');
+        }
+        if (!options.jobs) {
+          throw new HttpError(
+            501,
+            GatewayErrorCode.StoreUnavailable,
+            'this gateway has no store for jobs (qtune serve --store URL)',
+          );
+        }
+        const parsed =
+          type === MediaType.Ndjson ? parseNdjson(body, where) : parseJsonArray(body, where);
+        const items = parsed.payloads.map((item, i) => {
+          if (item === null || typeof item !== 'object' || Array.isArray(item)) {
+            throw new HttpError(
+              400,
+              GatewayErrorCode.BadInput,
+              `${where}: ${itemName(parsed, i)} is not a JSON object; nothing was added`,
+            );
+          }
+          return item as Record<string, unknown>;
+        });
+        brokerUp();
+        return options.jobs.addItems(name, items, keyParam?.split(','));
+      },
+    );
     api.get('/v1/experiments/:name', { config: { roles: ANY_ROLE } }, lookup('experiment'));
 
     api.get<{ Querystring: { waitMs?: string } }>(

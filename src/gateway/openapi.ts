@@ -8,6 +8,7 @@ import {
   extendRequestSchema,
   extendResponseSchema,
   ingestResponseSchema,
+  jobItemsResponseSchema,
   leaseRequestSchema,
   leaseResponseSchema,
   nackRequestSchema,
@@ -284,6 +285,37 @@ export function openApiDocument(): Json {
           summary: 'status of a job (any role)',
           parameters: [nameParam],
           responses: { '200': ok('status'), '404': error('no such job'), ...common },
+        },
+      },
+      '/v1/jobs/{name}/items': {
+        post: {
+          summary: 'add items to a job, creating it, as `qtune job submit` does (producer)',
+          description:
+            'Body: a JSON array of objects or NDJSON. Each item is keyed by the fields of `?key=a,b` ' +
+            "(a new job; default: the whole item) or by the existing job's key fields; an item " +
+            'whose key the job has is not added again. Its tasks go to the queue named after the job.',
+          parameters: [
+            nameParam,
+            {
+              name: 'key',
+              in: 'query',
+              description: 'comma-separated key fields of a new job',
+              schema: { type: 'string' },
+            },
+          ],
+          requestBody: {
+            required: true,
+            content: {
+              'application/json': { schema: { type: 'array', items: { type: 'object' } } },
+              'application/x-ndjson': { schema: { type: 'string' } },
+            },
+          },
+          responses: {
+            '200': ok('added', output(jobItemsResponseSchema)),
+            '400': error('malformed body, an item that is not an object, or other key fields'),
+            '501': error('the gateway has no store (qtune serve --store)'),
+            ...common,
+          },
         },
       },
       '/v1/experiments/{name}': {

@@ -1,7 +1,11 @@
 import { connect } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Broker, Delivery } from '../../src/broker/contract.js';
+import { join } from 'node:path';
 import { parseTokenList } from '../../src/gateway/auth.js';
+import { storeJobs } from '../../src/gateway/jobs.js';
+import { jobStatus } from '../../src/job/status.js';
+import { SqliteStore } from '../../src/store/sqlite/index.js';
 import { decode } from '../../src/protocol/codec.js';
 import { BrokerError, ErrorCode } from '../../src/protocol/errors.js';
 import { FaultBroker } from './fault-broker.js';
@@ -384,5 +388,57 @@ describe('gateway: malformed bodies and framework answers', () => {
     });
     expect(res.status).toBe(200);
     expect((res.json as { leases: unknown[] }).leases).toHaveLength(2);
+  });
+});
+
+describe('gateway: jobs', () => {
+  it('adds items to a job through POST /v1/jobs/:name/items, idempotent by the job key, with status', async () => {
+    let broker: Broker | undefined;
+    const held: { store?: SqliteStore } = {};
+    const g = await gateway(
+      {
+        // The broker exists only once the gateway is made: the provider is made on first use.
+        jobs: { addItems: (...a) => storeJobs(broker!, async () => held.store!).addItems(...a) },
+        status: {
+          job: async (name) =>
+            (await held.store!.getJob(name)) ? jobStatus(broker!, held.store!, name) : undefined,
+        },
+      },
+      (b) => (broker = b),
+    );
+    const store = new SqliteStore({ path: join(g.dir, 'store.db') });
+    held.store = store;
+    const name = `hardjob${process.pid}${++seq}`;
+    const first = await call(g.url, 'POST', `/v1/jobs/${name}/items?key=id`, {
+      token: TOKENS.producer,
+      json: [
+        { id: 1, text: 'a' },
+        { id: 2, text: 'b' },
+      ],
+    });
+    expect(first.status).toBe(200);
+    expect(first.json).toEqual({ job: name, items: 2, added: 2, published: 2 });
+    const again = await call(g.url, 'POST', `/v1/jobs/${name}/items`, {
+      token: TOKENS.producer,
+      body: '{"id":2,"text":"b"}\n{"id":3,"text":"c"}\n',
+      contentType: 'application/x-ndjson',
+    });
+    expect(again.status).toBe(200);
+    expect(again.json).toEqual({ job: name, items: 2, added: 1, published: 1 });
+    expect(await count(g.broker, name)).toBe(3);
+    const status = await call(g.url, 'GET', `/v1/jobs/${name}`, { token: TOKENS.worker });
+    expect(status.status).toBe(200);
+    const worker = await call(g.url, 'POST', `/v1/jobs/${name}/items`, {
+      token: TOKENS.worker,
+      json: [{ id: 4 }],
+    });
+    expect(worker.status).toBe(403);
+    const notObject = await call(g.url, 'POST', `/v1/jobs/${name}/items`, {
+      token: TOKENS.producer,
+      json: [{ id: 5 }, 7],
+    });
+    expect(notObject.status).toBe(400);
+    expect(errorMessageOf(notObject)).toMatch(/item 1 is not a JSON object/);
+    await store.close();
   });
 });

@@ -3,7 +3,7 @@
  * {@link GatewayBroker} client so that both sides validate the same shapes.
  */
 import { z } from 'zod';
-import { nameProblem, printable, type NameRules } from '../../protocol/names.js';
+import { MAX_NAME_BYTES, nameProblem, printable, type NameRules } from '../../protocol/names.js';
 
 /** Longest long-poll a lease request may ask for, in ms. */
 export const MAX_WAIT_MS = 30_000;
@@ -27,6 +27,17 @@ export const queueNameSchema = nameSchema('queue');
 
 /** Where a reply goes: a queue name, or an AMQP reply address (`amq.rabbitmq.reply-to...`). */
 export const replyToSchema = nameSchema('replyTo', { allowAmq: true });
+
+/** A job's name: at most 128 bytes, as every name derived from it must fit. */
+export const jobNameSchema = nameSchema('job', { maxBytes: MAX_NAME_BYTES });
+
+/** Answer of `POST /v1/jobs/:name/items`. */
+export const jobItemsResponseSchema = z.object({
+  job: z.string(),
+  items: z.number().int().nonnegative(),
+  added: z.number().int().nonnegative(),
+  published: z.number().int().nonnegative(),
+});
 
 /** A client consumer's name (lease requests and their cancel): any printable text. */
 export const consumerNameSchema = z
