@@ -11,7 +11,13 @@ import Fastify, {
 } from 'fastify';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
-import type { Broker, BrokerStatus, OutgoingMessage, QueueStats } from '../broker/contract.js';
+import type {
+  Broker,
+  BrokerStatus,
+  Consumer,
+  OutgoingMessage,
+  QueueStats,
+} from '../broker/contract.js';
 import {
   ackManyRequestSchema,
   ackRequestSchema,
@@ -23,6 +29,7 @@ import {
   consumerNameSchema,
   jobNameSchema,
   queueNameSchema,
+  workerReportSchema,
   queueOptionsSchema,
   type IngestResponse,
   type WireLease,
@@ -31,7 +38,7 @@ import {
 import { resultQueueOf } from '../patterns/work-queue.js';
 import { BrokerError, ErrorCode, InputError, QtuneError, toError } from '../protocol/errors.js';
 import { printable } from '../protocol/names.js';
-import { gatherWorkerReports } from '../worker/control.js';
+import { gatherWorkerReports, serveStatusRequests, type WorkerReport } from '../worker/control.js';
 import {
   ANONYMOUS,
   Role,
@@ -127,6 +134,8 @@ const PUBLISH_BATCH = 1_000;
 const PUBLISH_WINDOW = 4;
 /** Wait for worker reports on `GET /v1/workers` unless `?waitMs=` says (ms). */
 const WORKERS_WAIT_MS = 500;
+/** A report pushed by a gateway worker counts this long, in ms (workers push every 5 s). */
+const WORKER_REPORT_TTL_MS = 15_000;
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -158,6 +167,19 @@ export function createGateway(options: GatewayOptions): FastifyInstance {
   const declared = new Map<string, Promise<void>>();
   /** Temporary queues declared through this gateway → the token that declared (owns) each. */
   const temporaryQueues = new Map<string, string>();
+  /** Reports pushed by workers that pull through this gateway, by token and worker id. */
+  const pushedReports = new Map<string, { report: WorkerReport; at: number }>();
+  const freshReports = (): WorkerReport[] => {
+    const now = Date.now();
+    const out: WorkerReport[] = [];
+    for (const [k, r] of pushedReports) {
+      if (now - r.at > WORKER_REPORT_TTL_MS) pushedReports.delete(k);
+      else out.push(r.report);
+    }
+    return out;
+  };
+  /** Answers `qtune status` on the broker for the workers that push their reports here. */
+  let answering: Promise<Consumer> | undefined;
   let pending = 0;
   let brokerStatus: BrokerStatus = 'connected';
   const onStatus = (s: BrokerStatus): void => {
@@ -331,6 +353,7 @@ export function createGateway(options: GatewayOptions): FastifyInstance {
   });
   app.addHook('onClose', async () => {
     broker.off('status', onStatus);
+    await answering?.then((c) => c.cancel()).catch(() => undefined);
     await hub.close();
   });
 
@@ -761,6 +784,31 @@ export function createGateway(options: GatewayOptions): FastifyInstance {
       },
     );
     api.get('/v1/experiments/:name', { config: { roles: ANY_ROLE } }, lookup('experiment'));
+
+    api.put<{ Params: { id: string } }>(
+      '/v1/workers/:id',
+      { config: { roles: [Role.Worker] } },
+      async (req, reply) => {
+        const id = nameParam(req.params.id, consumerNameSchema, 'id');
+        const report = readJson(req, workerReportSchema, `worker "${id}" report`);
+        if (report.worker.id !== id) {
+          throw new HttpError(
+            400,
+            GatewayErrorCode.BadInput,
+            `worker "${id}" report: "worker.id" is "${printable(report.worker.id)}", not the path's id`,
+          );
+        }
+        pushedReports.set(`${principal(req).name}/${id}`, {
+          report: report as WorkerReport,
+          at: Date.now(),
+        });
+        if (broker.capabilities.topics && !answering) {
+          answering = serveStatusRequests(broker, freshReports);
+          answering.catch(() => (answering = undefined));
+        }
+        return reply.code(204).send();
+      },
+    );
 
     api.get<{ Querystring: { waitMs?: string } }>(
       '/v1/workers',

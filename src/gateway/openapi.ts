@@ -18,6 +18,7 @@ import {
   queueOptionsSchema,
   queueStatsSchema,
   tokenInfoSchema,
+  workerReportSchema,
 } from '../broker/gateway/wire.js';
 
 type Json = Record<string, unknown>;
@@ -323,6 +324,15 @@ export function openApiDocument(): Json {
           summary: 'status of an experiment (any role)',
           parameters: [nameParam],
           responses: { '200': ok('status'), '404': error('no such experiment'), ...common },
+        },
+      },
+      '/v1/workers/{id}': {
+        put: {
+          summary:
+            'a worker that pulls through the gateway pushes its status report; the gateway answers qtune status for it for 15 s (worker)',
+          parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }],
+          requestBody: jsonBody(input(workerReportSchema)),
+          responses: { '204': ok('stored'), '400': error('invalid report'), ...common },
         },
       },
       '/v1/workers': {

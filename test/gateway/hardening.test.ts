@@ -2,10 +2,16 @@ import { connect } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Broker, Delivery } from '../../src/broker/contract.js';
 import { join } from 'node:path';
+import { GatewayBroker } from '../../src/broker/gateway/index.js';
 import { parseTokenList } from '../../src/gateway/auth.js';
 import { storeJobs } from '../../src/gateway/jobs.js';
 import { jobStatus } from '../../src/job/status.js';
 import { SqliteStore } from '../../src/store/sqlite/index.js';
+import {
+  gatherWorkerReports,
+  serveStatusRequests,
+  type WorkerReport,
+} from '../../src/worker/control.js';
 import { decode } from '../../src/protocol/codec.js';
 import { BrokerError, ErrorCode } from '../../src/protocol/errors.js';
 import { FaultBroker } from './fault-broker.js';
@@ -440,5 +446,38 @@ describe('gateway: jobs', () => {
     expect(notObject.status).toBe(400);
     expect(errorMessageOf(notObject)).toMatch(/item 1 is not a JSON object/);
     await store.close();
+  });
+});
+
+describe('gateway: workers that pull through it', () => {
+  it('shows a gateway worker in GET /v1/workers and to qtune status on the broker', async () => {
+    const g = await gateway();
+    const client = await GatewayBroker.open({ url: g.url, token: TOKENS.worker });
+    const report: WorkerReport = {
+      worker: { id: `gw-worker-${process.pid}`, host: 'gpu-box', pid: 4242 },
+      queue: 'prompts',
+      startedAt: Date.now(),
+      done: 7,
+      failed: 0,
+      deadLettered: 0,
+      inFlight: 1,
+      rate: 2,
+    };
+    const control = await serveStatusRequests(client, () => report);
+    try {
+      const until = Date.now() + 10_000;
+      let workers: WorkerReport[] = [];
+      while (Date.now() < until) {
+        const res = await call(g.url, 'GET', '/v1/workers?waitMs=200', { token: TOKENS.admin });
+        workers = (res.json as { workers: WorkerReport[] }).workers;
+        if (workers.length > 0) break;
+      }
+      expect(workers).toEqual([report]);
+      // What `qtune status` does on the broker itself.
+      expect(await gatherWorkerReports(g.broker, 300)).toEqual([report]);
+    } finally {
+      await control.cancel();
+      await client.close();
+    }
   });
 });

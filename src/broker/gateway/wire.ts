@@ -39,6 +39,22 @@ export const jobItemsResponseSchema = z.object({
   published: z.number().int().nonnegative(),
 });
 
+/** `PUT /v1/workers/:id`: a worker's status report (src/worker/control.ts WorkerReport). */
+export const workerReportSchema = z.looseObject({
+  worker: z.looseObject({
+    id: z.string().min(1).max(256),
+    host: z.string().max(1024),
+    pid: z.number().int(),
+  }),
+  queue: z.string().max(1024),
+  startedAt: z.number(),
+  done: z.number(),
+  failed: z.number(),
+  deadLettered: z.number(),
+  inFlight: z.number(),
+  rate: z.number(),
+});
+
 /** A client consumer's name (lease requests and their cancel): any printable text. */
 export const consumerNameSchema = z
   .string()
