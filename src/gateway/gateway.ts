@@ -490,11 +490,23 @@ export function createGateway(options: GatewayOptions): FastifyInstance {
           const replyTo = resultQueueOf(queue);
           const messages = taskMessages(parsed, replyTo, keys, ids, where);
           parsed.payloads.length = 0;
-          const done = admit(n);
+          // A retry (same Idempotency-Key and body) of a request that failed part way
+          // publishes only what that one did not store.
+          const already = slot?.kind === 'first' ? slot.stored : undefined;
+          const todo = already ? messages.filter((_, i) => !already[i]) : messages;
+          const done = admit(todo.length);
           try {
             await ensureDeclared(queue);
             await ensureDeclared(replyTo);
-            await publishInBatches(broker, queue, messages);
+            await publishInBatches(broker, queue, todo);
+          } catch (err) {
+            if (!(err instanceof PartialPublish)) throw err;
+            // Which of all n items are stored now, this request's and the earlier ones'.
+            const stored: boolean[] = [];
+            let k = 0;
+            for (let i = 0; i < n; i++) stored.push(already?.[i] === true || err.stored[k++]!);
+            if (slot?.kind === 'first') slot.fail(stored);
+            throw partialAnswer(err, messages, stored);
           } finally {
             done();
           }
@@ -839,11 +851,19 @@ export function createGateway(options: GatewayOptions): FastifyInstance {
   return app;
 }
 
+/** A publish of many batches that failed part way; `stored[i]`: message i was stored. */
+class PartialPublish extends Error {
+  readonly stored: readonly boolean[];
+  constructor(cause: unknown, stored: readonly boolean[]) {
+    super(toError(cause).message, { cause });
+    this.stored = stored;
+  }
+}
+
 /**
  * Publishes `messages` a batch at a time, a few batches in flight. When one fails, no further
- * batch is started, the ones in flight finish, and the error thrown says which items the broker
- * stored: `ids[i]` is item i's id when it was stored, null when not, so that a client retries
- * exactly the others.
+ * batch is started and the ones in flight finish; then it throws PartialPublish saying which
+ * messages the broker stored.
  */
 async function publishInBatches(
   broker: Broker,
@@ -862,24 +882,36 @@ async function publishInBatches(
   const settled = await Promise.allSettled(batches.map((b) => b.result));
   const failure = settled.find((r) => r.status === 'rejected');
   if (failure === undefined) return;
-  const ids: (string | null)[] = new Array<string | null>(messages.length).fill(null);
-  let stored = 0;
+  const stored = new Array<boolean>(messages.length).fill(false);
   settled.forEach((r, b) => {
     if (r.status !== 'fulfilled') return;
     const at = batches[b]!.at;
-    const end = Math.min(messages.length, at + PUBLISH_BATCH);
-    for (let i = at; i < end; i++) ids[i] = messages[i]!.id!;
-    stored += end - at;
+    stored.fill(true, at, Math.min(messages.length, at + PUBLISH_BATCH));
   });
-  const err = asHttpError(failure.reason, 0);
-  throw new HttpError(
-    err.statusCode,
-    err.code,
-    `${err.message}; ${stored} of ${messages.length} items were stored (those with an id in "ids"), retry only the others`,
+  throw new PartialPublish(failure.reason, stored);
+}
+
+/**
+ * The answer to an ingest that failed part way: the broker's error, with `accepted` and `ids`
+ * (`ids[i]` is item i's id when it is stored, null when not) so a client retries exactly the
+ * others.
+ */
+function partialAnswer(
+  err: PartialPublish,
+  messages: readonly OutgoingMessage[],
+  stored: readonly boolean[],
+): HttpError {
+  const ids = messages.map((m, i) => (stored[i] ? m.id! : null));
+  const accepted = stored.filter(Boolean).length;
+  const e = asHttpError(err.cause, 0);
+  return new HttpError(
+    e.statusCode,
+    e.code,
+    `${e.message}; ${accepted} of ${messages.length} items were stored (those with an id in "ids"): retry only the others, or the same request with the same Idempotency-Key`,
     {
-      cause: failure.reason,
-      ...(err.retryAfterS !== undefined && { retryAfterS: err.retryAfterS }),
-      details: { accepted: stored, ids },
+      cause: err.cause,
+      ...(e.retryAfterS !== undefined && { retryAfterS: e.retryAfterS }),
+      details: { accepted, ids },
     },
   );
 }

@@ -275,6 +275,40 @@ describe('gateway: ingest that fails part way', () => {
   });
 });
 
+describe('gateway: ingest retried with its Idempotency-Key', () => {
+  it('publishes on a retry with the same Idempotency-Key only the items a failed request did not store', async () => {
+    let fault: FaultBroker | undefined;
+    const g = await gateway({}, (b) => (fault = new FaultBroker(b)));
+    const q = queueName('retry');
+    await g.broker.declareQueue(q);
+    await g.broker.declareQueue(`${q}.results`);
+    const err = new BrokerError(ErrorCode.BrokerUnavailable, 'publish to queue: disk is full');
+    fault!.failPublishesAfter(3, err);
+    const items = Array.from({ length: 10_000 }, (_, i) => ({ i }));
+    const send = () =>
+      call(g.url, 'POST', `/v1/queues/${q}/tasks`, {
+        token: TOKENS.producer,
+        json: items,
+        headers: { 'idempotency-key': 'batch-1' },
+      });
+    const first = await send();
+    expect(first.status).toBe(503);
+    expect((first.json as { accepted: number }).accepted).toBe(3000);
+    fault!.failPublishesAfter(2, err);
+    const second = await send();
+    expect(second.status).toBe(503);
+    expect((second.json as { accepted: number }).accepted).toBe(5000);
+    fault!.failPublishesAfter(Infinity, err);
+    const third = await send();
+    expect(third.status).toBe(200);
+    const answer = third.json as { accepted: number; ids: string[] };
+    expect(answer.accepted).toBe(10_000);
+    expect(new Set(answer.ids).size).toBe(10_000);
+    // Every item once: nothing stored twice across the three requests.
+    expect(await count(g.broker, q)).toBe(10_000);
+  });
+});
+
 describe('gateway: tasks no worker could run', () => {
   it('refuses at ingest a task whose key is over the envelope limit, naming the item and field', async () => {
     const g = await gateway();
