@@ -1,4 +1,5 @@
 import { encode } from '../protocol/codec.js';
+import { ErrorCode, QtuneError } from '../protocol/errors.js';
 import type { Envelope, Headers } from '../protocol/envelope.js';
 
 /** Policy of a queue, fixed when it is first declared. */
@@ -268,6 +269,27 @@ export interface Broker {
    * requesters use a temporary reply queue.
    */
   openReplyChannel?(onReply: (reply: ReplyMessage) => void): Promise<ReplyChannel>;
+}
+
+/**
+ * Declares `name` with `options` if it does not exist, and keeps an existing queue as it is even
+ * when its properties differ (where `declareQueue` refuses with QUEUE_MISMATCH). For options
+ * that only matter to whoever creates the queue, such as a worker's `--lease`. Resolves with the
+ * mismatch when the queue was kept with other properties, so the caller can say so.
+ */
+export async function declareQueueOrKeep(
+  broker: Broker,
+  name: string,
+  options: QueueOptions,
+): Promise<QtuneError | undefined> {
+  try {
+    await broker.declareQueue(name, options);
+    return undefined;
+  } catch (err) {
+    if (!(err instanceof QtuneError) || err.code !== ErrorCode.QueueMismatch) throw err;
+    await broker.declareQueue(name);
+    return err;
+  }
 }
 
 /** Defaults applied when a QueueOptions field is missing. */

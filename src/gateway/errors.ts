@@ -31,8 +31,12 @@ export const GatewayErrorCode = {
   BrokerUnavailable: ErrorCode.BrokerUnavailable,
   /** The operation is not valid in the broker's state (409). */
   BrokerState: ErrorCode.BrokerState,
+  /** The queue exists with other properties than the declaration asks for (409). */
+  QueueMismatch: ErrorCode.QueueMismatch,
   /** The broker behind the gateway has no topics, so no worker reports (501). */
   TopicsUnavailable: 'TOPICS_UNAVAILABLE',
+  /** The gateway has no store, so it cannot add job items (501). */
+  StoreUnavailable: 'STORE_UNAVAILABLE',
   /** The gateway is shutting down (503). */
   ShuttingDown: 'SHUTTING_DOWN',
   /** A bug or an unexpected failure (500). */
@@ -46,16 +50,19 @@ export class HttpError extends Error {
   readonly code: GatewayErrorCode;
   /** Seconds for a Retry-After header, if any. */
   readonly retryAfterS: number | undefined;
+  /** Fields answered next to `error` (such as what a failed ingest stored). */
+  readonly details: Record<string, unknown> | undefined;
   constructor(
     statusCode: number,
     code: GatewayErrorCode,
     message: string,
-    options?: { cause?: unknown; retryAfterS?: number },
+    options?: { cause?: unknown; retryAfterS?: number; details?: Record<string, unknown> },
   ) {
     super(message, options?.cause !== undefined ? { cause: options.cause } : undefined);
     this.name = 'HttpError';
     this.statusCode = statusCode;
     this.code = code;
     this.retryAfterS = options?.retryAfterS;
+    this.details = options?.details;
   }
 }

@@ -1,15 +1,23 @@
 import { randomUUID } from 'node:crypto';
+import { STATUS_CODES } from 'node:http';
 import rateLimit from '@fastify/rate-limit';
 import Fastify, {
   LogController,
   type FastifyBaseLogger,
   type FastifyError,
   type FastifyInstance,
+  type FastifyReply,
   type FastifyRequest,
 } from 'fastify';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
-import type { Broker, BrokerStatus, OutgoingMessage, QueueStats } from '../broker/contract.js';
+import type {
+  Broker,
+  BrokerStatus,
+  Consumer,
+  OutgoingMessage,
+  QueueStats,
+} from '../broker/contract.js';
 import {
   ackManyRequestSchema,
   ackRequestSchema,
@@ -18,7 +26,10 @@ import {
   leaseRequestSchema,
   nackRequestSchema,
   publishRequestSchema,
+  consumerNameSchema,
+  jobNameSchema,
   queueNameSchema,
+  workerReportSchema,
   queueOptionsSchema,
   type IngestResponse,
   type WireLease,
@@ -26,7 +37,8 @@ import {
 } from '../broker/gateway/wire.js';
 import { resultQueueOf } from '../patterns/work-queue.js';
 import { BrokerError, ErrorCode, InputError, QtuneError, toError } from '../protocol/errors.js';
-import { gatherWorkerReports } from '../worker/control.js';
+import { printable } from '../protocol/names.js';
+import { gatherWorkerReports, serveStatusRequests, type WorkerReport } from '../worker/control.js';
 import {
   ANONYMOUS,
   Role,
@@ -39,6 +51,9 @@ import { GatewayErrorCode, HttpError } from './errors.js';
 import { IdempotencyCache, deterministicId, requestFingerprint } from './idempotency.js';
 import {
   MediaType,
+  bodyText,
+  checkDepth,
+  itemName,
   keysFrom,
   parseJsonArray,
   parseNdjson,
@@ -58,6 +73,27 @@ export interface GatewayStatusProviders {
   experiment?(name: string): Promise<unknown>;
 }
 
+/** What `POST /v1/jobs/:name/items` answers: the counts of `submitJob`. */
+export interface JobItemsAnswer {
+  job: string;
+  /** Items in the request. */
+  items: number;
+  /** Items new to the job (the others were added before: same key). */
+  added: number;
+  /** Tasks published by this request. */
+  published: number;
+}
+
+/** Adds items to a job (creating it), as `qtune job submit` does; see src/job/submit.ts. */
+export interface GatewayJobs {
+  /** Adds `items` to job `name`; `keyFields` set the key of a new job (default: whole item). */
+  addItems(
+    name: string,
+    items: readonly Record<string, unknown>[],
+    keyFields: readonly string[] | undefined,
+  ): Promise<JobItemsAnswer>;
+}
+
 export interface GatewayOptions {
   /** The broker the gateway fronts; the caller opens and closes it. */
   broker: Broker;
@@ -72,8 +108,15 @@ export interface GatewayOptions {
   maxPendingPublishes?: number;
   /** Requests per second per token, unless its entry sets another (default: 1000). */
   rateLimit?: number;
+  /**
+   * Requests per second per client IP address, counted before the token is checked, so that
+   * requests with bad tokens are limited too (default: 10 times `rateLimit`).
+   */
+  ipRateLimit?: number;
   /** Job and experiment status lookups (default: none, those endpoints answer 404). */
   status?: GatewayStatusProviders;
+  /** Adds items to jobs (default: none, `POST /v1/jobs/:name/items` answers 501). */
+  jobs?: GatewayJobs;
   /** A queue nobody polled for this long stops its broker consumer, in ms (default: 10000). */
   pullIdleMs?: number;
 }
@@ -92,6 +135,8 @@ const PUBLISH_BATCH = 1_000;
 const PUBLISH_WINDOW = 4;
 /** Wait for worker reports on `GET /v1/workers` unless `?waitMs=` says (ms). */
 const WORKERS_WAIT_MS = 500;
+/** A report pushed by a gateway worker counts this long, in ms (workers push every 5 s). */
+const WORKER_REPORT_TTL_MS = 15_000;
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -115,12 +160,27 @@ export function createGateway(options: GatewayOptions): FastifyInstance {
   const bodyLimit = options.bodyLimit ?? GATEWAY_DEFAULTS.bodyLimit;
   const maxPending = options.maxPendingPublishes ?? GATEWAY_DEFAULTS.maxPendingPublishes;
   const defaultRate = options.rateLimit ?? GATEWAY_DEFAULTS.rateLimit;
+  const ipRate = options.ipRateLimit ?? defaultRate * 10;
   const verifier = new TokenVerifier(options.auth.tokens);
   const authDisabled = options.auth.disabled === true;
   const principals = new WeakMap<FastifyRequest, Principal>();
   const idempotency = new IdempotencyCache();
   const declared = new Map<string, Promise<void>>();
-  const temporaryQueues = new Set<string>();
+  /** Temporary queues declared through this gateway → the token that declared (owns) each. */
+  const temporaryQueues = new Map<string, string>();
+  /** Reports pushed by workers that pull through this gateway, by token and worker id. */
+  const pushedReports = new Map<string, { report: WorkerReport; at: number }>();
+  const freshReports = (): WorkerReport[] => {
+    const now = Date.now();
+    const out: WorkerReport[] = [];
+    for (const [k, r] of pushedReports) {
+      if (now - r.at > WORKER_REPORT_TTL_MS) pushedReports.delete(k);
+      else out.push(r.report);
+    }
+    return out;
+  };
+  /** Answers `qtune status` on the broker for the workers that push their reports here. */
+  let answering: Promise<Consumer> | undefined;
   let pending = 0;
   let brokerStatus: BrokerStatus = 'connected';
   const onStatus = (s: BrokerStatus): void => {
@@ -148,6 +208,28 @@ export function createGateway(options: GatewayOptions): FastifyInstance {
     routerOptions: { maxParamLength: 512 },
     logController: new LogController({ disableRequestLogging: true }),
     genReqId: () => randomUUID(),
+    // The router's own refusals (bad %-escapes, over-long parameters) in the documented shape.
+    frameworkErrors: (thrown, _req, reply) => {
+      const err = asHttpError(thrown, bodyLimit);
+      void (reply as FastifyReply).code(err.statusCode).send(errorBody(err.code, err.message));
+    },
+    // Requests node's HTTP parser refuses never reach fastify: answered on the socket.
+    clientErrorHandler: (err: NodeJS.ErrnoException, socket) => {
+      if (err.code === 'ECONNRESET' || socket.destroyed) return;
+      const [status, code, message] =
+        err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? [408, GatewayErrorCode.BadInput, 'the request was not received in time']
+          : err.code === 'HPE_HEADER_OVERFLOW'
+            ? [431, GatewayErrorCode.BadInput, 'the request headers are too large']
+            : [400, GatewayErrorCode.BadInput, 'the request is not valid HTTP'];
+      const body = JSON.stringify(errorBody(code, message));
+      if (socket.writable) {
+        socket.write(
+          `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n${body}`,
+        );
+      }
+      socket.destroy(err);
+    },
   });
   const hub = new PullHub({
     broker,
@@ -183,7 +265,7 @@ export function createGateway(options: GatewayOptions): FastifyInstance {
       );
     } else if (err.statusCode >= 500) req.log.warn({ ...log, err: err.message }, 'request failed');
     else req.log.debug({ ...log, code: err.code }, 'request refused');
-    void reply.code(err.statusCode).send(errorBody(err.code, err.message));
+    void reply.code(err.statusCode).send({ ...errorBody(err.code, err.message), ...err.details });
   });
   app.addHook('onResponse', (req, reply, done) => {
     req.log.debug(
@@ -200,36 +282,63 @@ export function createGateway(options: GatewayOptions): FastifyInstance {
     done();
   });
 
-  // Authentication before anything else, rate limits (route hooks) and body parsing after it.
-  app.addHook('onRequest', (req, _reply, done) => {
+  // Per-IP rate limit first (bad tokens count too), then authentication and roles, then the
+  // per-token rate limit; the body is read after all of them.
+  type Limiter = ReturnType<FastifyInstance['createRateLimit']>;
+  let limiters: { ip: Limiter; token: Limiter } | undefined;
+  const limit = async (
+    limiter: Limiter,
+    req: FastifyRequest,
+    who: string | undefined,
+  ): Promise<void> => {
+    const r = await limiter(req);
+    if (r.isAllowed || !r.isExceeded) return;
+    throw new HttpError(
+      429,
+      GatewayErrorCode.RateLimited,
+      `${who !== undefined ? `token "${who}"` : `client ${req.ip}`}: over ${r.max} requests per second; retry in ${r.ttlInSeconds} s`,
+      { retryAfterS: Math.max(1, r.ttlInSeconds) },
+    );
+  };
+  app.addHook('onRequest', async (req) => {
     const access = req.routeOptions.config ?? {};
-    if (access.public || req.is404) return done();
+    if (access.public) return;
+    limiters ??= {
+      ip: app.createRateLimit({
+        timeWindow: 1_000,
+        max: ipRate,
+        keyGenerator: (r) => `ip:${r.ip}`,
+      }),
+      token: app.createRateLimit({
+        timeWindow: 1_000,
+        max: (r) => principals.get(r)?.rateLimit ?? defaultRate,
+        keyGenerator: (r) => `token:${principals.get(r)?.name ?? ''}`,
+      }),
+    };
+    await limit(limiters.ip, req, undefined);
+    if (req.is404) return;
     let principal: Principal | undefined;
     if (authDisabled) principal = ANONYMOUS;
     else principal = verifier.verify(req.headers.authorization);
     if (!principal) {
-      return done(
-        new HttpError(
-          401,
-          GatewayErrorCode.Unauthorized,
-          req.headers.authorization === undefined
-            ? 'missing bearer token (header "Authorization: Bearer TOKEN")'
-            : 'invalid bearer token',
-        ),
+      throw new HttpError(
+        401,
+        GatewayErrorCode.Unauthorized,
+        req.headers.authorization === undefined
+          ? 'missing bearer token (header "Authorization: Bearer TOKEN")'
+          : 'invalid bearer token',
       );
     }
     const roles = access.roles ?? [Role.Admin];
     if (!roleAllowed(principal.role, roles)) {
-      return done(
-        new HttpError(
-          403,
-          GatewayErrorCode.Forbidden,
-          `token "${principal.name}" has role ${principal.role}; ${req.method} ${req.routeOptions.url} needs ${roles.join(' or ')}`,
-        ),
+      throw new HttpError(
+        403,
+        GatewayErrorCode.Forbidden,
+        `token "${principal.name}" has role ${principal.role}; ${req.method} ${req.routeOptions.url} needs ${roles.join(' or ')}`,
       );
     }
     principals.set(req, principal);
-    done();
+    await limit(limiters.token, req, principal.name);
   });
 
   // Closing: answers still being sent close their connection, so the server can finish.
@@ -245,27 +354,12 @@ export function createGateway(options: GatewayOptions): FastifyInstance {
   });
   app.addHook('onClose', async () => {
     broker.off('status', onStatus);
+    await answering?.then((c) => c.cancel()).catch(() => undefined);
     await hub.close();
   });
 
-  void app.register(rateLimit, {
-    global: true,
-    timeWindow: 1_000,
-    max: (req) => principals.get(req)?.rateLimit ?? defaultRate,
-    keyGenerator: (req) => {
-      const p = principals.get(req);
-      return p ? `token:${p.name}` : `ip:${req.ip}`;
-    },
-    errorResponseBuilder: (req, ctx) => {
-      const who = principals.get(req)?.name;
-      return new HttpError(
-        429,
-        GatewayErrorCode.RateLimited,
-        `${who !== undefined ? `token "${who}"` : 'client'}: over ${ctx.max} requests per second; retry in ${ctx.after}`,
-        { retryAfterS: Math.max(1, Math.ceil(ctx.ttl / 1000)) },
-      );
-    },
-  });
+  // The limiters are made in the onRequest hook above (createRateLimit); no route hooks.
+  void app.register(rateLimit, { global: false });
 
   void app.register(async (api) => {
     const principal = (req: FastifyRequest): Principal => principals.get(req) ?? ANONYMOUS;
@@ -394,15 +488,26 @@ export function createGateway(options: GatewayOptions): FastifyInstance {
             idemKey !== undefined
               ? Array.from({ length: n }, (_, i) => deterministicId(p.name, idemKey, i))
               : undefined;
-          const done = admit(n);
-          let messages: OutgoingMessage[];
+          const replyTo = resultQueueOf(queue);
+          const messages = taskMessages(parsed, replyTo, keys, ids, where);
+          parsed.payloads.length = 0;
+          // A retry (same Idempotency-Key and body) of a request that failed part way
+          // publishes only what that one did not store.
+          const already = slot?.kind === 'first' ? slot.stored : undefined;
+          const todo = already ? messages.filter((_, i) => !already[i]) : messages;
+          const done = admit(todo.length);
           try {
-            const replyTo = resultQueueOf(queue);
             await ensureDeclared(queue);
             await ensureDeclared(replyTo);
-            messages = taskMessages(parsed.payloads, replyTo, keys, ids);
-            parsed.payloads.length = 0;
-            await publishInBatches(broker, queue, messages);
+            await publishInBatches(broker, queue, todo);
+          } catch (err) {
+            if (!(err instanceof PartialPublish)) throw err;
+            // Which of all n items are stored now, this request's and the earlier ones'.
+            const stored: boolean[] = [];
+            let k = 0;
+            for (let i = 0; i < n; i++) stored.push(already?.[i] === true || err.stored[k++]!);
+            if (slot?.kind === 'first') slot.fail(stored);
+            throw partialAnswer(err, messages, stored);
           } finally {
             done();
           }
@@ -440,9 +545,19 @@ export function createGateway(options: GatewayOptions): FastifyInstance {
       async (req, reply) => {
         const queue = queueParam(req.params.queue);
         const opts = readJson(req, queueOptionsSchema, `queue "${queue}" options`);
+        const p = principal(req);
+        // The broker sees one handle (this gateway) for every token: ownership is kept here.
+        const owner = temporaryQueues.get(queue);
+        if (opts.temporary === true && owner !== undefined && owner !== p.name) {
+          throw new HttpError(
+            409,
+            GatewayErrorCode.QueueMismatch,
+            `queue "${queue}" is a temporary queue of another token; declared as temporary by token "${p.name}"`,
+          );
+        }
         brokerUp();
         await broker.declareQueue(queue, stripUndefined(opts));
-        if (opts.temporary === true) temporaryQueues.add(queue);
+        if (opts.temporary === true && owner === undefined) temporaryQueues.set(queue, p.name);
         declared.set(queue, Promise.resolve());
         return reply.code(204).send();
       },
@@ -454,11 +569,11 @@ export function createGateway(options: GatewayOptions): FastifyInstance {
       async (req, reply) => {
         const queue = queueParam(req.params.queue);
         const p = principal(req);
-        if (p.role !== Role.Admin && !temporaryQueues.has(queue)) {
+        if (p.role !== Role.Admin && temporaryQueues.get(queue) !== p.name) {
           throw new HttpError(
             403,
             GatewayErrorCode.Forbidden,
-            `token "${p.name}" has role ${p.role}; only admin may delete queue "${queue}" (others may delete temporary queues)`,
+            `token "${p.name}" has role ${p.role}; only admin may delete queue "${queue}" (others may delete the temporary queues they declared)`,
           );
         }
         brokerUp();
@@ -535,7 +650,9 @@ export function createGateway(options: GatewayOptions): FastifyInstance {
       { config: { roles: [Role.Worker] } },
       async (req, reply) => {
         const queue = queueParam(req.params.queue);
-        hub.cancelClient(queue, req.params.consumer);
+        const consumer = nameParam(req.params.consumer, consumerNameSchema, 'consumer');
+        const p = principal(req);
+        hub.cancelClient(queue, consumer, p.name, p.role === Role.Admin);
         return reply.code(204).send();
       },
     );
@@ -643,7 +760,68 @@ export function createGateway(options: GatewayOptions): FastifyInstance {
         return found;
       };
     api.get('/v1/jobs/:name', { config: { roles: ANY_ROLE } }, lookup('job'));
+
+    api.post<{ Params: { name: string }; Querystring: { key?: string } }>(
+      '/v1/jobs/:name/items',
+      { config: { roles: [Role.Producer] } },
+      async (req) => {
+        const name = nameParam(req.params.name, jobNameSchema, 'name');
+        const where = `job "${name}"`;
+        const type = mediaType(req);
+        const body = bodyOf(req);
+        const keyParam = req.query.key;
+        if (keyParam !== undefined && (typeof keyParam !== 'string' || keyParam === '')) {
+          throw new HttpError(400, GatewayErrorCode.BadInput, 'query "key" must name fields: a,b');
+        }
+        if (!options.jobs) {
+          throw new HttpError(
+            501,
+            GatewayErrorCode.StoreUnavailable,
+            'this gateway has no store for jobs (qtune serve --store URL)',
+          );
+        }
+        const parsed =
+          type === MediaType.Ndjson ? parseNdjson(body, where) : parseJsonArray(body, where);
+        const items = parsed.payloads.map((item, i) => {
+          if (item === null || typeof item !== 'object' || Array.isArray(item)) {
+            throw new HttpError(
+              400,
+              GatewayErrorCode.BadInput,
+              `${where}: ${itemName(parsed, i)} is not a JSON object; nothing was added`,
+            );
+          }
+          return item as Record<string, unknown>;
+        });
+        brokerUp();
+        return options.jobs.addItems(name, items, keyParam?.split(','));
+      },
+    );
     api.get('/v1/experiments/:name', { config: { roles: ANY_ROLE } }, lookup('experiment'));
+
+    api.put<{ Params: { id: string } }>(
+      '/v1/workers/:id',
+      { config: { roles: [Role.Worker] } },
+      async (req, reply) => {
+        const id = nameParam(req.params.id, consumerNameSchema, 'id');
+        const report = readJson(req, workerReportSchema, `worker "${id}" report`);
+        if (report.worker.id !== id) {
+          throw new HttpError(
+            400,
+            GatewayErrorCode.BadInput,
+            `worker "${id}" report: "worker.id" is "${printable(report.worker.id)}", not the path's id`,
+          );
+        }
+        pushedReports.set(`${principal(req).name}/${id}`, {
+          report: report as WorkerReport,
+          at: Date.now(),
+        });
+        if (broker.capabilities.topics && !answering) {
+          answering = serveStatusRequests(broker, freshReports);
+          answering.catch(() => (answering = undefined));
+        }
+        return reply.code(204).send();
+      },
+    );
 
     api.get<{ Querystring: { waitMs?: string } }>(
       '/v1/workers',
@@ -675,17 +853,69 @@ export function createGateway(options: GatewayOptions): FastifyInstance {
   return app;
 }
 
+/** A publish of many batches that failed part way; `stored[i]`: message i was stored. */
+class PartialPublish extends Error {
+  readonly stored: readonly boolean[];
+  constructor(cause: unknown, stored: readonly boolean[]) {
+    super(toError(cause).message, { cause });
+    this.stored = stored;
+  }
+}
+
+/**
+ * Publishes `messages` a batch at a time, a few batches in flight. When one fails, no further
+ * batch is started and the ones in flight finish; then it throws PartialPublish saying which
+ * messages the broker stored.
+ */
 async function publishInBatches(
   broker: Broker,
   queue: string,
   messages: readonly OutgoingMessage[],
 ): Promise<void> {
+  const batches: { at: number; result: Promise<unknown> }[] = [];
   const inFlight: Promise<unknown>[] = [];
-  for (let i = 0; i < messages.length; i += PUBLISH_BATCH) {
-    inFlight.push(broker.publish(queue, messages.slice(i, i + PUBLISH_BATCH)));
+  let failed = false;
+  for (let at = 0; at < messages.length && !failed; at += PUBLISH_BATCH) {
+    const result = broker.publish(queue, messages.slice(at, at + PUBLISH_BATCH));
+    batches.push({ at, result });
+    inFlight.push(result.catch(() => (failed = true)));
     if (inFlight.length >= PUBLISH_WINDOW) await inFlight.shift();
   }
-  await Promise.all(inFlight);
+  const settled = await Promise.allSettled(batches.map((b) => b.result));
+  const failure = settled.find((r) => r.status === 'rejected');
+  if (failure === undefined) return;
+  const stored = new Array<boolean>(messages.length).fill(false);
+  settled.forEach((r, b) => {
+    if (r.status !== 'fulfilled') return;
+    const at = batches[b]!.at;
+    stored.fill(true, at, Math.min(messages.length, at + PUBLISH_BATCH));
+  });
+  throw new PartialPublish(failure.reason, stored);
+}
+
+/**
+ * The answer to an ingest that failed part way: the broker's error, with `accepted` and `ids`
+ * (`ids[i]` is item i's id when it is stored, null when not) so a client retries exactly the
+ * others.
+ */
+function partialAnswer(
+  err: PartialPublish,
+  messages: readonly OutgoingMessage[],
+  stored: readonly boolean[],
+): HttpError {
+  const ids = messages.map((m, i) => (stored[i] ? m.id! : null));
+  const accepted = stored.filter(Boolean).length;
+  const e = asHttpError(err.cause, 0);
+  return new HttpError(
+    e.statusCode,
+    e.code,
+    `${e.message}; ${accepted} of ${messages.length} items were stored (those with an id in "ids"): retry only the others, or the same request with the same Idempotency-Key`,
+    {
+      cause: err.cause,
+      ...(e.retryAfterS !== undefined && { retryAfterS: e.retryAfterS }),
+      details: { accepted, ids },
+    },
+  );
 }
 
 function errorBody(code: string, message: string): { error: { code: string; message: string } } {
@@ -703,6 +933,18 @@ function asHttpError(thrown: unknown, bodyLimit: number): HttpError {
         413,
         GatewayErrorCode.PayloadTooLarge,
         `request body is over the gateway's limit of ${bodyLimit} bytes (qtune serve --body-limit); nothing was published`,
+      );
+    case 'FST_ERR_BAD_URL':
+      return new HttpError(
+        400,
+        GatewayErrorCode.BadInput,
+        `the URL path has a %-escape that does not decode: ${printable(err.message)}`,
+      );
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      return new HttpError(
+        414,
+        GatewayErrorCode.BadInput,
+        'a path parameter is over 512 characters (names are at most 200 bytes)',
       );
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return new HttpError(
@@ -723,6 +965,12 @@ function asHttpError(thrown: unknown, bodyLimit: number): HttpError {
   if (err instanceof QtuneError && err.code === ErrorCode.BadInput) {
     return new HttpError(400, GatewayErrorCode.BadInput, err.message);
   }
+  if (err instanceof QtuneError && err.code === ErrorCode.QueueMismatch) {
+    return new HttpError(409, GatewayErrorCode.QueueMismatch, err.message, { cause: err });
+  }
+  if (err instanceof QtuneError && err.code === ErrorCode.NotFound) {
+    return new HttpError(404, GatewayErrorCode.NotFound, err.message, { cause: err });
+  }
   if (err instanceof QtuneError) {
     return new HttpError(409, GatewayErrorCode.BrokerState, err.message, { cause: err });
   }
@@ -734,12 +982,17 @@ function asHttpError(thrown: unknown, bodyLimit: number): HttpError {
 }
 
 function queueParam(raw: string): string {
-  const parsed = queueNameSchema.safeParse(raw);
+  return nameParam(raw, queueNameSchema, 'queue');
+}
+
+/** A name from the path, checked by `schema`; 400 naming the parameter otherwise. */
+function nameParam(raw: string, schema: z.ZodType<string>, param: string): string {
+  const parsed = schema.safeParse(raw);
   if (!parsed.success) {
     throw new HttpError(
       400,
       GatewayErrorCode.BadInput,
-      `queue name ${JSON.stringify(raw)}: ${parsed.error.issues[0]?.message ?? 'invalid'}`,
+      `path parameter "${param}": ${parsed.error.issues[0]?.message ?? 'invalid'}`,
     );
   }
   return parsed.data;
@@ -769,7 +1022,7 @@ function readJson<S extends z.ZodType>(req: FastifyRequest, schema: S, where: st
   const body = bodyOf(req);
   let value: unknown = {};
   if (body.length > 0) {
-    const text = body.toString('utf8');
+    const text = bodyText(body, where, '');
     try {
       value = JSON.parse(text);
     } catch (err) {
@@ -779,6 +1032,7 @@ function readJson<S extends z.ZodType>(req: FastifyRequest, schema: S, where: st
         `${where}: body is not valid JSON at ${jsonErrorPosition(text, toError(err).message)}`,
       );
     }
+    checkDepth(text, where, '');
   }
   const parsed = schema.safeParse(value);
   if (!parsed.success) {

@@ -16,8 +16,17 @@ interface Entry {
 
 /** Result of {@link IdempotencyCache.begin}. */
 export type Begin =
-  /** First request with this key: publish, then call `done` (or `fail`). */
-  | { kind: 'first'; done: (answer: StoredAnswer) => void; fail: () => void }
+  /**
+   * First request with this key (or a retry of one that failed): publish, then call `done` (or
+   * `fail`, with which items were stored when some were). `stored[i]` is true for an item a
+   * failed earlier request with the same key and body stored: publish only the others.
+   */
+  | {
+      kind: 'first';
+      done: (answer: StoredAnswer) => void;
+      fail: (stored?: readonly boolean[]) => void;
+      stored?: readonly boolean[];
+    }
   /** Seen before with the same fingerprint: replay this answer (it may still be in progress). */
   | { kind: 'replay'; answer: Promise<StoredAnswer> }
   /** Seen before with another queue or body. */
@@ -30,6 +39,8 @@ export type Begin =
  */
 export class IdempotencyCache {
   readonly #entries = new Map<string, Entry>();
+  /** Which items failed requests stored, by key, until a retry with the same body takes it. */
+  readonly #partial = new Map<string, { fingerprint: string; stored: readonly boolean[] }>();
   readonly #maxEntries: number;
   readonly #ttlMs: number;
 
@@ -55,6 +66,8 @@ export class IdempotencyCache {
       return { kind: 'replay', answer: found.answer };
     }
     if (found) this.#entries.delete(id);
+    const partial = this.#partial.get(id);
+    this.#partial.delete(id);
     let resolve!: (a: StoredAnswer) => void;
     let reject!: (e: Error) => void;
     const answer = new Promise<StoredAnswer>((res, rej) => {
@@ -72,10 +85,17 @@ export class IdempotencyCache {
     return {
       kind: 'first',
       done: (a) => resolve(a),
-      fail: () => {
+      fail: (stored) => {
         if (this.#entries.get(id) === entry) this.#entries.delete(id);
+        if (stored?.includes(true)) {
+          this.#partial.set(id, { fingerprint, stored });
+          while (this.#partial.size > this.#maxEntries) {
+            this.#partial.delete(this.#partial.keys().next().value as string);
+          }
+        }
         reject(new Error('the first request with this Idempotency-Key failed'));
       },
+      ...(partial?.fingerprint === fingerprint && { stored: partial.stored }),
     };
   }
 }

@@ -4,8 +4,16 @@
  */
 import type { OutgoingMessage } from '../broker/contract.js';
 import { createTaskEnvelope } from '../patterns/work-queue.js';
+import { envelopeSchema } from '../protocol/envelope.js';
 import { GatewayErrorCode, HttpError } from './errors.js';
-import { findJsonError, jsonErrorPosition } from './json-position.js';
+import {
+  MAX_JSON_DEPTH,
+  findJsonError,
+  invalidUtf8At,
+  jsonErrorPosition,
+  jsonTooDeep,
+  positionOf,
+} from './json-position.js';
 
 /** Media types of the ingest endpoint. */
 export const MediaType = {
@@ -25,15 +33,37 @@ function malformed(message: string): HttpError {
   return new HttpError(400, GatewayErrorCode.MalformedJson, message);
 }
 
-/** Text of a UTF-8 body without a leading byte order mark. */
-function text(body: Buffer): string {
-  const s = body.toString('utf8');
-  return s.charCodeAt(0) === 0xfeff ? s.slice(1) : s;
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+const NOTHING_PUBLISHED = '; nothing was published';
+
+/**
+ * Text of a UTF-8 body without a leading byte order mark; a body that is not valid UTF-8 is
+ * MALFORMED_JSON (400) naming the first bad byte.
+ */
+export function bodyText(body: Buffer, where: string, note = NOTHING_PUBLISHED): string {
+  try {
+    return utf8.decode(body);
+  } catch {
+    const at = invalidUtf8At(body);
+    throw malformed(`${where}: body is not valid UTF-8${at >= 0 ? ` at byte ${at}` : ''}${note}`);
+  }
+}
+
+/** 400 when valid JSON `text` nests deeper than MAX_JSON_DEPTH. */
+export function checkDepth(text: string, where: string, note = NOTHING_PUBLISHED): void {
+  const at = jsonTooDeep(text);
+  if (at >= 0) {
+    throw new HttpError(
+      400,
+      GatewayErrorCode.BadInput,
+      `${where}: body nests arrays and objects deeper than ${MAX_JSON_DEPTH} levels at ${positionOf(text, at)}${note}`,
+    );
+  }
 }
 
 /** Reads a JSON array of payloads; a syntax error names its byte offset, line and column. */
 export function parseJsonArray(body: Buffer, where: string): ParsedBody {
-  const source = text(body);
+  const source = bodyText(body, where);
   let value: unknown;
   try {
     value = JSON.parse(source);
@@ -41,6 +71,7 @@ export function parseJsonArray(body: Buffer, where: string): ParsedBody {
     const detail = jsonErrorPosition(source, (err as Error).message);
     throw malformed(`${where}: body is not valid JSON at ${detail}; nothing was published`);
   }
+  checkDepth(source, where);
   if (!Array.isArray(value)) {
     throw new HttpError(
       400,
@@ -56,7 +87,7 @@ export function parseJsonArray(body: Buffer, where: string): ParsedBody {
  * its line and column. The body is decoded once; each line is a slice of that one string.
  */
 export function parseNdjson(body: Buffer, where: string): ParsedBody {
-  const source = text(body);
+  const source = bodyText(body, where);
   const payloads: unknown[] = [];
   const lines: number[] = [];
   let start = 0;
@@ -84,6 +115,7 @@ export function parseNdjson(body: Buffer, where: string): ParsedBody {
     }
     start = end + 1;
   }
+  checkDepth(source, where);
   return { payloads, lines };
 }
 
@@ -118,14 +150,18 @@ export function keysFrom(parsed: ParsedBody, field: string, where: string): stri
 
 /**
  * One task message per payload, results directed to `replyTo`; `ids[i]` (when given) becomes the
- * envelope and message id of payload i.
+ * envelope and message id of payload i. Each envelope is checked with the schema workers decode
+ * with, so a task no worker could run is refused here (400 naming the item and the field)
+ * instead of ending as an INVALID_ENVELOPE dead letter.
  */
 export function taskMessages(
-  payloads: readonly unknown[],
+  parsed: ParsedBody,
   replyTo: string,
   keys: readonly string[] | undefined,
   ids: readonly string[] | undefined,
+  where: string,
 ): OutgoingMessage[] {
+  const payloads = parsed.payloads;
   const out = new Array<OutgoingMessage>(payloads.length);
   for (let i = 0; i < payloads.length; i++) {
     const env = createTaskEnvelope(
@@ -136,6 +172,16 @@ export function taskMessages(
       },
       replyTo,
     );
+    const checked = envelopeSchema.safeParse(env);
+    if (!checked.success) {
+      const issue = checked.error.issues[0];
+      const field = issue?.path.length ? issue.path.join('.') : '(envelope)';
+      throw new HttpError(
+        400,
+        GatewayErrorCode.BadInput,
+        `${where}: ${itemName(parsed, i)}: envelope field "${field}": ${issue?.message ?? 'invalid'}; nothing was published`,
+      );
+    }
     out[i] = { id: env.id, body: JSON.stringify(env), envelope: env };
   }
   return out;

@@ -165,3 +165,61 @@ export function jsonErrorPosition(text: string, fallback: string): string {
   const { line, column } = lineColumn(text, err.index);
   return `byte ${byte} (line ${line}, column ${column}): ${err.reason}`;
 }
+
+/** Deepest nesting of arrays and objects a request body may have (the body's own level counts). */
+export const MAX_JSON_DEPTH = 128;
+
+/**
+ * Index of the bracket that takes valid JSON `text` deeper than `max` levels of arrays and
+ * objects, or -1 when it stays within them. Runs after JSON.parse accepted the text, so strings
+ * are well formed.
+ */
+export function jsonTooDeep(text: string, max = MAX_JSON_DEPTH): number {
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) {
+      // Skip the string, honouring backslash escapes.
+      for (i++; i < text.length; i++) {
+        const d = text.charCodeAt(i);
+        if (d === 0x5c) i++;
+        else if (d === 0x22) break;
+      }
+    } else if (c === 0x5b || c === 0x7b) {
+      if (++depth > max) return i;
+    } else if (c === 0x5d || c === 0x7d) {
+      depth--;
+    }
+  }
+  return -1;
+}
+
+/** Byte offset, line and column of `index` in `text`, as error messages show a position. */
+export function positionOf(text: string, index: number): string {
+  const byte = Buffer.byteLength(text.slice(0, index), 'utf8');
+  const { line, column } = lineColumn(text, index);
+  return `byte ${byte} (line ${line}, column ${column})`;
+}
+
+/** Offset of the first byte of `bytes` that is not valid UTF-8 (a rough check), or -1. */
+export function invalidUtf8At(bytes: Uint8Array): number {
+  for (let i = 0; i < bytes.length;) {
+    const c = bytes[i]!;
+    const more =
+      c < 0x80
+        ? 0
+        : c >= 0xc2 && c <= 0xdf
+          ? 1
+          : c >= 0xe0 && c <= 0xef
+            ? 2
+            : c >= 0xf0 && c <= 0xf4
+              ? 3
+              : -1;
+    if (more < 0) return i;
+    for (let k = 1; k <= more; k++) {
+      if (i + k >= bytes.length || (bytes[i + k]! & 0xc0) !== 0x80) return i;
+    }
+    i += more + 1;
+  }
+  return -1;
+}

@@ -8,6 +8,7 @@ import {
   extendRequestSchema,
   extendResponseSchema,
   ingestResponseSchema,
+  jobItemsResponseSchema,
   leaseRequestSchema,
   leaseResponseSchema,
   nackRequestSchema,
@@ -17,6 +18,7 @@ import {
   queueOptionsSchema,
   queueStatsSchema,
   tokenInfoSchema,
+  workerReportSchema,
 } from '../broker/gateway/wire.js';
 
 type Json = Record<string, unknown>;
@@ -52,7 +54,7 @@ const nameParam = { name: 'name', in: 'path', required: true, schema: { type: 's
 const common: Json = {
   '401': error('missing or invalid bearer token (with WWW-Authenticate: Bearer)'),
   '403': error("the token's role may not call this operation"),
-  '429': error('over the per-token rate limit (with Retry-After)'),
+  '429': error('over the per-token or per-IP rate limit (with Retry-After)'),
   '503': error('broker reconnecting, gateway overloaded or shutting down (with Retry-After)'),
 };
 
@@ -122,11 +124,20 @@ export function openApiDocument(): Json {
         },
         put: {
           summary: 'declare the queue; an existing queue keeps its policy (worker, producer)',
+          description:
+            'Options left out match the existing queue; one that differs answers 409 QUEUE_MISMATCH. ' +
+            'A temporary queue belongs to the token that declared it.',
           requestBody: jsonBody(input(queueOptionsSchema), false),
-          responses: { '204': ok('declared'), '400': error('invalid options'), ...common },
+          responses: {
+            '204': ok('declared'),
+            '400': error('invalid options or name'),
+            '409': error("the queue exists with other properties, or is another token's temporary"),
+            ...common,
+          },
         },
         delete: {
-          summary: 'delete the queue (admin; worker and producer: temporary queues only)',
+          summary:
+            'delete the queue (admin; worker and producer: temporary queues their token declared)',
           responses: { '204': ok('deleted'), ...common },
         },
       },
@@ -162,11 +173,32 @@ export function openApiDocument(): Json {
               'accepted (a replay carries Idempotent-Replayed: true)',
               output(ingestResponseSchema),
             ),
-            '400': error('malformed JSON (with its position) or a payload without the key field'),
+            '400': error(
+              'malformed JSON or UTF-8 (with its position), nesting over 128 levels, a payload ' +
+                'without the key field, or an envelope field a worker would refuse (item and field named)',
+            ),
             '413': error('body over the limit'),
             '415': error('not application/json or application/x-ndjson'),
             '422': error('Idempotency-Key reused with another queue or body'),
             ...common,
+            '503': {
+              description:
+                'broker unavailable, overloaded or shutting down (with Retry-After); when the broker ' +
+                'failed part way, `accepted` and `ids` (null for an item not stored) say what was stored',
+              content: {
+                'application/json': {
+                  schema: {
+                    type: 'object',
+                    required: ['error'],
+                    properties: {
+                      error: { $ref: '#/components/schemas/Error/properties/error' },
+                      accepted: { type: 'integer' },
+                      ids: { type: 'array', items: { type: ['string', 'null'] } },
+                    },
+                  },
+                },
+              },
+            },
           },
         },
       },
@@ -198,7 +230,8 @@ export function openApiDocument(): Json {
       },
       '/v1/queues/{queue}/consumers/{consumer}': {
         delete: {
-          summary: 'a client consumer stopped: its waiting polls end, it no longer counts (worker)',
+          summary:
+            "a client consumer stopped: its waiting polls end, it no longer counts (worker; another token's consumer: admin only)",
           tags: ['pull'],
           parameters: [
             queueParam,
@@ -255,11 +288,51 @@ export function openApiDocument(): Json {
           responses: { '200': ok('status'), '404': error('no such job'), ...common },
         },
       },
+      '/v1/jobs/{name}/items': {
+        post: {
+          summary: 'add items to a job, creating it, as `qtune job submit` does (producer)',
+          description:
+            'Body: a JSON array of objects or NDJSON. Each item is keyed by the fields of `?key=a,b` ' +
+            "(a new job; default: the whole item) or by the existing job's key fields; an item " +
+            'whose key the job has is not added again. Its tasks go to the queue named after the job.',
+          parameters: [
+            nameParam,
+            {
+              name: 'key',
+              in: 'query',
+              description: 'comma-separated key fields of a new job',
+              schema: { type: 'string' },
+            },
+          ],
+          requestBody: {
+            required: true,
+            content: {
+              'application/json': { schema: { type: 'array', items: { type: 'object' } } },
+              'application/x-ndjson': { schema: { type: 'string' } },
+            },
+          },
+          responses: {
+            '200': ok('added', output(jobItemsResponseSchema)),
+            '400': error('malformed body, an item that is not an object, or other key fields'),
+            '501': error('the gateway has no store (qtune serve --store)'),
+            ...common,
+          },
+        },
+      },
       '/v1/experiments/{name}': {
         get: {
           summary: 'status of an experiment (any role)',
           parameters: [nameParam],
           responses: { '200': ok('status'), '404': error('no such experiment'), ...common },
+        },
+      },
+      '/v1/workers/{id}': {
+        put: {
+          summary:
+            'a worker that pulls through the gateway pushes its status report; the gateway answers qtune status for it for 15 s (worker)',
+          parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }],
+          requestBody: jsonBody(input(workerReportSchema)),
+          responses: { '204': ok('stored'), '400': error('invalid report'), ...common },
         },
       },
       '/v1/workers': {

@@ -76,6 +76,8 @@ interface Generation {
 }
 
 interface ClientState {
+  /** The token that polled first under this consumer name; only it (or admin) may cancel it. */
+  principal: string;
   lastSeen: number;
   leases: number;
   waiting: number;
@@ -94,8 +96,8 @@ class PullQueue {
   readonly parked: Parked[] = [];
   readonly waiters: Waiter[] = [];
   readonly clients = new Map<string, ClientState>();
-  /** Client consumers that said they stopped, until when their polls are answered empty. */
-  readonly cancelled = new Map<string, number>();
+  /** Client consumers that said they stopped: until when their polls are answered empty. */
+  readonly cancelled = new Map<string, { until: number; principal: string }>();
   lastPollAt = Date.now();
   dispatchScheduled = false;
 
@@ -103,10 +105,10 @@ class PullQueue {
     this.name = name;
   }
 
-  client(id: string, now: number): ClientState {
+  client(id: string, now: number, principal: string): ClientState {
     let c = this.clients.get(id);
     if (!c) {
-      c = { lastSeen: now, leases: 0, waiting: 0 };
+      c = { principal, lastSeen: now, leases: 0, waiting: 0 };
       this.clients.set(id, c);
     }
     c.lastSeen = now;
@@ -124,6 +126,11 @@ class PullQueue {
 
 /** A client consumer counts as live this long after its last poll or settle, in ms. */
 const CLIENT_LIVE_MS = 5_000;
+/**
+ * Longest a `waitMs: 0` poll that started the queue's broker consumer waits for its first
+ * deliveries, when the broker has messages ready, in ms.
+ */
+const FIRST_DELIVERY_WAIT_MS = 1_000;
 /** A cancelled client consumer's polls are answered empty for this long, in ms. */
 const CANCELLED_MEMORY_MS = 60_000;
 const SWEEP_EVERY_MS = 1_000;
@@ -182,16 +189,36 @@ export class PullHub {
     const now = Date.now();
     pq.lastPollAt = now;
     const clientId = ask.consumer ?? `token:${principal}`;
-    const cancelledUntil = pq.cancelled.get(clientId);
-    if (cancelledUntil !== undefined && cancelledUntil > now) return [];
-    const client = pq.client(clientId, now);
-    await this.#ensureConsumer(pq);
+    const cancelled = pq.cancelled.get(clientId);
+    if (cancelled !== undefined && cancelled.until > now && cancelled.principal === principal) {
+      return [];
+    }
+    const owner = pq.clients.get(clientId)?.principal;
+    if (owner !== undefined && owner !== principal) throw otherToken(clientId, principal);
+    const client = pq.client(clientId, now, principal);
+    const fresh = await this.#ensureConsumer(pq);
     this.#assertOpen();
     if (pq.parked.length > 0) {
       const taken = pq.parked.splice(0, ask.max);
       return this.#grant(pq, taken, ask, clientId, principal);
     }
-    if (ask.waitMs <= 0) return [];
+    let waitMs = ask.waitMs;
+    if (waitMs <= 0) {
+      // A consumer started by this poll has had no deliveries yet: when the broker has messages
+      // ready, wait briefly for the first ones rather than answer empty.
+      if (!fresh) return [];
+      // In flight counts too: the new consumer may hold messages not handed to it yet.
+      const ready = await this.#broker.stats(queue).then(
+        (s) => s.ready + s.inFlight,
+        () => 0,
+      );
+      if (pq.parked.length > 0) {
+        const taken = pq.parked.splice(0, ask.max);
+        return this.#grant(pq, taken, ask, clientId, principal);
+      }
+      if (ready === 0) return [];
+      waitMs = FIRST_DELIVERY_WAIT_MS;
+    }
     client.waiting++;
     return new Promise<LeaseEntry[]>((resolve) => {
       const waiter: Waiter = {
@@ -216,7 +243,7 @@ export class PullHub {
           resolve(leases);
         },
       };
-      waiter.timer = setTimeout(() => this.#dropWaiter(pq, waiter), ask.waitMs);
+      waiter.timer = setTimeout(() => this.#dropWaiter(pq, waiter), waitMs);
       pq.waiters.push(waiter);
       onAbort(() => this.#dropWaiter(pq, waiter));
     });
@@ -324,7 +351,7 @@ export class PullHub {
   async extend(leaseId: string, ms: number | undefined): Promise<number> {
     const entry = this.get(leaseId);
     const pq = this.#queues.get(entry.queue);
-    pq?.client(entry.client, Date.now());
+    pq?.client(entry.client, Date.now(), entry.principal);
     const length = ms ?? entry.queueLeaseMs;
     try {
       await entry.delivery.extendLease(length + marginMs(length));
@@ -358,10 +385,15 @@ export class PullHub {
    * A client consumer stopped: its waiting polls are answered empty at once and later ones for a
    * while; it no longer counts in the queue's consumers. Leases it holds stay valid.
    */
-  cancelClient(queue: string, consumer: string): void {
+  cancelClient(queue: string, consumer: string, principal: string, admin: boolean): void {
     const pq = this.#queues.get(queue);
     if (!pq) return;
-    pq.cancelled.set(consumer, Date.now() + CANCELLED_MEMORY_MS);
+    const owner = pq.clients.get(consumer)?.principal;
+    if (owner !== undefined && owner !== principal && !admin) throw otherToken(consumer, principal);
+    pq.cancelled.set(consumer, {
+      until: Date.now() + CANCELLED_MEMORY_MS,
+      principal: owner ?? principal,
+    });
     pq.clients.delete(consumer);
     for (const w of [...pq.waiters]) {
       if (w.client === consumer) this.#dropWaiter(pq, w);
@@ -439,8 +471,9 @@ export class PullHub {
     return pq;
   }
 
-  async #ensureConsumer(pq: PullQueue): Promise<void> {
-    if (pq.generation && !pq.generation.stopping) return;
+  /** Starts the queue's broker consumer unless it runs; resolves true when this call started it. */
+  async #ensureConsumer(pq: PullQueue): Promise<boolean> {
+    if (pq.generation && !pq.generation.stopping) return false;
     if (!pq.starting) {
       const generation: Generation = { consumer: undefined, stopping: false };
       pq.starting = this.#broker
@@ -459,6 +492,7 @@ export class PullHub {
         });
     }
     await pq.starting;
+    return true;
   }
 
   /** Broker handler: parks the delivery; the returned promise settles with the client's settle. */
@@ -566,7 +600,7 @@ export class PullHub {
       }),
     );
     const granted = entries.filter((e): e is LeaseEntry => e !== undefined);
-    const c = pq.client(client, Date.now());
+    const c = pq.client(client, Date.now(), principal);
     c.leases += granted.length;
     pq.leases += granted.length;
     return granted;
@@ -657,7 +691,7 @@ export class PullHub {
   #sweep(): void {
     const now = Date.now();
     for (const [name, pq] of this.#queues) {
-      for (const [id, until] of pq.cancelled) if (until <= now) pq.cancelled.delete(id);
+      for (const [id, c] of pq.cancelled) if (c.until <= now) pq.cancelled.delete(id);
       for (const [id, c] of pq.clients) {
         if (c.waiting === 0 && c.leases === 0 && now - c.lastSeen > CANCELLED_MEMORY_MS) {
           pq.clients.delete(id);
@@ -689,4 +723,13 @@ export class PullHub {
       `${what} failed`,
     );
   }
+}
+
+/** 403 for a client consumer name that another token polls under. */
+function otherToken(consumer: string, principal: string): HttpError {
+  return new HttpError(
+    403,
+    GatewayErrorCode.Forbidden,
+    `consumer "${consumer}" belongs to another token than "${principal}"`,
+  );
 }

@@ -1,4 +1,4 @@
-import type { Broker } from '../broker/contract.js';
+import { declareQueueOrKeep, type Broker } from '../broker/contract.js';
 import { resultQueueOf, submitTasks } from '../patterns/work-queue.js';
 import { InputError, toError } from '../protocol/errors.js';
 import { keyOf } from '../protocol/key.js';
@@ -132,7 +132,8 @@ export async function submitJob(options: SubmitJobOptions): Promise<SubmitJobRes
     );
   }
 
-  await broker.declareQueue(
+  await declareQueueOrKeep(
+    broker,
     queue,
     options.leaseMs === undefined ? {} : { leaseMs: options.leaseMs },
   );

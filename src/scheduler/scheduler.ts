@@ -18,7 +18,7 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Broker, Consumer, Delivery } from '../broker/contract.js';
-import { DEAD_LETTER_REASON_HEADER } from '../broker/contract.js';
+import { DEAD_LETTER_REASON_HEADER, declareQueueOrKeep } from '../broker/contract.js';
 import type { FinishedTrial, PendingTrial, Pruner, Sampler } from '../automl/contract.js';
 import { SearchSpace } from '../automl/space.js';
 import { publishEvent } from '../patterns/pubsub.js';
@@ -258,7 +258,8 @@ export class Scheduler {
   async #declare(): Promise<void> {
     if (this.#declared) return;
     const q = this.#queues;
-    await this.#broker.declareQueue(q.trials, {
+    // A worker may have declared the trial queue first, with its own lease: it stays.
+    await declareQueueOrKeep(this.#broker, q.trials, {
       maxDeliveries: this.spec.maxRetries + 1,
       leaseMs: this.spec.lease,
     });

@@ -80,18 +80,42 @@ export function endpointRows(reports: readonly WorkerReport[]): (string | number
   return [['endpoint', 'state', 'ok', 'failed', 'recent fails', 'in flight', 'worker'], ...rows];
 }
 
+/** A broker without topics that takes worker reports and answers status requests for them. */
+export interface WorkerReportSink {
+  /** Stores `report` for a while (the HTTP gateway: 15 s); called again before that ends. */
+  pushWorkerReport(report: WorkerReport): Promise<void>;
+}
+
+/** How often a worker on a {@link WorkerReportSink} pushes its report, in ms. */
+export const REPORT_PUSH_MS = 5_000;
+
 /**
- * Answers status requests broadcast on {@link CONTROL_STATUS_TOPIC} with `report()`, the
- * scatter-gather half of `qtune status` (like Celery's `inspect`). On a broker without topics
- * (`capabilities.topics === false`, e.g. the HTTP gateway) it answers nothing and returns a
- * consumer whose cancel() does nothing.
+ * Answers status requests broadcast on {@link CONTROL_STATUS_TOPIC} with `report()` (one
+ * report, or several for whoever answers for others), the scatter-gather half of `qtune status`
+ * (like Celery's `inspect`). On a broker without topics that is a {@link WorkerReportSink} (the
+ * HTTP gateway client), it pushes the report every few seconds instead, and the gateway answers
+ * for it; on any other broker without topics it answers nothing. Either way cancel() stops it.
  */
 export async function serveStatusRequests(
   broker: Broker,
-  report: () => WorkerReport,
+  report: () => WorkerReport | WorkerReport[],
 ): Promise<Consumer> {
   if (!broker.capabilities.topics) {
-    return { tag: 'status-unavailable', cancel: async () => {}, ackAll: ackEach };
+    const sink = broker as Partial<WorkerReportSink>;
+    if (typeof sink.pushWorkerReport !== 'function') {
+      return { tag: 'status-unavailable', cancel: async () => {}, ackAll: ackEach };
+    }
+    const push = (): void => {
+      for (const r of [report()].flat()) sink.pushWorkerReport!(r).catch(() => undefined);
+    };
+    push();
+    const timer = setInterval(push, REPORT_PUSH_MS);
+    timer.unref();
+    return {
+      tag: 'status-push',
+      cancel: async () => clearInterval(timer),
+      ackAll: ackEach,
+    };
   }
   return broker.subscribe(
     CONTROL_STATUS_TOPIC,
@@ -100,12 +124,15 @@ export async function serveStatusRequests(
         const req = decode(d.body, { source: `topic "${CONTROL_STATUS_TOPIC}"` });
         const replyTo = d.replyTo ?? req.replyTo;
         if (replyTo) {
-          const reply = createEnvelope({
-            type: MessageType.Reply,
-            correlationId: req.id,
-            payload: report(),
+          const replies = [report()].flat().map((payload) => {
+            const reply = createEnvelope({
+              type: MessageType.Reply,
+              correlationId: req.id,
+              payload,
+            });
+            return { id: reply.id, body: encode(reply) };
           });
-          await broker.publish(replyTo, [{ id: reply.id, body: encode(reply) }]);
+          if (replies.length > 0) await broker.publish(replyTo, replies);
         }
       } finally {
         await d.ack();

@@ -43,7 +43,7 @@ describe('GatewayBroker', () => {
     }
   });
 
-  it('rejects topics with a clear error, and the worker status channel does without them', async () => {
+  it('rejects topics with a clear error, and the worker status channel pushes reports instead', async () => {
     const g = await startGateway();
     gateways.push(g);
     const h = await open(g);
@@ -52,10 +52,22 @@ describe('GatewayBroker', () => {
       /topics are not available through the HTTP gateway/,
     );
     await expect(h.subscribe('a.#', () => {})).rejects.toThrow(/topics are not available/);
+    let asked = 0;
     const control = await serveStatusRequests(h, () => {
-      throw new Error('never asked');
+      asked++;
+      return {
+        worker: { id: 'w1', host: 'h', pid: 1 },
+        queue: 'q',
+        startedAt: 0,
+        done: 0,
+        failed: 0,
+        deadLettered: 0,
+        inFlight: 0,
+        rate: 0,
+      };
     });
     await control.cancel();
+    expect(asked).toBe(1);
     expect(await gatherWorkerReports(h, 100)).toEqual([]);
   });
 

@@ -20,6 +20,8 @@ export class FaultBroker extends BrokerEventSource implements Broker {
   readonly #inner: Broker;
   #gate: Promise<void> | undefined;
   #open: (() => void) | undefined;
+  #publishesLeft = Infinity;
+  #publishError: Error | undefined;
 
   constructor(inner: Broker) {
     super();
@@ -41,6 +43,12 @@ export class FaultBroker extends BrokerEventSource implements Broker {
       this.#open?.();
       this.#gate = undefined;
     };
+  }
+
+  /** Lets `n` more publishes through; every later one rejects with `error` (a full disk...). */
+  failPublishesAfter(n: number, error: Error): void {
+    this.#publishesLeft = n;
+    this.#publishError = error;
   }
 
   /** Reports a connection status to the broker's listeners. */
@@ -65,6 +73,8 @@ export class FaultBroker extends BrokerEventSource implements Broker {
   }
   async publish(queue: string, messages: readonly OutgoingMessage[]): Promise<string[]> {
     if (this.#gate) await this.#gate;
+    if (this.#publishesLeft <= 0) throw this.#publishError!;
+    this.#publishesLeft--;
     return this.#inner.publish(queue, messages);
   }
   consume(queue: string, handler: DeliveryHandler, options?: ConsumeOptions): Promise<Consumer> {

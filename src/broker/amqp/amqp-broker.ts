@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Channel, ChannelModel, ConsumeMessage, Options } from 'amqplib';
-import { BrokerError, ErrorCode, InputError, NotFoundError } from '../../protocol/errors.js';
+import { BrokerError, ErrorCode, InputError, NotFoundError, QtuneError } from '../../protocol/errors.js';
 import type { Headers } from '../../protocol/envelope.js';
 import { assertName, MAX_BROKER_QUEUE_NAME_BYTES } from '../../protocol/names.js';
 import { redact } from '../../protocol/redact.js';
@@ -32,6 +32,7 @@ import {
   checkMessage,
   checkPrefetch,
   checkTopicPattern,
+  queueMismatch,
 } from '../checks.js';
 
 /** basic.qos prefetch-count is a 16-bit field. */
@@ -217,12 +218,33 @@ export class AmqpBroker extends BrokerEventSource implements Broker {
     this.#assertUsable(`declareQueue "${name}"`);
     assertQueueName(name);
     const policy = resolvePolicy(name, options);
-    if (!this.#policies.has(name)) this.#policies.set(name, policy);
+    const known = this.#policies.get(name);
+    // qtune's own properties (lease, deliveries) live in the client: compared here, per handle.
+    const mismatch = known && queueMismatch(name, known, options);
+    if (mismatch) throw mismatch;
+    if (!known) this.#policies.set(name, policy);
     if (policy.temporary) {
       // Exclusive to the consuming connection: gone when this handle closes or dies.
       this.#temporary.set(name, policy);
       const conn = await this.#subLink.connection();
-      await declareTemporary(conn, name, policy);
+      try {
+        await declareTemporary(conn, name, policy);
+      } catch (err) {
+        if (!known) {
+          this.#policies.delete(name);
+          this.#temporary.delete(name);
+        }
+        // 405 RESOURCE_LOCKED, 406 PRECONDITION_FAILED: the queue exists with other properties.
+        const code = ((err as Error).cause as AmqpFailure | undefined)?.code;
+        if (code === 405 || code === 406) {
+          throw new QtuneError(
+            ErrorCode.QueueMismatch,
+            `queue "${name}" exists with other properties; declared as temporary (${(err as Error).message})`,
+            { cause: err },
+          );
+        }
+        throw err;
+      }
       this.#knownQueues.add(name);
       return;
     }

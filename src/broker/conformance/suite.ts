@@ -3,7 +3,7 @@ import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { BrokerError, NotFoundError } from '../../protocol/errors.js';
+import { BrokerError, ErrorCode, NotFoundError } from '../../protocol/errors.js';
 import type {
   Broker,
   BrokerStatus,
@@ -835,6 +835,35 @@ export function brokerConformanceSuite(target: ConformanceTarget): void {
           'the temporary queue to disappear',
         );
         expect(await b.listQueues()).toContain(kept);
+      });
+    });
+
+    describe('declaring', () => {
+      it('refuses to re-declare a queue with other properties and accepts one that agrees', async () => {
+        const a = await open();
+        const b = await open();
+        const queue = uniqueName('redeclare');
+        await a.declareQueue(queue, { leaseMs: 30_000, maxDeliveries: 3 });
+        // Options left out match whatever the queue has; equal ones agree.
+        await a.declareQueue(queue);
+        await a.declareQueue(queue, { leaseMs: 30_000, maxDeliveries: 3 });
+        await b.declareQueue(queue);
+        const mismatch = { code: ErrorCode.QueueMismatch };
+        await expect(a.declareQueue(queue, { leaseMs: 5_000 })).rejects.toMatchObject(mismatch);
+        await expect(a.declareQueue(queue, { leaseMs: 5_000 })).rejects.toThrow(
+          /leaseMs 30000; declared with 5000/,
+        );
+        await expect(a.declareQueue(queue, { maxDeliveries: 4 })).rejects.toMatchObject(mismatch);
+        // A durable queue cannot be turned into someone's temporary one.
+        await expect(a.declareQueue(queue, { temporary: true })).rejects.toMatchObject(mismatch);
+        await expect(
+          b.declareQueue(queue, { temporary: true, durable: false }),
+        ).rejects.toMatchObject(mismatch);
+        // The queue is unchanged and still works.
+        const [id] = await a.publish(queue, [{ body: 'kept' }]);
+        const inbox = await collect(b, queue, 'ack');
+        await waitFor(() => inbox.deliveries.length === 1, WAIT_MS, 'the message');
+        expect(inbox.ids()).toEqual([id]);
       });
     });
 

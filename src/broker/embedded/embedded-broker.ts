@@ -54,7 +54,7 @@ import type {
   SubscribeOptions,
 } from '../contract.js';
 import { QUEUE_DEFAULTS } from '../contract.js';
-import { checkTopicPattern } from '../checks.js';
+import { checkTopicPattern, queueMismatch, temporaryOfAnother } from '../checks.js';
 import { Checkpointer } from './checkpointer.js';
 import { EmbeddedConsumer, type ConsumerHost } from './consumer.js';
 import { GroupCommit, isBusy } from './group-commit.js';
@@ -332,10 +332,17 @@ export class EmbeddedBroker extends BrokerEventSource implements Broker {
     assertPositiveInt(`queue "${name}": messageTtlMs`, options?.messageTtlMs);
     if (options?.deadLetterQueue !== undefined)
       checkName('dead-letter queue', options.deadLetterQueue);
-    await this.#commit.run(1, (now) => {
+    const policy = await this.#commit.run(1, (now) => {
       this.#store.forget(name);
-      this.#store.ensureQueue(name, options, this.#id, now);
+      return this.#store.ensureQueue(name, options, this.#id, now);
     });
+    // An existing queue keeps its policy: a declaration that disagrees with it is refused.
+    const mismatch =
+      queueMismatch(name, { ...policy, temporary: policy.owner !== null }, options) ??
+      (options?.temporary === true && policy.owner !== this.#id
+        ? temporaryOfAnother(name)
+        : undefined);
+    if (mismatch) throw mismatch;
   }
 
   async deleteQueue(name: string): Promise<void> {

@@ -4,6 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { BrokerError, ErrorCode, InputError, toError } from '../../protocol/errors.js';
 import type { Headers } from '../../protocol/envelope.js';
 import { redact } from '../../protocol/redact.js';
+import type { WorkerReport } from '../../worker/control.js';
 import { BrokerEventSource } from '../events.js';
 import type {
   Broker,
@@ -138,6 +139,14 @@ export class GatewayBroker extends BrokerEventSource implements Broker {
     this.#assertUsable(`declareQueue "${name}"`);
     await this.#http.request('PUT', `/v1/queues/${enc(name)}`, options);
     if (options.temporary === true) this.#temporary.add(name);
+  }
+
+  /** Hands a worker's report to the gateway, which answers `qtune status` for it (WorkerReportSink). */
+  async pushWorkerReport(report: WorkerReport): Promise<void> {
+    this.#assertUsable('push a worker report');
+    await this.#http.request('PUT', `/v1/workers/${enc(report.worker.id)}`, report, {
+      retry: false,
+    });
   }
 
   async deleteQueue(name: string): Promise<void> {

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { z } from 'zod';
-import { BrokerError, ErrorCode, InputError, toError } from '../../protocol/errors.js';
+import { BrokerError, ErrorCode, InputError, QtuneError, toError } from '../../protocol/errors.js';
 import { redact } from '../open.js';
 import { errorResponseSchema } from './wire.js';
 
@@ -189,6 +189,9 @@ function statusError(what: string, status: number, parsed: unknown, text: string
     : text.slice(0, 200) || '(no body)';
   if (status === 400 || status === 413 || status === 415 || status === 422) {
     return new InputError(`${what}: ${status} ${message}`);
+  }
+  if (e.success && e.data.error.code === ErrorCode.QueueMismatch) {
+    return new QtuneError(ErrorCode.QueueMismatch, `${what}: ${status} ${message}`);
   }
   if (status === 401) {
     return new BrokerError(

@@ -3,6 +3,7 @@
  * {@link GatewayBroker} client so that both sides validate the same shapes.
  */
 import { z } from 'zod';
+import { MAX_NAME_BYTES, nameProblem, printable, type NameRules } from '../../protocol/names.js';
 
 /** Longest long-poll a lease request may ask for, in ms. */
 export const MAX_WAIT_MS = 30_000;
@@ -13,13 +14,59 @@ const headerValue = z.union([z.string(), z.number(), z.boolean(), z.null()]);
 /** Message headers on the wire: string keys, scalar values. */
 export const headersSchema = z.record(z.string(), headerValue);
 
-/** Queue name in a path or body: 1 to 255 characters, no slash or control character. */
-export const queueNameSchema = z
+/** A name checked by the protocol's one name rule (see src/protocol/names.ts). */
+function nameSchema(kind: string, rules?: NameRules) {
+  return z.string().superRefine((name, ctx) => {
+    const problem = nameProblem(kind, name, rules);
+    if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+  });
+}
+
+/** Queue name in a path or body: at most 200 bytes, no control character, wildcard or `amq.`. */
+export const queueNameSchema = nameSchema('queue');
+
+/** Where a reply goes: a queue name, or an AMQP reply address (`amq.rabbitmq.reply-to...`). */
+export const replyToSchema = nameSchema('replyTo', { allowAmq: true });
+
+/** A job's name: at most 128 bytes, as every name derived from it must fit. */
+export const jobNameSchema = nameSchema('job', { maxBytes: MAX_NAME_BYTES });
+
+/** Answer of `POST /v1/jobs/:name/items`. */
+export const jobItemsResponseSchema = z.object({
+  job: z.string(),
+  items: z.number().int().nonnegative(),
+  added: z.number().int().nonnegative(),
+  published: z.number().int().nonnegative(),
+});
+
+/** `PUT /v1/workers/:id`: a worker's status report (src/worker/control.ts WorkerReport). */
+export const workerReportSchema = z.looseObject({
+  worker: z.looseObject({
+    id: z.string().min(1).max(256),
+    host: z.string().max(1024),
+    pid: z.number().int(),
+  }),
+  queue: z.string().max(1024),
+  startedAt: z.number(),
+  done: z.number(),
+  failed: z.number(),
+  deadLettered: z.number(),
+  inFlight: z.number(),
+  rate: z.number(),
+});
+
+/** A client consumer's name (lease requests and their cancel): any printable text. */
+export const consumerNameSchema = z
   .string()
   .min(1)
-  .max(255)
-  .refine((name) => !/[/]/.test(name) && ![...name].some((c) => c.charCodeAt(0) < 0x20), {
-    message: 'must not contain "/" or control characters',
+  .max(256)
+  .superRefine((name, ctx) => {
+    if (printable(name) !== name) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `consumer name "${printable(name)}" contains a control character`,
+      });
+    }
   });
 
 /** A message to publish; `body` is UTF-8 text (qtune bodies are JSON). */
@@ -94,7 +141,7 @@ export const leaseRequestSchema = z.object({
   /** Lease granted to the client; default: what is left of the broker's lease. */
   leaseMs: z.number().int().min(100).max(86_400_000).optional(),
   /** The client consumer asking, counted in the queue's `consumers`; cancelled with DELETE. */
-  consumer: z.string().min(1).max(256).optional(),
+  consumer: consumerNameSchema.optional(),
 });
 export type LeaseRequest = z.input<typeof leaseRequestSchema>;
 
@@ -118,7 +165,7 @@ export type LeaseResponse = z.infer<typeof leaseResponseSchema>;
 export const ackRequestSchema = z.object({
   publish: z
     .object({
-      queue: queueNameSchema,
+      queue: replyToSchema,
       messages: z.array(wireMessageSchema),
     })
     .optional(),

@@ -20,6 +20,8 @@ import {
   checkMessage,
   checkPrefetch,
   checkTopicPattern,
+  queueMismatch,
+  temporaryOfAnother,
 } from '../checks.js';
 import type { BusCore, Connection, QueueCore } from './memory-bus.js';
 import { ConsumerCore, MemoryBus, busCore, closedError } from './memory-bus.js';
@@ -70,6 +72,15 @@ export class MemoryBroker extends BrokerEventSource implements Broker {
     assertName('queue', name, BROKER_NAMES);
     if (options.deadLetterQueue !== undefined) {
       assertName('dead-letter queue', options.deadLetterQueue, BROKER_NAMES);
+    }
+    const existing = this.#core.queues.get(name);
+    if (existing !== undefined) {
+      const mismatch =
+        queueMismatch(name, existing.options, options) ??
+        (options.temporary === true && existing.owner !== this.#connection
+          ? temporaryOfAnother(name)
+          : undefined);
+      if (mismatch) throw mismatch;
     }
     const queue = this.#core.declare(name, options, this.#connection);
     if (queue.owner === this.#connection) this.#temporary.add(name);

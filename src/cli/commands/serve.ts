@@ -7,8 +7,10 @@ import { checkTokens, loadTokenFile, parseTokenList, type TokenEntry } from '../
 import {
   GATEWAY_DEFAULTS,
   createGateway,
+  type GatewayJobs,
   type GatewayStatusProviders,
 } from '../../gateway/gateway.js';
+import { storeJobs } from '../../gateway/jobs.js';
 import { InputError, toError } from '../../protocol/errors.js';
 import { jobStatus } from '../../job/status.js';
 import { parseStoreUrl, type Store } from '../../store/contract.js';
@@ -77,6 +79,7 @@ function storeProviders(
   broker: Broker,
 ): {
   providers: GatewayStatusProviders;
+  jobs: GatewayJobs;
   close: () => Promise<void>;
 } {
   let opening: Promise<Store> | undefined;
@@ -102,6 +105,8 @@ function storeProviders(
         return { ...exp, trials: await s.counts(name) };
       },
     },
+    // Adding items creates the store if needed, as `qtune job submit` does.
+    jobs: storeJobs(broker, () => (opening ??= ctx.openStore())),
     close: async () => {
       const s = await opening?.catch(() => undefined);
       await s?.close();
@@ -173,6 +178,7 @@ export function serveCommand(): Command {
           pullPrefetch: opts.pullPrefetch,
           logger: ctx.logger,
           status: store.providers,
+          jobs: store.jobs,
         });
         ctx.logger.debug(
           {

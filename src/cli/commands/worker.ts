@@ -1,6 +1,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { loadTemplate } from '../../job/template.js';
-import { redact } from '../../broker/open.js';
+import { declareQueueOrKeep } from '../../broker/contract.js';
+import { openBroker, redact } from '../../broker/open.js';
 import { Requester } from '../../patterns/request-reply.js';
 import { InputError } from '../../protocol/errors.js';
 import { assertName } from '../../protocol/names.js';
@@ -419,7 +420,14 @@ export function workerCommand(): Command {
           }
         }
         // The first declaration of a queue fixes its policy; later ones keep it.
-        await broker.declareQueue(queue, { leaseMs: opts.lease, maxDeliveries: opts.maxAttempts });
+        const kept = await declareQueueOrKeep(broker, queue, {
+          leaseMs: opts.lease,
+          maxDeliveries: opts.maxAttempts,
+        });
+        if (kept) {
+          const asked = ['lease', 'maxAttempts'].some((o) => cmd.getOptionValueSource(o) === 'cli');
+          ctx.logger[asked ? 'warn' : 'debug'](`${kept.message}: the queue keeps its own`);
+        }
         const host = await getHostInfo({ pricePerHour: opts.pricePerHour });
         const worker = await startWorker({
           broker,
