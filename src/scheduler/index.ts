@@ -2,3 +2,4 @@
 export * from './scheduler.js';
 export * from './spec.js';
 export { createPruner, createSampler } from './search.js';
+export { closestName, findExperiment } from './manage.js';

@@ -8,6 +8,7 @@ import { dirname, extname, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { SearchSpace, spaceSchema } from '../automl/space.js';
+import { redact } from '../broker/open.js';
 import { durationMs } from '../protocol/duration.js';
 import { InputError } from '../protocol/errors.js';
 
@@ -25,6 +26,15 @@ const duration = z.union([z.number().int().positive(), z.string()]).transform((v
 export const SAMPLERS = ['random', 'grid', 'tpe', 'cmaes'] as const;
 /** Pruner names the scheduler knows. */
 export const PRUNERS = ['none', 'median', 'asha', 'hyperband'] as const;
+
+const httpUrl = z
+  .string()
+  .min(1)
+  .superRefine((v, ctx) => {
+    if (!(URL.canParse(v) && /^https?:$/.test(new URL(v).protocol))) {
+      ctx.addIssue({ code: 'custom', message: `"${redact(v)}" is not an http:// or https:// URL` });
+    }
+  });
 
 const runnerSchema = z.union([
   z.strictObject({
@@ -45,7 +55,7 @@ const runnerSchema = z.union([
   }),
   z.strictObject({
     http: z
-      .union([z.string().min(1), z.array(z.string().min(1)).min(1)])
+      .union([httpUrl, z.array(httpUrl).min(1)])
       .describe('endpoint URL(s); each trial is POSTed as JSON'),
   }),
 ]);

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { readdirSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -285,6 +285,30 @@ describe('qtune experiment', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/parameter "lr": low \(1\) is above high \(0\.1\)/);
   });
+
+  it('refuses a spec the sampler rejects with exit code 2 and stores nothing, so the fixed spec then runs', async () => {
+    const { specPath, store, args, storeArgs } = setup({
+      name: 'cma',
+      maxTrials: 2,
+      sampler: { name: 'cmaes' },
+    });
+    const r = await runCli([...args, 'experiment', ...storeArgs, 'run', specPath]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(
+      /CMA-ES needs float or int parameters without conditions; "k" is categorical/,
+    );
+    expect(await experimentExists(store, 'cma')).toBe(false);
+
+    const spec = JSON.parse(readFileSync(specPath, 'utf8'));
+    writeFileSync(specPath, JSON.stringify({ ...spec, sampler: { name: 'random', seed: 1 } }));
+    const fixed = await runCli(
+      [...args, 'experiment', ...storeArgs, 'run', specPath, '--workers', '1'],
+      { timeoutMs: 60_000 },
+    );
+    expect(fixed.stderr).toBe('');
+    expect(fixed.code).toBe(0);
+    expect(fixed.stdout).toMatch(/experiment cma: done\n {2}trials: 2 finished of 2/);
+  }, 60_000);
 
   it('reports status, best, trials and export of a finished experiment', async () => {
     const { specPath, args, storeArgs } = setup({ name: 'small', maxTrials: 8 });

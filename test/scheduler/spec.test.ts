@@ -49,6 +49,15 @@ describe('experiment spec', () => {
     ).toThrow(/space: parameter "x": low \(5\) is above high \(1\)/);
   });
 
+  it('refuses an http runner URL that is not http:// or https://, naming it', () => {
+    expect(() => parseExperimentSpec({ ...base, runner: { http: 'ftp://models' } })).toThrow(
+      /"runner.http": "ftp:\/\/models" is not an http:\/\/ or https:\/\/ URL/,
+    );
+    expect(() =>
+      parseExperimentSpec({ ...base, runner: { http: ['http://127.0.0.1:8001', 'nope'] } }),
+    ).toThrow(/"runner.http.1": "nope"/);
+  });
+
   it('reads YAML and reports a syntax error with its line', () => {
     const ok = file(
       'ok.yaml',

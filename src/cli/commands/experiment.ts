@@ -1,13 +1,15 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Command, Option } from 'commander';
 import { SingleBar, Presets } from 'cli-progress';
 import { stringify } from 'csv-stringify/sync';
+import type { Broker } from '../../broker/contract.js';
 import { parseBrokerUrl } from '../../broker/open.js';
 import { InputError } from '../../protocol/errors.js';
 import { experimentQueues } from '../../protocol/trial.js';
-import { Scheduler, type SchedulerSummary } from '../../scheduler/scheduler.js';
+import { findExperiment } from '../../scheduler/manage.js';
+import { buildExperiment, Scheduler, type SchedulerSummary } from '../../scheduler/scheduler.js';
 import {
   experimentSpecJsonSchema,
   loadExperimentSpec,
@@ -242,7 +244,7 @@ async function runExperiment(
     );
   }
   const store = await openStore(cmd);
-  const broker = await ctx.openBroker();
+  let broker: Broker | undefined;
   let workers: LocalWorkers | undefined;
   let scheduler: Scheduler | undefined;
   let progress: ReturnType<typeof progressOf> | undefined;
@@ -256,6 +258,17 @@ async function runExperiment(
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   try {
+    // Everything is checked before the scheduler stores anything.
+    const planned =
+      'spec' in source
+        ? source.spec
+        : parseExperimentSpec(
+            (await findExperiment(store, source.resume)).spec,
+            `stored spec of experiment "${source.resume}"`,
+          );
+    buildExperiment(planned);
+    if (opts.workers > 0) checkLocalRunner(planned);
+    broker = await ctx.openBroker();
     scheduler = await Scheduler.start({
       broker,
       store,
@@ -267,10 +280,6 @@ async function runExperiment(
     const counts = await store.counts(spec.name);
     progress = progressOf(ctx, scheduler, opts.json === true);
     if (opts.workers > 0) {
-      if (!spec.runner)
-        throw new InputError(
-          `experiment "${spec.name}": local workers need a \`runner\` in the spec (or use --workers 0)`,
-        );
       // Workers read the stored spec (runner paths already absolute) from a copy next to the store.
       const specCopy = join(storeDir(cmd), 'experiments', `${spec.name}.spec.json`);
       mkdirSync(dirname(specCopy), { recursive: true });
@@ -305,8 +314,39 @@ async function runExperiment(
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     await workers?.stop();
-    await broker.close();
+    await broker?.close();
     await store.close();
+  }
+}
+
+/**
+ * Checks what local workers need to run the spec's trials: a runner, its module file or its
+ * command's working directory. Throws `InputError` naming what is missing.
+ */
+function checkLocalRunner(spec: ExperimentSpec): void {
+  const runner = spec.runner;
+  if (!runner) {
+    throw new InputError(
+      `experiment "${spec.name}": local workers need a \`runner\` in the spec (or use --workers 0)`,
+    );
+  }
+  if ('module' in runner && !existsSync(runner.module)) {
+    throw new InputError(
+      `experiment "${spec.name}": runner.module "${runner.module}" does not exist`,
+    );
+  }
+  if ('exec' in runner && runner.cwd !== undefined && !isDirectory(runner.cwd)) {
+    throw new InputError(
+      `experiment "${spec.name}": runner.cwd "${runner.cwd}" is not a directory`,
+    );
+  }
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
   }
 }
 
