@@ -66,7 +66,8 @@ function parseMetricsJson(text: string, where: string): TrialMetrics {
  * QTUNE_MAX_STEPS; the params JSON is also on its stdin. It prints
  * `QTUNE_REPORT {"step": N, "<metric>": V, ...}` lines as it goes and one
  * `QTUNE_RESULT {...}` (or a bare number) at the end; other output is ignored. When told to
- * stop, its process group gets SIGTERM. A non-zero exit fails the attempt with the end of stderr.
+ * stop before its result line, its process group gets SIGTERM; once the result line is read,
+ * the trial is complete whatever decision arrives after. A non-zero exit fails the attempt with the end of stderr.
  */
 export function execTrialRun(template: string, options: { cwd?: string } = {}): TrialRun {
   return async (trial, ctx) => {
@@ -81,6 +82,8 @@ export function execTrialRun(template: string, options: { cwd?: string } = {}): 
             line.slice(RESULT_PREFIX.length),
             `trial ${trial.number}: ${RESULT_PREFIX.trim()} line`,
           );
+          // The result is in: a stop decision arriving from now on no longer prunes the trial.
+          trial.final(result);
         } catch (err) {
           lineError ??= err as Error;
         }
