@@ -305,16 +305,15 @@ export class Scheduler {
     );
     this.#stopTimer = setInterval(() => void this.#pollStop(), this.#stopPollMs);
     this.#stopTimer.unref();
-    const exp = await this.#store.getExperiment(this.spec.name);
-    if (exp?.status === 'stopping') this.#stopping = true;
+    if ((await this.#store.experimentStatus(this.spec.name)) === 'stopping') this.#stopping = true;
     this.#kick();
   }
 
   async #pollStop(): Promise<void> {
     if (this.#stopping || this.#finished) return;
     try {
-      const exp = await this.#store.getExperiment(this.spec.name);
-      if (exp?.status === 'stopping') {
+      // The status alone: the spec was parsed once, at start.
+      if ((await this.#store.experimentStatus(this.spec.name)) === 'stopping') {
         this.#stopping = true;
         this.#kick();
       }

@@ -3,14 +3,15 @@
  * validated with zod; `experimentSpecJsonSchema()` gives the JSON Schema editors check
  * spec files with (schemas/experiment.schema.json).
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { dirname, extname, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
-import { SearchSpace, spaceSchema } from '../automl/space.js';
+import { MAX_CHOICES, SearchSpace, spaceSchema } from '../automl/space.js';
 import { redact } from '../broker/open.js';
 import { durationMs } from '../protocol/duration.js';
 import { InputError } from '../protocol/errors.js';
+import { placeholdersOf } from '../worker/trial/placeholders.js';
 
 const duration = z.union([z.number().int().positive(), z.string()]).transform((v, ctx) => {
   if (typeof v === 'number') return v;
@@ -21,6 +22,9 @@ const duration = z.union([z.number().int().positive(), z.string()]).transform((v
   }
   return ms;
 });
+
+/** Largest spec file read, in bytes: a space within its limits is far smaller. */
+export const MAX_SPEC_BYTES = 16 * 1024 * 1024;
 
 /** Sampler names the scheduler knows. */
 export const SAMPLERS = ['random', 'grid', 'tpe', 'cmaes'] as const;
@@ -47,7 +51,9 @@ const runnerSchema = z.union([
     exec: z
       .string()
       .min(1)
-      .describe('shell command template; {name} placeholders are replaced by parameter values'),
+      .describe(
+        'shell command template; {name} placeholders are replaced by parameter values, {name:-default} by the default when the parameter is inactive',
+      ),
     cwd: z
       .string()
       .optional()
@@ -136,8 +142,24 @@ function issueText(error: z.ZodError, where: string): string {
 export function parseExperimentSpec(input: unknown, where = 'experiment spec'): ExperimentSpec {
   const parsed = experimentSpecSchema.safeParse(input);
   if (!parsed.success) throw new InputError(issueText(parsed.error, where));
-  SearchSpace.parse(parsed.data.space, `${where}: space`);
+  const space = SearchSpace.parse(parsed.data.space, `${where}: space`);
+  const runner = parsed.data.runner;
+  if (runner && 'exec' in runner) checkTemplate(runner.exec, space, where);
   return parsed.data;
+}
+
+/**
+ * Refuses a `{name}` placeholder without default that names a conditional parameter: in trials
+ * where its condition does not hold the parameter is absent, and the command would get the
+ * placeholder's text.
+ */
+function checkTemplate(template: string, space: SearchSpace, where: string): void {
+  for (const { name, fallback } of placeholdersOf(template)) {
+    if (fallback !== undefined || space.get(name)?.when === undefined) continue;
+    throw new InputError(
+      `${where}: "runner.exec": placeholder {${name}} names the conditional parameter "${name}", which trials where its condition does not hold lack: give it a default, e.g. {${name}:-0} ({${name}:-} for nothing)`,
+    );
+  }
 }
 
 /**
@@ -157,8 +179,15 @@ export function anchorRunner(spec: ExperimentSpec, dir: string): ExperimentSpec 
 export function loadExperimentSpec(path: string): ExperimentSpec {
   let text: string;
   try {
+    const bytes = statSync(path).size;
+    if (bytes > MAX_SPEC_BYTES) {
+      throw new InputError(
+        `spec "${path}": the file is ${bytes} bytes; the limit is ${MAX_SPEC_BYTES} (16 MiB): is a categorical parameter listing more than ${MAX_CHOICES} choices?`,
+      );
+    }
     text = readFileSync(path, 'utf8');
   } catch (err) {
+    if (err instanceof InputError) throw err;
     throw new InputError(`spec "${path}": cannot read it: ${(err as Error).message}`, {
       cause: err,
     });

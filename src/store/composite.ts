@@ -29,6 +29,8 @@ export abstract class CompositeStore implements Store {
   createExperiment: Store['createExperiment'] = (...a) =>
     this.#p.experiments.createExperiment(...a);
   getExperiment: Store['getExperiment'] = (...a) => this.#p.experiments.getExperiment(...a);
+  experimentStatus: Store['experimentStatus'] = (...a) =>
+    this.#p.experiments.experimentStatus(...a);
   listExperiments: Store['listExperiments'] = () => this.#p.experiments.listExperiments();
   setExperimentStatus: Store['setExperimentStatus'] = (...a) =>
     this.#p.experiments.setExperimentStatus(...a);

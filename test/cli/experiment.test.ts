@@ -310,6 +310,26 @@ describe('qtune experiment', () => {
     expect(fixed.stdout).toMatch(/experiment cma: done\n {2}trials: 2 finished of 2/);
   }, 60_000);
 
+  it('exits 2 for bad usage of every experiment subcommand', async () => {
+    const { args, storeArgs } = setup({ name: 'usage', maxTrials: 1 });
+    const bad = [
+      ['run'],
+      ['run', 'spec.json', '--bogus'],
+      ['resume'],
+      ['status', '--bogus'],
+      ['best'],
+      ['trials', 'x', '--format', 'xml'],
+      ['export', 'x', '--format', 'xml'],
+      ['stop', 'x', '--timeout', 'soon'],
+      ['schema', '--bogus'],
+    ];
+    for (const argv of bad) {
+      const r = await runCli([...args, 'experiment', ...storeArgs, ...argv]);
+      expect({ argv, code: r.code }).toEqual({ argv, code: 2 });
+      expect(r.stderr).toMatch(/error: /);
+    }
+  }, 60_000);
+
   it('reports status, best, trials and export of a finished experiment', async () => {
     const { specPath, args, storeArgs } = setup({ name: 'small', maxTrials: 8 });
     const run = await runCli(

@@ -412,6 +412,27 @@ describe('Scheduler', () => {
     expect((await store.getExperiment(name))?.status).toBe('stopped');
   });
 
+  it('reads only the experiment status on its stop polls, never the stored spec again', async () => {
+    const { broker, store } = setup();
+    const calls = { getExperiment: 0, experimentStatus: 0 };
+    const counted = new Proxy(store, {
+      get(target, prop, receiver) {
+        if (prop === 'getExperiment' || prop === 'experimentStatus') calls[prop]++;
+        return Reflect.get(target, prop, receiver);
+      },
+    });
+    const s = spec({ maxTrials: 1 });
+    const scheduler = await Scheduler.start({ broker, store: counted, spec: s, stopPollMs: 5 });
+    const atStart = calls.getExperiment;
+    await worker(broker, s.name, async () => {
+      while (calls.experimentStatus < 5) await new Promise((r) => setTimeout(r, 5));
+      return 1;
+    });
+    expect((await scheduler.done).status).toBe('done');
+    expect(calls.experimentStatus).toBeGreaterThanOrEqual(5);
+    expect(calls.getExperiment).toBe(atStart);
+  });
+
   it('refuses to create an experiment whose name exists, and to resume one that does not', async () => {
     const { broker, store } = setup();
     const s = spec({ maxTrials: 1 });

@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Command, Option } from 'commander';
+import { Command, Option, type CommanderError } from 'commander';
 import { SingleBar, Presets } from 'cli-progress';
 import { stringify } from 'csv-stringify/sync';
 import type { Broker } from '../../broker/contract.js';
@@ -378,10 +378,18 @@ const workersOption = () =>
     .argParser(intAtLeast(0))
     .default(2);
 
+/** commander reports bad usage (unknown option, missing argument) with 1; scripts get 2. */
+function usageExit(err: CommanderError): never {
+  const help = ['commander.helpDisplayed', 'commander.help', 'commander.version'];
+  process.exit(help.includes(err.code) ? ExitCode.Ok : ExitCode.BadInput);
+}
+
 export function experimentCommand(): Command {
-  const experiment = new Command('experiment').description(
-    'run and inspect AutoML experiments (hyperparameter searches)',
-  );
+  const experiment = new Command('experiment')
+    .description('run and inspect AutoML experiments (hyperparameter searches)')
+    // Subcommands copy these settings when created; the program's own reach only `experiment`.
+    .showHelpAfterError()
+    .exitOverride(usageExit);
 
   experiment
     .command('run')
@@ -598,8 +606,8 @@ export function experimentCommand(): Command {
           if (opts.wait) {
             const until = Date.now() + opts.timeout;
             for (;;) {
-              const e = await store.getExperiment(name);
-              if (e && e.status !== 'stopping') break;
+              const status = await store.experimentStatus(name);
+              if (status !== 'stopping') break;
               if (Date.now() >= until) {
                 process.stderr.write(
                   `qtune: experiment "${name}" did not stop within ${opts.timeout} ms; is its scheduler running? The stop request stays.\n`,

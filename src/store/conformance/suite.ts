@@ -145,6 +145,16 @@ export function storeConformance(
         expect((await s.getExperiment(exp))?.status).toBe('done');
       });
 
+      it("reads an experiment's status alone, and nothing for an unknown name", async () => {
+        const s = await store();
+        const exp = uniqueName('exp');
+        await s.createExperiment(exp, spec, 1000);
+        expect(await s.experimentStatus(exp)).toBe('running');
+        await s.setExperimentStatus(exp, 'stopping');
+        expect(await (await store()).experimentStatus(exp)).toBe('stopping');
+        expect(await s.experimentStatus(uniqueName('missing'))).toBeUndefined();
+      });
+
       it('adds a trial as pending once; a second add of its number changes nothing', async () => {
         const s = await store();
         const exp = uniqueName('exp');

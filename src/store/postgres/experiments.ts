@@ -59,6 +59,14 @@ export class PgExperiments implements Omit<ExperimentStore, 'close'> {
     return r.rows[0] ? toExperiment(r.rows[0]) : undefined;
   }
 
+  async experimentStatus(name: string): Promise<ExperimentStatus | undefined> {
+    const r = await this.#db.query<{ status: ExperimentStatus }>(
+      'SELECT status FROM qtune_experiments WHERE name = $1',
+      [name],
+    );
+    return r.rows[0]?.status;
+  }
+
   async listExperiments(): Promise<ExperimentRecord[]> {
     const r = await this.#db.query<ExperimentRow>(
       'SELECT * FROM qtune_experiments ORDER BY created_at, name',

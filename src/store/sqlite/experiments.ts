@@ -114,6 +114,9 @@ export class SqliteExperiments implements Omit<ExperimentStore, 'close'> {
       getExperiment: db.prepare<[string], ExperimentRow>(
         'SELECT * FROM qtune_experiments WHERE name = ?',
       ),
+      experimentStatus: db.prepare<[string], { status: ExperimentStatus }>(
+        'SELECT status FROM qtune_experiments WHERE name = ?',
+      ),
       listExperiments: db.prepare<[], ExperimentRow>(
         'SELECT * FROM qtune_experiments ORDER BY created_at, name',
       ),
@@ -185,6 +188,10 @@ export class SqliteExperiments implements Omit<ExperimentStore, 'close'> {
   async getExperiment(name: string): Promise<ExperimentRecord | undefined> {
     const row = this.#stmts.getExperiment.get(name);
     return row ? experimentOf(row) : undefined;
+  }
+
+  async experimentStatus(name: string): Promise<ExperimentStatus | undefined> {
+    return this.#stmts.experimentStatus.get(name)?.status;
   }
 
   async listExperiments(): Promise<ExperimentRecord[]> {

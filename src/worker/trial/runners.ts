@@ -6,7 +6,10 @@ import { ErrorCode, TaskError } from '../../protocol/errors.js';
 import { runCommand } from '../handlers/exec.js';
 import { httpPoolHandler } from '../handlers/http-pool.js';
 import { loadModuleFunction } from '../handlers/module.js';
+import { fillCommand } from './placeholders.js';
 import type { TrialMetrics, TrialRun } from './trial-handler.js';
+
+export { fillCommand };
 
 /** Prefix of a stdout line carrying an intermediate report: `QTUNE_REPORT {"step": 3, "loss": 0.41}`. */
 export const REPORT_PREFIX = 'QTUNE_REPORT ';
@@ -17,23 +20,6 @@ export const RESULT_PREFIX = 'QTUNE_RESULT ';
 export async function moduleTrialRun(path: string): Promise<TrialRun> {
   const fn = await loadModuleFunction(path, '(params, trial) => value');
   return async (trial) => (await fn(trial.params, trial)) as TrialMetrics;
-}
-
-function shellQuote(value: string): string {
-  return /^[A-Za-z0-9_.,:/=+-]+$/.test(value) ? value : `'${value.replace(/'/g, `'\\''`)}'`;
-}
-
-/**
- * Fills `{name}` placeholders of a command template with the trial's parameter values,
- * shell-quoted; braces that name no parameter are left as they are.
- */
-export function fillCommand(
-  template: string,
-  params: Record<string, number | string | boolean>,
-): string {
-  return template.replace(/\{([A-Za-z_][A-Za-z0-9_.-]*)\}/g, (whole, name: string) =>
-    Object.hasOwn(params, name) ? shellQuote(String(params[name])) : whole,
-  );
 }
 
 function parseMetricsJson(text: string, where: string): TrialMetrics {

@@ -225,6 +225,16 @@ describe('fillCommand', () => {
       fillCommand('run {a} {b} {c} ${HOME} {unknown}', { a: 0.001, b: "it's here", c: true }),
     ).toBe(`run 0.001 'it'\\''s here' true \${HOME} {unknown}`);
   });
+
+  it("fills an inactive parameter's placeholder with its default and leaves ${...} to the shell", () => {
+    const template = 'run --m {m:-0.9} --n {n:-} --s {s:-a b} {opt} ${m} ${OUT:-/tmp}';
+    expect(fillCommand(template, { opt: 'adam' })).toBe(
+      "run --m 0.9 --n  --s 'a b' adam ${m} ${OUT:-/tmp}",
+    );
+    expect(fillCommand(template, { opt: 'sgd', m: 0.5, n: 2, s: 'x' })).toBe(
+      'run --m 0.5 --n 2 --s x sgd ${m} ${OUT:-/tmp}',
+    );
+  });
 });
 
 describe('httpTrialRun', () => {
