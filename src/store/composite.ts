@@ -34,6 +34,8 @@ export abstract class CompositeStore implements Store {
   listExperiments: Store['listExperiments'] = () => this.#p.experiments.listExperiments();
   setExperimentStatus: Store['setExperimentStatus'] = (...a) =>
     this.#p.experiments.setExperimentStatus(...a);
+  deleteExperiment: Store['deleteExperiment'] = (...a) =>
+    this.#p.experiments.deleteExperiment(...a);
   addTrial: Store['addTrial'] = (...a) => this.#p.experiments.addTrial(...a);
   markRunning: Store['markRunning'] = (...a) => this.#p.experiments.markRunning(...a);
   recordReport: Store['recordReport'] = (...a) => this.#p.experiments.recordReport(...a);

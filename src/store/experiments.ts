@@ -114,6 +114,11 @@ export interface ExperimentStore {
   experimentStatus(name: string): Promise<ExperimentStatus | undefined>;
   listExperiments(): Promise<ExperimentRecord[]>;
   setExperimentStatus(name: string, status: ExperimentStatus): Promise<void>;
+  /**
+   * Deletes an experiment with its trials, reports and history, in one transaction; false
+   * (and nothing changes) when it does not exist.
+   */
+  deleteExperiment(name: string): Promise<boolean>;
   /** Adds trial `number` in status `pending`; false (and nothing changes) when it exists. */
   addTrial(trial: NewTrial): Promise<boolean>;
   /** Moves `pending` trials to `running` once their tasks are confirmed published. */

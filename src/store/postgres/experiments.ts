@@ -81,6 +81,17 @@ export class PgExperiments implements Omit<ExperimentStore, 'close'> {
     );
   }
 
+  async deleteExperiment(name: string): Promise<boolean> {
+    return this.#db.transaction(async (client) => {
+      const r = await client.query('DELETE FROM qtune_experiments WHERE name = $1', [name]);
+      if (r.rowCount === 0) return false;
+      for (const table of ['qtune_trials', 'qtune_reports', 'qtune_history']) {
+        await client.query(`DELETE FROM ${table} WHERE experiment = $1`, [name]);
+      }
+      return true;
+    });
+  }
+
   async addTrial(trial: NewTrial): Promise<boolean> {
     const r = await this.#db.query(
       `INSERT INTO qtune_trials (experiment, number, params, status, task_id, created_at)
