@@ -48,6 +48,11 @@ export interface CategoricalParam extends ParamBase {
 export type ParamDef = FloatParam | IntParam | CategoricalParam;
 export type NumericParam = FloatParam | IntParam;
 
+/** Most choices a categorical parameter may have. */
+export const MAX_CHOICES = 10_000;
+/** Most parameters a space may have. */
+export const MAX_PARAMS = 1_000;
+
 const paramValue = z.union([z.number(), z.string(), z.boolean()]);
 const whenSchema = z.record(z.string(), z.union([paramValue, z.array(paramValue).min(1)]));
 const floatSchema = z.strictObject({
@@ -68,7 +73,13 @@ const intSchema = z.strictObject({
 });
 const categoricalSchema = z.strictObject({
   type: z.literal('categorical'),
-  choices: z.array(paramValue).min(1),
+  choices: z
+    .array(paramValue)
+    .min(1)
+    .max(MAX_CHOICES, {
+      error: (issue) =>
+        `has ${Array.isArray(issue.input) ? issue.input.length : 'too many'} choices; the limit is ${MAX_CHOICES} (for more, use an int parameter as an index)`,
+    }),
   when: whenSchema.optional(),
 });
 const paramSchema = z.discriminatedUnion('type', [floatSchema, intSchema, categoricalSchema]);
@@ -78,7 +89,12 @@ const paramSchema = z.discriminatedUnion('type', [floatSchema, intSchema, catego
  * `{ lr: { type: float, low: 1e-5, high: 0.1, log: true }, momentum: { type: float, low: 0,
  * high: 0.99, when: { optimizer: sgd } } }`.
  */
-export const spaceSchema = z.record(z.string(), paramSchema);
+export const spaceSchema = z
+  .record(z.string(), paramSchema)
+  .refine((space) => Object.keys(space).length <= MAX_PARAMS, {
+    error: (issue) =>
+      `a search space has at most ${MAX_PARAMS} parameters (it has ${Object.keys(issue.input as object).length})`,
+  });
 export type SpaceSpec = z.input<typeof spaceSchema>;
 
 function fail(where: string, name: string, problem: string): never {
@@ -92,6 +108,13 @@ function checkParam(def: ParamDef, where: string): void {
   }
   if (def.type === 'categorical') {
     if (def.choices.length === 0) fail(where, name, 'needs at least one choice');
+    if (def.choices.length > MAX_CHOICES) {
+      fail(
+        where,
+        name,
+        `has ${def.choices.length} choices; the limit is ${MAX_CHOICES} (for more, use an int parameter as an index)`,
+      );
+    }
     const seen = new Set<string>();
     for (const c of def.choices) {
       const key = `${typeof c}:${String(c)}`;
@@ -130,6 +153,11 @@ export class SearchSpace {
   constructor(params: readonly ParamDef[], where = 'space') {
     if (params.length === 0)
       throw new InputError(`${where}: a search space needs at least one parameter`);
+    if (params.length > MAX_PARAMS) {
+      throw new InputError(
+        `${where}: a search space has at most ${MAX_PARAMS} parameters (it has ${params.length})`,
+      );
+    }
     const byName = new Map<string, ParamDef>();
     for (const def of params) {
       if (byName.has(def.name)) fail(where, def.name, 'declared twice');

@@ -2,3 +2,12 @@
 export * from './scheduler.js';
 export * from './spec.js';
 export { createPruner, createSampler } from './search.js';
+export {
+  assertDeletable,
+  closestName,
+  deleteExperiment,
+  experimentQueueNames,
+  findExperiment,
+  type DeletedExperiment,
+  type DeleteExperimentOptions,
+} from './manage.js';

@@ -43,8 +43,26 @@ import type {
   TrialFinish,
   TrialRecord,
 } from '../store/experiments.js';
+import { findExperiment } from './manage.js';
 import { createPruner, createSampler } from './search.js';
 import { parseExperimentSpec, type ExperimentSpec } from './spec.js';
+
+/** What a spec builds: its space, sampler and pruner. */
+export interface ExperimentParts {
+  space: SearchSpace;
+  sampler: Sampler;
+  pruner: Pruner;
+}
+
+/**
+ * Builds everything a spec names (space, sampler, pruner) and so validates it whole; throws
+ * `InputError` naming what is wrong. The scheduler calls it before it stores anything, so a
+ * spec that a sampler or pruner rejects leaves no experiment behind.
+ */
+export function buildExperiment(spec: ExperimentSpec): ExperimentParts {
+  const space = SearchSpace.parse(spec.space, 'space');
+  return { space, sampler: createSampler(space, spec), pruner: createPruner(spec) };
+}
 
 /** Lease of the result, report and dead-trial queues, in ms: how soon a crashed scheduler's unsettled messages come back. */
 export const SCHEDULER_LEASE_MS = 3_000;
@@ -130,14 +148,13 @@ export class Scheduler {
   /** Resolves when the experiment is done, stopped or paused. */
   readonly done: Promise<SchedulerSummary>;
 
-  private constructor(options: SchedulerOptions, spec: ExperimentSpec) {
+  private constructor(options: SchedulerOptions, spec: ExperimentSpec, parts: ExperimentParts) {
     this.spec = spec;
     this.#broker = options.broker;
     this.#store = options.store;
     this.#queues = experimentQueues(spec.name);
-    const space = SearchSpace.parse(spec.space, 'space');
-    this.#sampler = createSampler(space, spec);
-    this.#pruner = createPruner(spec);
+    this.#sampler = parts.sampler;
+    this.#pruner = parts.pruner;
     this.#sign = spec.objective.direction === 'maximize' ? -1 : 1;
     this.#publishEvents = options.publishEvents ?? true;
     this.#stopPollMs = options.stopPollMs ?? 250;
@@ -155,16 +172,20 @@ export class Scheduler {
    */
   static async start(options: SchedulerOptions): Promise<Scheduler> {
     const { store } = options;
+    // Everything the spec names is built before anything is stored: a spec that the sampler or
+    // pruner rejects must not leave an experiment behind.
     let spec: ExperimentSpec;
+    let parts: ExperimentParts;
     if (options.resume !== undefined) {
-      const exp = await store.getExperiment(options.resume);
-      if (!exp) throw new InputError(`experiment "${options.resume}" does not exist`);
+      const exp = await findExperiment(store, options.resume);
       spec = parseExperimentSpec(exp.spec, `stored spec of experiment "${exp.name}"`);
+      parts = buildExperiment(spec);
       if (exp.status !== 'done') await store.setExperimentStatus(exp.name, 'running');
     } else {
       if (!options.spec)
         throw new InputError('Scheduler.start needs a spec or an experiment to resume');
       spec = options.spec;
+      parts = buildExperiment(spec);
       if (await store.getExperiment(spec.name)) {
         throw new InputError(
           `experiment "${spec.name}" already exists: resume it with \`qtune experiment resume ${spec.name}\`, or choose another name`,
@@ -172,7 +193,7 @@ export class Scheduler {
       }
       await store.createExperiment(spec.name, spec);
     }
-    const scheduler = new Scheduler(options, spec);
+    const scheduler = new Scheduler(options, spec, parts);
     await scheduler.#rebuild();
     await scheduler.#begin();
     return scheduler;
@@ -285,16 +306,15 @@ export class Scheduler {
     );
     this.#stopTimer = setInterval(() => void this.#pollStop(), this.#stopPollMs);
     this.#stopTimer.unref();
-    const exp = await this.#store.getExperiment(this.spec.name);
-    if (exp?.status === 'stopping') this.#stopping = true;
+    if ((await this.#store.experimentStatus(this.spec.name)) === 'stopping') this.#stopping = true;
     this.#kick();
   }
 
   async #pollStop(): Promise<void> {
     if (this.#stopping || this.#finished) return;
     try {
-      const exp = await this.#store.getExperiment(this.spec.name);
-      if (exp?.status === 'stopping') {
+      // The status alone: the spec was parsed once, at start.
+      if ((await this.#store.experimentStatus(this.spec.name)) === 'stopping') {
         this.#stopping = true;
         this.#kick();
       }

@@ -3,13 +3,15 @@
  * validated with zod; `experimentSpecJsonSchema()` gives the JSON Schema editors check
  * spec files with (schemas/experiment.schema.json).
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { dirname, extname, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
-import { SearchSpace, spaceSchema } from '../automl/space.js';
+import { MAX_CHOICES, SearchSpace, spaceSchema } from '../automl/space.js';
+import { redact } from '../broker/open.js';
 import { durationMs } from '../protocol/duration.js';
 import { InputError } from '../protocol/errors.js';
+import { placeholdersOf } from '../worker/trial/placeholders.js';
 
 const duration = z.union([z.number().int().positive(), z.string()]).transform((v, ctx) => {
   if (typeof v === 'number') return v;
@@ -21,10 +23,22 @@ const duration = z.union([z.number().int().positive(), z.string()]).transform((v
   return ms;
 });
 
+/** Largest spec file read, in bytes: a space within its limits is far smaller. */
+export const MAX_SPEC_BYTES = 16 * 1024 * 1024;
+
 /** Sampler names the scheduler knows. */
 export const SAMPLERS = ['random', 'grid', 'tpe', 'cmaes'] as const;
 /** Pruner names the scheduler knows. */
 export const PRUNERS = ['none', 'median', 'asha', 'hyperband'] as const;
+
+const httpUrl = z
+  .string()
+  .min(1)
+  .superRefine((v, ctx) => {
+    if (!(URL.canParse(v) && /^https?:$/.test(new URL(v).protocol))) {
+      ctx.addIssue({ code: 'custom', message: `"${redact(v)}" is not an http:// or https:// URL` });
+    }
+  });
 
 const runnerSchema = z.union([
   z.strictObject({
@@ -37,7 +51,9 @@ const runnerSchema = z.union([
     exec: z
       .string()
       .min(1)
-      .describe('shell command template; {name} placeholders are replaced by parameter values'),
+      .describe(
+        'shell command template; {name} placeholders are replaced by parameter values, {name:-default} by the default when the parameter is inactive',
+      ),
     cwd: z
       .string()
       .optional()
@@ -45,7 +61,7 @@ const runnerSchema = z.union([
   }),
   z.strictObject({
     http: z
-      .union([z.string().min(1), z.array(z.string().min(1)).min(1)])
+      .union([httpUrl, z.array(httpUrl).min(1)])
       .describe('endpoint URL(s); each trial is POSTed as JSON'),
   }),
 ]);
@@ -126,8 +142,24 @@ function issueText(error: z.ZodError, where: string): string {
 export function parseExperimentSpec(input: unknown, where = 'experiment spec'): ExperimentSpec {
   const parsed = experimentSpecSchema.safeParse(input);
   if (!parsed.success) throw new InputError(issueText(parsed.error, where));
-  SearchSpace.parse(parsed.data.space, `${where}: space`);
+  const space = SearchSpace.parse(parsed.data.space, `${where}: space`);
+  const runner = parsed.data.runner;
+  if (runner && 'exec' in runner) checkTemplate(runner.exec, space, where);
   return parsed.data;
+}
+
+/**
+ * Refuses a `{name}` placeholder without default that names a conditional parameter: in trials
+ * where its condition does not hold the parameter is absent, and the command would get the
+ * placeholder's text.
+ */
+function checkTemplate(template: string, space: SearchSpace, where: string): void {
+  for (const { name, fallback } of placeholdersOf(template)) {
+    if (fallback !== undefined || space.get(name)?.when === undefined) continue;
+    throw new InputError(
+      `${where}: "runner.exec": placeholder {${name}} names the conditional parameter "${name}", which trials where its condition does not hold lack: give it a default, e.g. {${name}:-0} ({${name}:-} for nothing)`,
+    );
+  }
 }
 
 /**
@@ -147,8 +179,15 @@ export function anchorRunner(spec: ExperimentSpec, dir: string): ExperimentSpec 
 export function loadExperimentSpec(path: string): ExperimentSpec {
   let text: string;
   try {
+    const bytes = statSync(path).size;
+    if (bytes > MAX_SPEC_BYTES) {
+      throw new InputError(
+        `spec "${path}": the file is ${bytes} bytes; the limit is ${MAX_SPEC_BYTES} (16 MiB): is a categorical parameter listing more than ${MAX_CHOICES} choices?`,
+      );
+    }
     text = readFileSync(path, 'utf8');
   } catch (err) {
+    if (err instanceof InputError) throw err;
     throw new InputError(`spec "${path}": cannot read it: ${(err as Error).message}`, {
       cause: err,
     });

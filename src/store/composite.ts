@@ -29,9 +29,13 @@ export abstract class CompositeStore implements Store {
   createExperiment: Store['createExperiment'] = (...a) =>
     this.#p.experiments.createExperiment(...a);
   getExperiment: Store['getExperiment'] = (...a) => this.#p.experiments.getExperiment(...a);
+  experimentStatus: Store['experimentStatus'] = (...a) =>
+    this.#p.experiments.experimentStatus(...a);
   listExperiments: Store['listExperiments'] = () => this.#p.experiments.listExperiments();
   setExperimentStatus: Store['setExperimentStatus'] = (...a) =>
     this.#p.experiments.setExperimentStatus(...a);
+  deleteExperiment: Store['deleteExperiment'] = (...a) =>
+    this.#p.experiments.deleteExperiment(...a);
   addTrial: Store['addTrial'] = (...a) => this.#p.experiments.addTrial(...a);
   markRunning: Store['markRunning'] = (...a) => this.#p.experiments.markRunning(...a);
   recordReport: Store['recordReport'] = (...a) => this.#p.experiments.recordReport(...a);

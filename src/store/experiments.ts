@@ -1,7 +1,7 @@
 /**
  * The experiment store contract: experiments, their trials, and the ordered history of
  * reports and finishes the scheduler replays into its sampler and pruner after a crash.
- * Every call is durable when its promise resolves. Implementations: `sqlite/`.
+ * Every call is durable when its promise resolves. Implementations: `sqlite/`, `postgres/`.
  */
 
 /** Lifecycle of an experiment. */
@@ -110,8 +110,15 @@ export interface ExperimentStore {
   /** Creates an experiment; throws InputError when the name is taken. */
   createExperiment(name: string, spec: unknown, now?: number): Promise<ExperimentRecord>;
   getExperiment(name: string): Promise<ExperimentRecord | undefined>;
+  /** The experiment's status alone, without reading its spec; undefined when it does not exist. */
+  experimentStatus(name: string): Promise<ExperimentStatus | undefined>;
   listExperiments(): Promise<ExperimentRecord[]>;
   setExperimentStatus(name: string, status: ExperimentStatus): Promise<void>;
+  /**
+   * Deletes an experiment with its trials, reports and history, in one transaction; false
+   * (and nothing changes) when it does not exist.
+   */
+  deleteExperiment(name: string): Promise<boolean>;
   /** Adds trial `number` in status `pending`; false (and nothing changes) when it exists. */
   addTrial(trial: NewTrial): Promise<boolean>;
   /** Moves `pending` trials to `running` once their tasks are confirmed published. */

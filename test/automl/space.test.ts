@@ -2,6 +2,8 @@ import { describe, expect, expectTypeOf, it } from 'vitest';
 import { Rng } from '../../src/automl/rng.js';
 import { RandomSampler, sampleParam } from '../../src/automl/samplers/random.js';
 import {
+  MAX_CHOICES,
+  MAX_PARAMS,
   SearchSpace,
   space,
   type NumericParam,
@@ -204,6 +206,30 @@ describe('SearchSpace.parse', () => {
     expect(() => SearchSpace.parse(null)).toThrow(InputError);
     expect(() => SearchSpace.parse({})).toThrow(
       'space: a search space needs at least one parameter',
+    );
+  });
+
+  it('refuses a categorical parameter with more than MAX_CHOICES choices, naming it and the count', () => {
+    const choices = Array.from({ length: MAX_CHOICES + 1 }, (_, i) => `c${i}`);
+    const message = new RegExp(
+      `parameter "k": (choices: )?has ${MAX_CHOICES + 1} choices; the limit is ${MAX_CHOICES}`,
+    );
+    expect(() => SearchSpace.parse({ k: { type: 'categorical', choices } })).toThrow(message);
+    expect(() => space().categorical('k', choices).build()).toThrow(message);
+    expect(() =>
+      SearchSpace.parse({ k: { type: 'categorical', choices: choices.slice(0, MAX_CHOICES) } }),
+    ).not.toThrow();
+  });
+
+  it('refuses a space of more than MAX_PARAMS parameters', () => {
+    const params = Object.fromEntries(
+      Array.from({ length: MAX_PARAMS + 1 }, (_, i) => [
+        `p${i}`,
+        { type: 'float', low: 0, high: 1 },
+      ]),
+    );
+    expect(() => SearchSpace.parse(params)).toThrow(
+      `a search space has at most ${MAX_PARAMS} parameters (it has ${MAX_PARAMS + 1})`,
     );
   });
 

@@ -1,10 +1,21 @@
 import { execFileSync } from 'node:child_process';
-import { readdirSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { EmbeddedBroker } from '../../src/broker/embedded/index.js';
 import { SqliteStore } from '../../src/store/sqlite/index.js';
-import { assertBuilt, exited, FIXTURES, killAll, runCli, startCli, tempBroker } from './helpers.js';
+import {
+  assertBuilt,
+  CLI,
+  exited,
+  FIXTURES,
+  killAll,
+  runCli,
+  runProcess,
+  startCli,
+  tempBroker,
+} from './helpers.js';
 
 beforeAll(assertBuilt);
 
@@ -286,6 +297,122 @@ describe('qtune experiment', () => {
     expect(r.stderr).toMatch(/parameter "lr": low \(1\) is above high \(0\.1\)/);
   });
 
+  it('refuses a spec the sampler rejects with exit code 2 and stores nothing, so the fixed spec then runs', async () => {
+    const { specPath, store, args, storeArgs } = setup({
+      name: 'cma',
+      maxTrials: 2,
+      sampler: { name: 'cmaes' },
+    });
+    const r = await runCli([...args, 'experiment', ...storeArgs, 'run', specPath]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(
+      /CMA-ES needs float or int parameters without conditions; "k" is categorical/,
+    );
+    expect(await experimentExists(store, 'cma')).toBe(false);
+
+    const spec = JSON.parse(readFileSync(specPath, 'utf8'));
+    writeFileSync(specPath, JSON.stringify({ ...spec, sampler: { name: 'random', seed: 1 } }));
+    const fixed = await runCli(
+      [...args, 'experiment', ...storeArgs, 'run', specPath, '--workers', '1'],
+      { timeoutMs: 60_000 },
+    );
+    expect(fixed.stderr).toBe('');
+    expect(fixed.code).toBe(0);
+    expect(fixed.stdout).toMatch(/experiment cma: done\n {2}trials: 2 finished of 2/);
+  }, 60_000);
+
+  it('exits 2 for bad usage of every experiment subcommand', async () => {
+    const { args, storeArgs } = setup({ name: 'usage', maxTrials: 1 });
+    const bad = [
+      ['run'],
+      ['run', 'spec.json', '--bogus'],
+      ['resume'],
+      ['status', '--bogus'],
+      ['best'],
+      ['trials', 'x', '--format', 'xml'],
+      ['export', 'x', '--format', 'xml'],
+      ['stop', 'x', '--timeout', 'soon'],
+      ['schema', '--bogus'],
+    ];
+    for (const argv of bad) {
+      const r = await runCli([...args, 'experiment', ...storeArgs, ...argv]);
+      expect({ argv, code: r.code }).toEqual({ argv, code: 2 });
+      expect(r.stderr).toMatch(/error: /);
+    }
+  }, 60_000);
+
+  it('delete removes a finished experiment and its queues; refuses a running one; an unknown name exits 4 with a suggestion', async () => {
+    const { env, specPath, store, args, storeArgs } = setup({ name: 'doomed', maxTrials: 2 });
+    const run = await runCli(
+      [...args, 'experiment', ...storeArgs, 'run', specPath, '--workers', '1'],
+      { timeoutMs: 60_000 },
+    );
+    expect(run.code).toBe(0);
+
+    const typo = await runCli([...args, 'experiment', ...storeArgs, 'delete', 'domed']);
+    expect(typo.code).toBe(4);
+    expect(typo.stderr).toMatch(/experiment "domed" does not exist \(did you mean "doomed"\?\)/);
+
+    const s = new SqliteStore({ path: store });
+    await s.setExperimentStatus('doomed', 'running');
+    await s.close();
+    const busy = await runCli([...args, 'experiment', ...storeArgs, 'delete', 'doomed']);
+    expect(busy.code).toBe(2);
+    expect(busy.stderr).toMatch(/is running: stop it first .*or pass --force/);
+    expect(await experimentExists(store, 'doomed')).toBe(true);
+
+    const queuesNamed = async (text: string): Promise<string[]> => {
+      const broker = await EmbeddedBroker.open({ path: env.url });
+      try {
+        return (await broker.listQueues()).filter((n) => n.includes(text));
+      } finally {
+        await broker.close();
+      }
+    };
+    expect(await queuesNamed('doomed')).toContain('qtune.exp.doomed');
+    const del = await runCli([
+      ...args,
+      'experiment',
+      ...storeArgs,
+      'delete',
+      'doomed',
+      '--force',
+      '--json',
+    ]);
+    expect(del.stderr).toBe('');
+    expect(del.code).toBe(0);
+    expect(JSON.parse(del.stdout)).toMatchObject({ experiment: 'doomed', trials: 2 });
+    expect(await experimentExists(store, 'doomed')).toBe(false);
+    expect(await queuesNamed('doomed')).toEqual([]);
+    for (const sub of ['status', 'best', 'delete']) {
+      const gone = await runCli([...args, 'experiment', ...storeArgs, sub, 'doomed']);
+      expect({ sub, code: gone.code }).toEqual({ sub, code: 4 });
+    }
+  }, 60_000);
+
+  it('answers status and best of an unknown experiment with exit code 4, creating nothing', async () => {
+    const env = tempBroker();
+    cleanups.push(env.cleanup);
+    for (const argv of [
+      ['status', 'nope'],
+      ['best', 'nope'],
+      ['trials', 'nope'],
+      ['stop', 'nope'],
+      ['delete', 'nope'],
+      ['resume', 'nope'],
+    ]) {
+      const r = await runProcess(process.execPath, [CLI, 'experiment', ...argv], { cwd: env.dir });
+      expect({ argv, code: r.code }).toEqual({ argv, code: 4 });
+      expect(r.stderr).toMatch(/experiment "nope" does not exist/);
+    }
+    const all = await runProcess(process.execPath, [CLI, 'experiment', 'status', '--json'], {
+      cwd: env.dir,
+    });
+    expect(all.code).toBe(0);
+    expect(JSON.parse(all.stdout)).toEqual([]);
+    expect(readdirSync(env.dir)).toEqual(['marks']);
+  }, 60_000);
+
   it('reports status, best, trials and export of a finished experiment', async () => {
     const { specPath, args, storeArgs } = setup({ name: 'small', maxTrials: 8 });
     const run = await runCli(
@@ -332,7 +459,7 @@ describe('qtune experiment', () => {
     expect(doc.trials).toHaveLength(8);
     expect(doc.trials[0].reports.length).toBeGreaterThan(0);
     const missing = await runCli([...args, 'experiment', ...storeArgs, 'status', 'nope']);
-    expect(missing.code).toBe(2);
+    expect(missing.code).toBe(4);
     expect(missing.stderr).toMatch(/experiment "nope" does not exist/);
   }, 60_000);
 });

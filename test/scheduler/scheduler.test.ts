@@ -367,6 +367,72 @@ describe('Scheduler', () => {
     await scheduler.done;
   });
 
+  it('stores nothing when the sampler or pruner rejects the spec, so the fixed spec then runs', async () => {
+    const { broker, store } = setup();
+    const name = `exp-${Math.random().toString(36).slice(2, 8)}`;
+    const space: ExperimentSpecInput['space'] = {
+      x: { type: 'float', low: -5, high: 5 },
+      k: { type: 'categorical', choices: ['a', 'b'] },
+    };
+    await expect(
+      Scheduler.start({
+        broker,
+        store,
+        spec: spec({ name, space, sampler: { name: 'cmaes' }, maxTrials: 2 }),
+      }),
+    ).rejects.toThrow(
+      /CMA-ES needs float or int parameters without conditions; "k" is categorical/,
+    );
+    await expect(
+      Scheduler.start({
+        broker,
+        store,
+        spec: spec({ name, space, pruner: { name: 'hyperband' }, maxTrials: 2 }),
+      }),
+    ).rejects.toThrow(/needs maxResource/);
+    expect(await store.getExperiment(name)).toBeUndefined();
+    expect(await store.listExperiments()).toEqual([]);
+
+    const fixed = spec({ name, space, sampler: { name: 'random', seed: 1 }, maxTrials: 2 });
+    const scheduler = await Scheduler.start({ broker, store, spec: fixed });
+    await worker(broker, name, async () => 1);
+    expect((await scheduler.done).status).toBe('done');
+  });
+
+  it('leaves a stored experiment untouched when its stored spec no longer builds on resume', async () => {
+    const { broker, store } = setup();
+    const name = `exp-${Math.random().toString(36).slice(2, 8)}`;
+    const bad = { ...spec({ name, maxTrials: 2 }), sampler: { name: 'cmaes', options: {} } };
+    await store.createExperiment(name, {
+      ...bad,
+      space: { k: { type: 'categorical', choices: [1, 2] } },
+    });
+    await store.setExperimentStatus(name, 'stopped');
+    await expect(Scheduler.start({ broker, store, resume: name })).rejects.toThrow(/CMA-ES/);
+    expect((await store.getExperiment(name))?.status).toBe('stopped');
+  });
+
+  it('reads only the experiment status on its stop polls, never the stored spec again', async () => {
+    const { broker, store } = setup();
+    const calls = { getExperiment: 0, experimentStatus: 0 };
+    const counted = new Proxy(store, {
+      get(target, prop, receiver) {
+        if (prop === 'getExperiment' || prop === 'experimentStatus') calls[prop]++;
+        return Reflect.get(target, prop, receiver);
+      },
+    });
+    const s = spec({ maxTrials: 1 });
+    const scheduler = await Scheduler.start({ broker, store: counted, spec: s, stopPollMs: 5 });
+    const atStart = calls.getExperiment;
+    await worker(broker, s.name, async () => {
+      while (calls.experimentStatus < 5) await new Promise((r) => setTimeout(r, 5));
+      return 1;
+    });
+    expect((await scheduler.done).status).toBe('done');
+    expect(calls.experimentStatus).toBeGreaterThanOrEqual(5);
+    expect(calls.getExperiment).toBe(atStart);
+  });
+
   it('refuses to create an experiment whose name exists, and to resume one that does not', async () => {
     const { broker, store } = setup();
     const s = spec({ maxTrials: 1 });

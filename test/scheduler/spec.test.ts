@@ -8,6 +8,7 @@ import { createPruner, createSampler } from '../../src/scheduler/search.js';
 import {
   experimentSpecJsonSchema,
   loadExperimentSpec,
+  MAX_SPEC_BYTES,
   parseExperimentSpec,
 } from '../../src/scheduler/spec.js';
 
@@ -47,6 +48,37 @@ describe('experiment spec', () => {
     expect(() =>
       parseExperimentSpec({ ...base, space: { x: { type: 'int', low: 5, high: 1 } } }),
     ).toThrow(/space: parameter "x": low \(5\) is above high \(1\)/);
+  });
+
+  it('refuses an http runner URL that is not http:// or https://, naming it', () => {
+    expect(() => parseExperimentSpec({ ...base, runner: { http: 'ftp://models' } })).toThrow(
+      /"runner.http": "ftp:\/\/models" is not an http:\/\/ or https:\/\/ URL/,
+    );
+    expect(() =>
+      parseExperimentSpec({ ...base, runner: { http: ['http://127.0.0.1:8001', 'nope'] } }),
+    ).toThrow(/"runner.http.1": "nope"/);
+  });
+
+  it('refuses a spec file over MAX_SPEC_BYTES without parsing it', () => {
+    const path = file('huge.json', ' '.repeat(MAX_SPEC_BYTES + 1));
+    expect(() => loadExperimentSpec(path)).toThrow(
+      `the file is ${MAX_SPEC_BYTES + 1} bytes; the limit is ${MAX_SPEC_BYTES} (16 MiB)`,
+    );
+  });
+
+  it('refuses an exec placeholder of a conditional parameter without a default, and takes {name:-default}', () => {
+    const space = {
+      opt: { type: 'categorical', choices: ['sgd', 'adam'] },
+      momentum: { type: 'float', low: 0, high: 1, when: { opt: 'sgd' } },
+    };
+    expect(() =>
+      parseExperimentSpec({ ...base, space, runner: { exec: 'train --opt {opt} --m {momentum}' } }),
+    ).toThrow(
+      /"runner.exec": placeholder \{momentum\} names the conditional parameter "momentum".*\{momentum:-0\}/,
+    );
+    for (const exec of ['train --m {momentum:-0.9}', 'train {momentum:-}', 'train ${momentum}']) {
+      expect(parseExperimentSpec({ ...base, space, runner: { exec } }).runner).toEqual({ exec });
+    }
   });
 
   it('reads YAML and reports a syntax error with its line', () => {

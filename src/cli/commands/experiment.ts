@@ -1,13 +1,15 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Command, Option } from 'commander';
+import { Command, Option, type CommanderError } from 'commander';
 import { SingleBar, Presets } from 'cli-progress';
 import { stringify } from 'csv-stringify/sync';
+import type { Broker } from '../../broker/contract.js';
 import { parseBrokerUrl } from '../../broker/open.js';
-import { InputError } from '../../protocol/errors.js';
+import { InputError, NotFoundError } from '../../protocol/errors.js';
 import { experimentQueues } from '../../protocol/trial.js';
-import { Scheduler, type SchedulerSummary } from '../../scheduler/scheduler.js';
+import { assertDeletable, deleteExperiment, findExperiment } from '../../scheduler/manage.js';
+import { buildExperiment, Scheduler, type SchedulerSummary } from '../../scheduler/scheduler.js';
 import {
   experimentSpecJsonSchema,
   loadExperimentSpec,
@@ -41,13 +43,30 @@ async function withStore<T>(cmd: Command, fn: (store: ExperimentStore) => Promis
   }
 }
 
+/**
+ * Whether the store may hold experiments: a SQLite store file that does not exist holds none,
+ * and commands that only read (or delete) do not create it.
+ */
+function storeExists(cmd: Command): boolean {
+  const target = parseStoreUrl(contextOf(cmd).globals.store);
+  return target.kind !== 'sqlite' || existsSync(target.location);
+}
+
+/** withStore for a command about experiment `name`: an unknown name is NotFoundError (exit 4). */
+async function withExperimentStore<T>(
+  cmd: Command,
+  name: string,
+  fn: (store: ExperimentStore) => Promise<T>,
+): Promise<T> {
+  if (!storeExists(cmd)) throw new NotFoundError('experiment', name);
+  return withStore(cmd, fn);
+}
+
 async function experimentOf(
   store: ExperimentStore,
   name: string,
 ): Promise<{ exp: ExperimentRecord; spec: ExperimentSpec }> {
-  const exp = await store.getExperiment(name);
-  if (!exp)
-    throw new InputError(`experiment "${name}" does not exist (see \`qtune experiment status\`)`);
+  const exp = await findExperiment(store, name);
   return { exp, spec: parseExperimentSpec(exp.spec, `stored spec of experiment "${name}"`) };
 }
 
@@ -241,8 +260,9 @@ async function runExperiment(
       'the memory broker lives in one process: use --workers 0, or the embedded broker',
     );
   }
+  if ('resume' in source && !storeExists(cmd)) throw new NotFoundError('experiment', source.resume);
   const store = await openStore(cmd);
-  const broker = await ctx.openBroker();
+  let broker: Broker | undefined;
   let workers: LocalWorkers | undefined;
   let scheduler: Scheduler | undefined;
   let progress: ReturnType<typeof progressOf> | undefined;
@@ -256,6 +276,17 @@ async function runExperiment(
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   try {
+    // Everything is checked before the scheduler stores anything.
+    const planned =
+      'spec' in source
+        ? source.spec
+        : parseExperimentSpec(
+            (await findExperiment(store, source.resume)).spec,
+            `stored spec of experiment "${source.resume}"`,
+          );
+    buildExperiment(planned);
+    if (opts.workers > 0) checkLocalRunner(planned);
+    broker = await ctx.openBroker();
     scheduler = await Scheduler.start({
       broker,
       store,
@@ -267,10 +298,6 @@ async function runExperiment(
     const counts = await store.counts(spec.name);
     progress = progressOf(ctx, scheduler, opts.json === true);
     if (opts.workers > 0) {
-      if (!spec.runner)
-        throw new InputError(
-          `experiment "${spec.name}": local workers need a \`runner\` in the spec (or use --workers 0)`,
-        );
       // Workers read the stored spec (runner paths already absolute) from a copy next to the store.
       const specCopy = join(storeDir(cmd), 'experiments', `${spec.name}.spec.json`);
       mkdirSync(dirname(specCopy), { recursive: true });
@@ -305,8 +332,39 @@ async function runExperiment(
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     await workers?.stop();
-    await broker.close();
+    await broker?.close();
     await store.close();
+  }
+}
+
+/**
+ * Checks what local workers need to run the spec's trials: a runner, its module file or its
+ * command's working directory. Throws `InputError` naming what is missing.
+ */
+function checkLocalRunner(spec: ExperimentSpec): void {
+  const runner = spec.runner;
+  if (!runner) {
+    throw new InputError(
+      `experiment "${spec.name}": local workers need a \`runner\` in the spec (or use --workers 0)`,
+    );
+  }
+  if ('module' in runner && !existsSync(runner.module)) {
+    throw new InputError(
+      `experiment "${spec.name}": runner.module "${runner.module}" does not exist`,
+    );
+  }
+  if ('exec' in runner && runner.cwd !== undefined && !isDirectory(runner.cwd)) {
+    throw new InputError(
+      `experiment "${spec.name}": runner.cwd "${runner.cwd}" is not a directory`,
+    );
+  }
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
   }
 }
 
@@ -338,10 +396,18 @@ const workersOption = () =>
     .argParser(intAtLeast(0))
     .default(2);
 
+/** commander reports bad usage (unknown option, missing argument) with 1; scripts get 2. */
+function usageExit(err: CommanderError): never {
+  const help = ['commander.helpDisplayed', 'commander.help', 'commander.version'];
+  process.exit(help.includes(err.code) ? ExitCode.Ok : ExitCode.BadInput);
+}
+
 export function experimentCommand(): Command {
-  const experiment = new Command('experiment').description(
-    'run and inspect AutoML experiments (hyperparameter searches)',
-  );
+  const experiment = new Command('experiment')
+    .description('run and inspect AutoML experiments (hyperparameter searches)')
+    // Subcommands copy these settings when created; the program's own reach only `experiment`.
+    .showHelpAfterError()
+    .exitOverride(usageExit);
 
   experiment
     .command('run')
@@ -368,7 +434,7 @@ export function experimentCommand(): Command {
     .argument('<name>', 'experiment name')
     .addOption(workersOption())
     .option('--json', 'print the summary as JSON')
-    .addHelpText('after', '\nExit codes as for `experiment run`.')
+    .addHelpText('after', '\nExit codes as for `experiment run`, and 4 unknown experiment.')
     .action(
       action(async (name: string, opts: RunOptions, cmd: Command) =>
         runExperiment(cmd, opts, { resume: name }),
@@ -381,51 +447,54 @@ export function experimentCommand(): Command {
     .argument('[name]', 'experiment name')
     .option('--json', 'print JSON')
     .action(
-      action(async (name: string | undefined, opts: { json?: boolean }, cmd: Command) =>
-        withStore(cmd, async (store) => {
-          const names =
-            name !== undefined ? [name] : (await store.listExperiments()).map((e) => e.name);
-          const rows = [];
-          for (const n of names) rows.push(await statusOf(store, n));
-          if (opts.json) {
-            process.stdout.write(JSON.stringify(name !== undefined ? rows[0] : rows) + '\n');
-            return;
-          }
-          if (rows.length === 0) {
-            process.stdout.write('no experiments\n');
-            return;
-          }
+      action(async (name: string | undefined, opts: { json?: boolean }, cmd: Command) => {
+        if (name !== undefined && !storeExists(cmd)) throw new NotFoundError('experiment', name);
+        const rows: Awaited<ReturnType<typeof statusOf>>[] = [];
+        if (storeExists(cmd)) {
+          await withStore(cmd, async (store) => {
+            const names =
+              name !== undefined ? [name] : (await store.listExperiments()).map((e) => e.name);
+            for (const n of names) rows.push(await statusOf(store, n));
+          });
+        }
+        if (opts.json) {
+          process.stdout.write(JSON.stringify(name !== undefined ? rows[0] : rows) + '\n');
+          return;
+        }
+        if (rows.length === 0) {
+          process.stdout.write('no experiments\n');
+          return;
+        }
+        process.stdout.write(
+          table([
+            [
+              'experiment',
+              'status',
+              'finished',
+              'running',
+              'pruned',
+              'failed',
+              'best',
+              'trials/min',
+            ],
+            ...rows.map((r) => [
+              r.name,
+              r.status,
+              `${r.finished}/${r.maxTrials}`,
+              r.running,
+              r.pruned,
+              r.failed,
+              fmt(r.best?.value),
+              r.trialsPerMinute,
+            ]),
+          ]) + '\n',
+        );
+        if (name !== undefined && rows[0]?.best) {
           process.stdout.write(
-            table([
-              [
-                'experiment',
-                'status',
-                'finished',
-                'running',
-                'pruned',
-                'failed',
-                'best',
-                'trials/min',
-              ],
-              ...rows.map((r) => [
-                r.name,
-                r.status,
-                `${r.finished}/${r.maxTrials}`,
-                r.running,
-                r.pruned,
-                r.failed,
-                fmt(r.best?.value),
-                r.trialsPerMinute,
-              ]),
-            ]) + '\n',
+            `best: trial ${rows[0].best.number} (${formatParams(rows[0].best.params)})\n`,
           );
-          if (name !== undefined && rows[0]?.best) {
-            process.stdout.write(
-              `best: trial ${rows[0].best.number} (${formatParams(rows[0].best.params)})\n`,
-            );
-          }
-        }),
-      ),
+        }
+      }),
     );
 
   experiment
@@ -435,11 +504,11 @@ export function experimentCommand(): Command {
     .option('--json', 'print JSON')
     .addHelpText(
       'after',
-      '\nExit codes: 0 found, 1 no trial has completed yet, 2 unknown experiment.',
+      '\nExit codes: 0 found, 1 no trial has completed yet, 4 unknown experiment.',
     )
     .action(
       action(async (name: string, opts: { json?: boolean }, cmd: Command) =>
-        withStore(cmd, async (store) => {
+        withExperimentStore(cmd, name, async (store) => {
           const { spec } = await experimentOf(store, name);
           const best = bestOf(await store.listTrials(name), spec);
           if (!best) {
@@ -473,7 +542,7 @@ export function experimentCommand(): Command {
     )
     .action(
       action(async (name: string, opts: { json?: boolean; format: string }, cmd: Command) =>
-        withStore(cmd, async (store) => {
+        withExperimentStore(cmd, name, async (store) => {
           const { spec } = await experimentOf(store, name);
           const trials = await store.listTrials(name);
           const format = opts.json ? 'json' : opts.format;
@@ -508,7 +577,7 @@ export function experimentCommand(): Command {
     )
     .action(
       action(async (name: string, opts: { json?: boolean; format: string }, cmd: Command) =>
-        withStore(cmd, async (store) => {
+        withExperimentStore(cmd, name, async (store) => {
           const { exp, spec } = await experimentOf(store, name);
           const trials = await store.listTrials(name);
           if (!opts.json && opts.format === 'csv') {
@@ -544,11 +613,11 @@ export function experimentCommand(): Command {
     .addHelpText(
       'after',
       '\nA stopped experiment can be resumed. Exit codes: 0 ok, 1 not stopped within --timeout\n' +
-        '(is its scheduler running? the request stays for the next one), 2 unknown experiment.',
+        '(is its scheduler running? the request stays for the next one), 4 unknown experiment.',
     )
     .action(
       action(async (name: string, opts: { wait?: boolean; timeout: number }, cmd: Command) =>
-        withStore(cmd, async (store) => {
+        withExperimentStore(cmd, name, async (store) => {
           const { exp } = await experimentOf(store, name);
           if (exp.status === 'done' || exp.status === 'stopped') {
             process.stdout.write(`experiment ${name} is already ${exp.status}\n`);
@@ -558,8 +627,8 @@ export function experimentCommand(): Command {
           if (opts.wait) {
             const until = Date.now() + opts.timeout;
             for (;;) {
-              const e = await store.getExperiment(name);
-              if (e && e.status !== 'stopping') break;
+              const status = await store.experimentStatus(name);
+              if (status !== 'stopping') break;
               if (Date.now() >= until) {
                 process.stderr.write(
                   `qtune: experiment "${name}" did not stop within ${opts.timeout} ms; is its scheduler running? The stop request stays.\n`,
@@ -571,6 +640,52 @@ export function experimentCommand(): Command {
           }
           process.stdout.write(`experiment ${name}: ${opts.wait ? 'stopped' : 'stop requested'}\n`);
           return ExitCode.Ok;
+        }),
+      ),
+    );
+
+  experiment
+    .command('delete')
+    .description(
+      'delete an experiment: its trials, reports and history in the store, and its queues on the broker',
+    )
+    .argument('<name>', 'experiment name')
+    .option('--force', 'delete a running or stopping experiment too (its scheduler must be gone)')
+    .option('--json', 'print what was deleted as JSON')
+    .addHelpText(
+      'after',
+      `\nDeletes the queues ${experimentQueues('NAME').trials}, .results, .reports, .dead and their\n` +
+        'dead-letter queues, then the experiment in the store. A running or stopping experiment is\n' +
+        'refused unless --force: stop it first with `qtune experiment stop NAME --wait`.\n' +
+        'Exit codes: 0 deleted, 2 running or stopping (without --force), 3 broker unavailable,\n' +
+        '4 unknown experiment.',
+    )
+    .action(
+      action(async (name: string, opts: { force?: boolean; json?: boolean }, cmd: Command) =>
+        withExperimentStore(cmd, name, async (store) => {
+          const ctx = contextOf(cmd);
+          // Checked before the broker is opened: an unknown or running experiment touches nothing.
+          const exp = await findExperiment(store, name);
+          assertDeletable(exp, { force: opts.force === true });
+          const target = parseBrokerUrl(ctx.globals.broker);
+          // An embedded broker file that does not exist holds no queue: it is not created.
+          const broker =
+            target.kind === 'embedded' && !existsSync(target.location)
+              ? undefined
+              : await ctx.openBroker();
+          let deleted;
+          try {
+            deleted = await deleteExperiment(store, broker, name, { force: opts.force === true });
+          } finally {
+            await broker?.close();
+          }
+          rmSync(join(storeDir(cmd), 'experiments', `${name}.spec.json`), { force: true });
+          if (opts.json) process.stdout.write(JSON.stringify(deleted) + '\n');
+          else {
+            process.stdout.write(
+              `deleted experiment ${name} (${deleted.status}, ${deleted.trials} trials, ${deleted.queues.length} queues)\n`,
+            );
+          }
         }),
       ),
     );

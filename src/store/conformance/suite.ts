@@ -145,6 +145,47 @@ export function storeConformance(
         expect((await s.getExperiment(exp))?.status).toBe('done');
       });
 
+      it("reads an experiment's status alone, and nothing for an unknown name", async () => {
+        const s = await store();
+        const exp = uniqueName('exp');
+        await s.createExperiment(exp, spec, 1000);
+        expect(await s.experimentStatus(exp)).toBe('running');
+        await s.setExperimentStatus(exp, 'stopping');
+        expect(await (await store()).experimentStatus(exp)).toBe('stopping');
+        expect(await s.experimentStatus(uniqueName('missing'))).toBeUndefined();
+      });
+
+      it('deletes an experiment with its trials, reports and history, and nothing of another', async () => {
+        const s = await store();
+        const [exp, other] = [uniqueName('exp'), uniqueName('exp')];
+        for (const name of [exp, other]) {
+          await s.createExperiment(name, spec, 1000);
+          await s.addTrial({ experiment: name, number: 0, params: {}, taskId: 't0', createdAt: 1 });
+          await s.markRunning(name, [0]);
+          await s.recordReport(name, { number: 0, step: 1, value: 2, decision: 'continue', at: 2 });
+          await s.finishTrial(name, 0, { status: 'complete', value: 1, finishedAt: 3 });
+        }
+        expect(await s.deleteExperiment(exp)).toBe(true);
+        const second = await store();
+        expect(await second.getExperiment(exp)).toBeUndefined();
+        expect(await second.listTrials(exp)).toEqual([]);
+        expect(await second.reports(exp, 0)).toEqual([]);
+        expect(await second.history(exp)).toEqual([]);
+        expect((await second.counts(exp)).total).toBe(0);
+        expect(await s.deleteExperiment(exp)).toBe(false);
+        expect(await s.deleteExperiment(uniqueName('missing'))).toBe(false);
+
+        expect((await s.getExperiment(other))?.name).toBe(other);
+        expect((await s.listTrials(other)).map((t) => t.status)).toEqual(['complete']);
+        expect(await s.reports(other, 0)).toHaveLength(1);
+        expect(await s.history(other)).toHaveLength(2);
+
+        // The name is free again: a new experiment under it starts empty.
+        await s.createExperiment(exp, spec, 5000);
+        expect((await s.getExperiment(exp))?.createdAt).toBe(5000);
+        expect(await s.listTrials(exp)).toEqual([]);
+      });
+
       it('adds a trial as pending once; a second add of its number changes nothing', async () => {
         const s = await store();
         const exp = uniqueName('exp');

@@ -59,6 +59,14 @@ export class PgExperiments implements Omit<ExperimentStore, 'close'> {
     return r.rows[0] ? toExperiment(r.rows[0]) : undefined;
   }
 
+  async experimentStatus(name: string): Promise<ExperimentStatus | undefined> {
+    const r = await this.#db.query<{ status: ExperimentStatus }>(
+      'SELECT status FROM qtune_experiments WHERE name = $1',
+      [name],
+    );
+    return r.rows[0]?.status;
+  }
+
   async listExperiments(): Promise<ExperimentRecord[]> {
     const r = await this.#db.query<ExperimentRow>(
       'SELECT * FROM qtune_experiments ORDER BY created_at, name',
@@ -71,6 +79,17 @@ export class PgExperiments implements Omit<ExperimentStore, 'close'> {
       'UPDATE qtune_experiments SET status = $1, updated_at = $2 WHERE name = $3',
       [status, Date.now(), name],
     );
+  }
+
+  async deleteExperiment(name: string): Promise<boolean> {
+    return this.#db.transaction(async (client) => {
+      const r = await client.query('DELETE FROM qtune_experiments WHERE name = $1', [name]);
+      if (r.rowCount === 0) return false;
+      for (const table of ['qtune_trials', 'qtune_reports', 'qtune_history']) {
+        await client.query(`DELETE FROM ${table} WHERE experiment = $1`, [name]);
+      }
+      return true;
+    });
   }
 
   async addTrial(trial: NewTrial): Promise<boolean> {

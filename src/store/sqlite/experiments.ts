@@ -114,12 +114,19 @@ export class SqliteExperiments implements Omit<ExperimentStore, 'close'> {
       getExperiment: db.prepare<[string], ExperimentRow>(
         'SELECT * FROM qtune_experiments WHERE name = ?',
       ),
+      experimentStatus: db.prepare<[string], { status: ExperimentStatus }>(
+        'SELECT status FROM qtune_experiments WHERE name = ?',
+      ),
       listExperiments: db.prepare<[], ExperimentRow>(
         'SELECT * FROM qtune_experiments ORDER BY created_at, name',
       ),
       setStatus: db.prepare(
         'UPDATE qtune_experiments SET status = ?, updated_at = ? WHERE name = ?',
       ),
+      deleteExperiment: db.prepare('DELETE FROM qtune_experiments WHERE name = ?'),
+      deleteTrials: db.prepare('DELETE FROM qtune_trials WHERE experiment = ?'),
+      deleteReports: db.prepare('DELETE FROM qtune_reports WHERE experiment = ?'),
+      deleteHistory: db.prepare('DELETE FROM qtune_history WHERE experiment = ?'),
       addTrial: db.prepare(
         `INSERT INTO qtune_trials (experiment, number, params, status, task_id, created_at)
          VALUES (?, ?, ?, 'pending', ?, ?) ON CONFLICT DO NOTHING`,
@@ -187,12 +194,28 @@ export class SqliteExperiments implements Omit<ExperimentStore, 'close'> {
     return row ? experimentOf(row) : undefined;
   }
 
+  async experimentStatus(name: string): Promise<ExperimentStatus | undefined> {
+    return this.#stmts.experimentStatus.get(name)?.status;
+  }
+
   async listExperiments(): Promise<ExperimentRecord[]> {
     return this.#stmts.listExperiments.all().map(experimentOf);
   }
 
   async setExperimentStatus(name: string, status: ExperimentStatus): Promise<void> {
     this.#stmts.setStatus.run(status, Date.now(), name);
+  }
+
+  async deleteExperiment(name: string): Promise<boolean> {
+    return this.#db
+      .transaction(() => {
+        if (this.#stmts.deleteExperiment.run(name).changes === 0) return false;
+        this.#stmts.deleteTrials.run(name);
+        this.#stmts.deleteReports.run(name);
+        this.#stmts.deleteHistory.run(name);
+        return true;
+      })
+      .immediate();
   }
 
   async addTrial(trial: NewTrial): Promise<boolean> {

@@ -6,7 +6,10 @@ import { ErrorCode, TaskError } from '../../protocol/errors.js';
 import { runCommand } from '../handlers/exec.js';
 import { httpPoolHandler } from '../handlers/http-pool.js';
 import { loadModuleFunction } from '../handlers/module.js';
+import { fillCommand } from './placeholders.js';
 import type { TrialMetrics, TrialRun } from './trial-handler.js';
+
+export { fillCommand };
 
 /** Prefix of a stdout line carrying an intermediate report: `QTUNE_REPORT {"step": 3, "loss": 0.41}`. */
 export const REPORT_PREFIX = 'QTUNE_REPORT ';
@@ -17,23 +20,6 @@ export const RESULT_PREFIX = 'QTUNE_RESULT ';
 export async function moduleTrialRun(path: string): Promise<TrialRun> {
   const fn = await loadModuleFunction(path, '(params, trial) => value');
   return async (trial) => (await fn(trial.params, trial)) as TrialMetrics;
-}
-
-function shellQuote(value: string): string {
-  return /^[A-Za-z0-9_.,:/=+-]+$/.test(value) ? value : `'${value.replace(/'/g, `'\\''`)}'`;
-}
-
-/**
- * Fills `{name}` placeholders of a command template with the trial's parameter values,
- * shell-quoted; braces that name no parameter are left as they are.
- */
-export function fillCommand(
-  template: string,
-  params: Record<string, number | string | boolean>,
-): string {
-  return template.replace(/\{([A-Za-z_][A-Za-z0-9_.-]*)\}/g, (whole, name: string) =>
-    Object.hasOwn(params, name) ? shellQuote(String(params[name])) : whole,
-  );
 }
 
 function parseMetricsJson(text: string, where: string): TrialMetrics {
@@ -66,7 +52,8 @@ function parseMetricsJson(text: string, where: string): TrialMetrics {
  * QTUNE_MAX_STEPS; the params JSON is also on its stdin. It prints
  * `QTUNE_REPORT {"step": N, "<metric>": V, ...}` lines as it goes and one
  * `QTUNE_RESULT {...}` (or a bare number) at the end; other output is ignored. When told to
- * stop, its process group gets SIGTERM. A non-zero exit fails the attempt with the end of stderr.
+ * stop before its result line, its process group gets SIGTERM; once the result line is read,
+ * the trial is complete whatever decision arrives after. A non-zero exit fails the attempt with the end of stderr.
  */
 export function execTrialRun(template: string, options: { cwd?: string } = {}): TrialRun {
   return async (trial, ctx) => {
@@ -81,6 +68,8 @@ export function execTrialRun(template: string, options: { cwd?: string } = {}): 
             line.slice(RESULT_PREFIX.length),
             `trial ${trial.number}: ${RESULT_PREFIX.trim()} line`,
           );
+          // The result is in: a stop decision arriving from now on no longer prunes the trial.
+          trial.final(result);
         } catch (err) {
           lineError ??= err as Error;
         }

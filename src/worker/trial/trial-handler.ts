@@ -41,6 +41,12 @@ export interface Trial {
    * time the trial goes on (resolves false).
    */
   report(step: number, metrics: TrialMetrics): Promise<boolean>;
+  /**
+   * Declares the trial's final metrics before the run returns (a command's `QTUNE_RESULT`
+   * line). From then on the trial ends complete with them: a stop decision that arrives after
+   * the result, or races with it, no longer makes it pruned nor stops the run.
+   */
+  final(metrics: TrialMetrics): void;
   readonly log: Logger;
 }
 
@@ -78,6 +84,8 @@ export function trialHandler(run: TrialRun, options: TrialHandlerOptions = {}): 
     const signal = AbortSignal.any([ctx.signal, stopper.signal]);
     let last: { step: number; value: number } | undefined;
     let stopped = false;
+    /** The final metrics once the run declared them: a result that arrived wins over a stop. */
+    let final: TrialMetrics | undefined;
     const timeoutMs = task.budget?.timeoutMs;
     const timer =
       timeoutMs === undefined
@@ -141,8 +149,11 @@ export function trialHandler(run: TrialRun, options: TrialHandlerOptions = {}): 
         }
         if (decision === TrialDecision.Continue) return false;
         stopped = true;
-        stopper.abort(new TrialStopped('pruned'));
+        if (final === undefined) stopper.abort(new TrialStopped('pruned'));
         return true;
+      },
+      final(metrics) {
+        final = metrics;
       },
     };
 
@@ -150,11 +161,7 @@ export function trialHandler(run: TrialRun, options: TrialHandlerOptions = {}): 
       state: 'pruned',
       ...(last !== undefined && { step: last.step, value: last.value }),
     });
-    try {
-      const metrics = await run(trial, { ...ctx, signal });
-      if (stopped) return pruned();
-      const reason: unknown = stopper.signal.reason;
-      if (reason instanceof TrialStopped && reason.why === 'timeout') throw reason;
+    const complete = (metrics: TrialMetrics): TrialOutcome => {
       const value = objectiveOf(metrics, task.metric);
       if (value === undefined) {
         throw new TaskError(
@@ -163,16 +170,23 @@ export function trialHandler(run: TrialRun, options: TrialHandlerOptions = {}): 
           { retry: false },
         );
       }
-      const outcome: TrialOutcome = {
-        state: 'complete',
-        value,
-        ...(typeof metrics === 'object' && { metrics }),
-      };
-      return outcome;
-    } catch (err) {
-      if (stopped) return pruned();
+      return { state: 'complete', value, ...(typeof metrics === 'object' && { metrics }) };
+    };
+    const timedOut = (): boolean => {
       const reason: unknown = stopper.signal.reason;
-      if (reason instanceof TrialStopped && reason.why === 'timeout') {
+      return reason instanceof TrialStopped && reason.why === 'timeout';
+    };
+    try {
+      const metrics = await run(trial, { ...ctx, signal });
+      if (final !== undefined) return complete(final);
+      if (stopped) return pruned();
+      if (timedOut()) throw stopper.signal.reason as Error;
+      return complete(metrics);
+    } catch (err) {
+      // The run was stopped (pruned, timed out) after its result arrived: the result wins.
+      if (final !== undefined && (stopped || timedOut())) return complete(final);
+      if (stopped) return pruned();
+      if (timedOut()) {
         throw new TaskError(
           ErrorCode.Timeout,
           `trial ${task.trial}: exceeded its time budget of ${timeoutMs} ms`,

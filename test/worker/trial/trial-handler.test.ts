@@ -1,4 +1,7 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Consumer } from '../../../src/broker/contract.js';
@@ -21,7 +24,9 @@ const open: {
   consumers: [],
   servers: [],
 };
+const cleanups: (() => void)[] = [];
 afterEach(async () => {
+  for (const c of cleanups.splice(0)) c();
   for (const c of open.consumers.splice(0)) await c.cancel();
   for (const r of open.requesters.splice(0)) await r.close();
   for (const b of open.brokers.splice(0)) await b.close();
@@ -170,6 +175,25 @@ describe('execTrialRun', () => {
     expect(Date.now() - t0).toBeLessThan(10_000);
   });
 
+  it('records a command that printed its QTUNE_RESULT as complete when the prune decision arrives after it', async () => {
+    // The scheduler decides to prune only once the command has printed its result (it writes
+    // the marker the command waits for), so the decision reaches a trial whose result is in.
+    const dir = mkdtempSync(join(tmpdir(), 'qtune-trial-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const marker = join(dir, 'decided');
+    const { requester, reports } = await scheduler(() => {
+      writeFileSync(marker, 'prune');
+      return 'prune';
+    });
+    const cmd =
+      `node -e 'process.stdout.write("QTUNE_REPORT " + JSON.stringify({ step: 1, loss: 7 }) + "\\n" +` +
+      ` "QTUNE_RESULT " + JSON.stringify({ loss: 0.5, acc: 0.9 }) + "\\n");` +
+      ` const wait = setInterval(() => { if (require("fs").existsSync(process.argv[1])) clearInterval(wait); }, 10)' ${marker}`;
+    const outcome = await trialHandler(execTrialRun(cmd), { requester })(task(), fakeContext());
+    expect(reports.map((r) => [r.step, r.value])).toEqual([[1, 7]]);
+    expect(outcome).toEqual({ state: 'complete', value: 0.5, metrics: { loss: 0.5, acc: 0.9 } });
+  });
+
   it('fails without retry when the command prints no QTUNE_RESULT or a malformed QTUNE_ line', async () => {
     const none = trialHandler(execTrialRun('echo 0.5'));
     await expect(none(task(), fakeContext())).rejects.toThrow(
@@ -200,6 +224,16 @@ describe('fillCommand', () => {
     expect(
       fillCommand('run {a} {b} {c} ${HOME} {unknown}', { a: 0.001, b: "it's here", c: true }),
     ).toBe(`run 0.001 'it'\\''s here' true \${HOME} {unknown}`);
+  });
+
+  it("fills an inactive parameter's placeholder with its default and leaves ${...} to the shell", () => {
+    const template = 'run --m {m:-0.9} --n {n:-} --s {s:-a b} {opt} ${m} ${OUT:-/tmp}';
+    expect(fillCommand(template, { opt: 'adam' })).toBe(
+      "run --m 0.9 --n  --s 'a b' adam ${m} ${OUT:-/tmp}",
+    );
+    expect(fillCommand(template, { opt: 'sgd', m: 0.5, n: 2, s: 'x' })).toBe(
+      'run --m 0.5 --n 2 --s x sgd ${m} ${OUT:-/tmp}',
+    );
   });
 });
 
