@@ -12,7 +12,9 @@ interface PublishOptions {
   json?: boolean;
 }
 
-const CHUNK = 5_000;
+/** Tasks per publish call, and publish calls in flight at once. */
+const BATCH = 1_000;
+const IN_FLIGHT = 4;
 
 export function publishCommand(): Command {
   return new Command('publish')
@@ -54,9 +56,7 @@ export function publishCommand(): Command {
         });
         const broker = await ctx.openBroker();
         try {
-          for (let i = 0; i < items.length; i += CHUNK) {
-            await submitTasks(broker, queue, items.slice(i, i + CHUNK));
-          }
+          await submitTasks(broker, queue, items, { batchSize: BATCH, inFlight: IN_FLIGHT });
         } finally {
           await broker.close();
         }
