@@ -505,10 +505,10 @@ async function main() {
   };
   const runs = {};
   const errors = [];
-  const record = async (key, label, fn, show) => {
+  const record = async (key, round, label, fn, show) => {
     process.stderr.write(`  ${label} ... `);
     try {
-      const r = await fn();
+      const r = { round, ...(await fn()) };
       (runs[key] ??= []).push(r);
       process.stderr.write(`${show(r)}\n`);
     } catch (err) {
@@ -530,11 +530,12 @@ async function main() {
             : system === 'in-process'
               ? () => inProcessRun(broker)
               : () => bullmqRun();
-        await record(`${broker} ${system}`, label, run, showRate);
+        await record(`${broker} ${system}`, r, label, run, showRate);
       }
       if (opts.drain) {
         await record(
           `${broker} drain`,
+          r,
           `round ${r}/${opts.rounds} ${broker} results drain`,
           () => drainRun(broker),
           (d) =>
@@ -555,6 +556,13 @@ async function main() {
     const v = (runs[key] ?? []).map((x) => x[field]);
     return v.length === 0 ? '' : `${fmt(Math.min(...v), 0)}–${fmt(Math.max(...v), 0)}`;
   };
+  /** Median over rounds of `key`'s rate over `base`'s in the same round. */
+  const pairedRatio = (key, base) =>
+    median(
+      (runs[key] ?? []).map((x) =>
+        ratio(x.tasksPerSec, runs[base]?.find((y) => y.round === x.round)?.tasksPerSec),
+      ),
+    );
   const summary = {};
   const rows = [];
   for (const broker of brokers) {
@@ -567,6 +575,7 @@ async function main() {
       bullmq: round(bull),
       cliPublishSeconds: round(med(`${broker} cli`, 'publishSeconds'), 3),
       cliVsInProcess: round(ratio(cli, inproc), 3),
+      cliVsInProcessPerRound: round(pairedRatio(`${broker} cli`, `${broker} in-process`), 3),
       cliVsBullmq: round(ratio(cli, bull), 3),
       inProcessVsBullmq: round(ratio(inproc, bull), 3),
     };
@@ -578,13 +587,14 @@ async function main() {
         fmt(rate, 0),
         range(key, 'tasksPerSec'),
         system === 'in-process' ? '1.00x' : `${fmt(ratio(rate, inproc), 2)}x`,
+        system === 'in-process' ? '1.00x' : `${fmt(pairedRatio(key, `${broker} in-process`), 2)}x`,
         bull === null || system === 'bullmq' ? '' : `${fmt(ratio(rate, bull), 2)}x`,
       ]);
     }
   }
   printTable(
     `End to end: ${opts.tasks} tasks, ${opts.workers} workers × ${opts.concurrency}, medians of ${opts.rounds} rounds (tasks/s, higher is better)`,
-    ['system', 'tasks/s', 'range', 'vs in-process', 'vs bullmq'],
+    ['system', 'tasks/s', 'range', 'vs in-process', 'same round', 'vs bullmq'],
     rows,
   );
   if (opts.drain) {
