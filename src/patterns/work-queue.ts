@@ -46,6 +46,11 @@ export interface SubmitOptions {
   replyTo?: string;
   /** Messages per publish call (default: 500). */
   batchSize?: number;
+  /**
+   * Publish calls in flight at once: more than one overlaps a batch's round trip to the broker
+   * with the next batches, and batches may then reach the queue out of order (default: 1).
+   */
+  inFlight?: number;
   /** Declare the task queue and the result queue first, keeping existing policies (default: true). */
   declare?: boolean;
   /** How an item is named in errors, from its 0-based index (default: `task N`, 1-based). */
@@ -105,16 +110,29 @@ export async function submitTasks<P>(
     await broker.declareQueue(queue);
     await broker.declareQueue(replyTo);
   }
+  const inFlight = Math.max(1, options.inFlight ?? 1);
   const ids: string[] = [];
-  for (let i = 0; i < items.length; i += batchSize) {
-    const messages: OutgoingMessage[] = items.slice(i, i + batchSize).map((item, j) => {
-      const msg: OutgoingMessage = envelopeMessage(envelopes[i + j]!);
-      if (item.priority !== undefined) msg.priority = item.priority;
-      if (item.delayMs !== undefined) msg.delayMs = item.delayMs;
-      return msg;
-    });
-    await broker.publish(queue, messages);
-    for (const m of messages) ids.push(m.id!);
+  const pending: Promise<unknown>[] = [];
+  try {
+    for (let i = 0; i < items.length; i += batchSize) {
+      const messages: OutgoingMessage[] = items.slice(i, i + batchSize).map((item, j) => {
+        const msg: OutgoingMessage = envelopeMessage(envelopes[i + j]!);
+        if (item.priority !== undefined) msg.priority = item.priority;
+        if (item.delayMs !== undefined) msg.delayMs = item.delayMs;
+        return msg;
+      });
+      for (const m of messages) ids.push(m.id!);
+      const published = broker.publish(queue, messages);
+      // Awaited below, in order; a later batch failing first must not count as unhandled.
+      published.catch(() => undefined);
+      pending.push(published);
+      if (pending.length >= inFlight) await pending.shift();
+    }
+    await Promise.all(pending);
+  } catch (err) {
+    // Let the batches still in flight settle, so none is left running after the rejection.
+    await Promise.allSettled(pending);
+    throw err;
   }
   return ids;
 }

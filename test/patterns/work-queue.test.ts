@@ -79,6 +79,58 @@ describe('work queue', () => {
     expect(await b.listQueues()).toContain(resultQueueOf(queue));
   });
 
+  it('keeps several batches in flight with inFlight, returning every id in item order', async () => {
+    const b = broker();
+    const queue = uniqueQueue();
+    const publish = b.publish.bind(b);
+    let running = 0;
+    let most = 0;
+    vi.spyOn(b, 'publish').mockImplementation(async (q, msgs) => {
+      most = Math.max(most, ++running);
+      await new Promise((r) => setTimeout(r, 5));
+      running--;
+      return publish(q, msgs);
+    });
+    const items = Array.from({ length: 10 }, (_, i) => ({ payload: i }));
+    const ids = await submitTasks(b, queue, items, { batchSize: 2, inFlight: 3 });
+    expect(most).toBe(3);
+    const taken = await takeMessages(b, queue, 10);
+    expect(new Set(taken.map((t) => t.id))).toEqual(new Set(ids));
+    const byId = new Map(taken.map((t) => [t.id, t.envelope.payload]));
+    expect(ids.map((id) => byId.get(id))).toEqual(items.map((i) => i.payload));
+  });
+
+  it('rejects with the first failed batch once the batches in flight have settled', async () => {
+    const b = broker();
+    const queue = uniqueQueue();
+    const publish = b.publish.bind(b);
+    const settled: number[] = [];
+    let call = 0;
+    vi.spyOn(b, 'publish').mockImplementation(async (q, msgs) => {
+      const n = call++;
+      // The second batch fails at once, while the first and third are still in flight.
+      if (n === 1) throw new Error('disk is full');
+      await new Promise((r) => setTimeout(r, 20));
+      settled.push(n);
+      return publish(q, msgs);
+    });
+    const unhandled = vi.fn();
+    process.on('unhandledRejection', unhandled);
+    try {
+      await expect(
+        submitTasks(b, queue, [{ payload: 1 }, { payload: 2 }, { payload: 3 }], {
+          batchSize: 1,
+          inFlight: 3,
+        }),
+      ).rejects.toThrow('disk is full');
+      expect(settled.sort()).toEqual([0, 2]);
+      await new Promise((r) => setTimeout(r, 10));
+      expect(unhandled).not.toHaveBeenCalled();
+    } finally {
+      process.off('unhandledRejection', unhandled);
+    }
+  });
+
   it('consumes results, acking each after the handler returns', async () => {
     const b = broker();
     const queue = uniqueQueue();

@@ -14,6 +14,10 @@ interface PublishOptions {
   json?: boolean;
 }
 
+/** Tasks per publish call, and publish calls in flight at once. */
+const BATCH = 1_000;
+const IN_FLIGHT = 4;
+
 export function publishCommand(): Command {
   return new Command('publish')
     .description('publish one task per JSON line of a file (or stdin) to a queue')
@@ -74,7 +78,7 @@ export function publishCommand(): Command {
         const notBefore = new Date(Date.now() + (opts.delay ?? 0)).toISOString();
         const broker = await ctx.openBroker();
         try {
-          await submitTasks(broker, queue, items, { label });
+          await submitTasks(broker, queue, items, { label, batchSize: BATCH, inFlight: IN_FLIGHT });
         } finally {
           await broker.close();
         }

@@ -1,12 +1,13 @@
 import { Command, Option } from 'commander';
 import { stringify } from 'csv-stringify/sync';
-import type { Delivery } from '../../broker/contract.js';
+import { ackEach, type Consumer, type Delivery } from '../../broker/contract.js';
 import { resultQueueOf } from '../../patterns/work-queue.js';
 import { decode } from '../../protocol/codec.js';
 import { DecodeError } from '../../protocol/errors.js';
 import { assertName } from '../../protocol/names.js';
 import type { TaskResult } from '../../protocol/result.js';
 import { action, contextOf, requireQueue } from '../context.js';
+import { DeliveryPrinter } from '../delivery-printer.js';
 import { waitForQueue } from '../../patterns/require-queue.js';
 import { CSV_OPTIONS } from '../format.js';
 import { connectTimeoutOption } from '../options.js';
@@ -53,6 +54,22 @@ function csvRow(r: TaskResult): unknown[] {
     r.durationMs,
     r.attempt,
   ];
+}
+
+/**
+ * Results held from the broker at once: the printer writes what arrived in one turn as one
+ * chunk, so a larger window means fewer, larger writes and acks.
+ */
+const PREFETCH = 2_000;
+
+function renderJsonl(results: TaskResult[]): string {
+  let text = '';
+  for (const r of results) text += JSON.stringify(r) + '\n';
+  return text;
+}
+
+function renderCsv(results: TaskResult[]): string {
+  return stringify(results.map(csvRow), CSV_OPTIONS);
 }
 
 export function resultsCommand(): Command {
@@ -118,6 +135,12 @@ export function resultsCommand(): Command {
         let count = 0;
         let lastActivity = Date.now();
         if (opts.format === 'csv') process.stdout.write(stringify([[...CSV_COLUMNS]], CSV_OPTIONS));
+        let consumer: Consumer | undefined = undefined;
+        const printer = new DeliveryPrinter<TaskResult>({
+          out: process.stdout,
+          render: opts.format === 'csv' ? renderCsv : renderJsonl,
+          ack: (deliveries) => (consumer ? consumer.ackAll(deliveries) : ackEach(deliveries)),
+        });
         const onDelivery = async (d: Delivery) => {
           lastActivity = Date.now();
           let result: TaskResult;
@@ -133,20 +156,13 @@ export function resultsCommand(): Command {
             await d.deadLetter(reason);
             return;
           }
-          const line =
-            opts.format === 'csv'
-              ? stringify([csvRow(result)], CSV_OPTIONS)
-              : JSON.stringify(result) + '\n';
-          if (!process.stdout.write(line)) {
-            await new Promise((r) => process.stdout.once('drain', r));
-          }
-          await d.ack();
+          await printer.print(result, d);
           count++;
         };
         // Keeps the policy of an existing queue; with --follow on a task queue that has no
         // result yet, creates the result queue its workers would create.
         await broker.declareQueue(source);
-        const consumer = await broker.consume(source, onDelivery, { prefetch: 500 });
+        consumer = await broker.consume(source, onDelivery, { prefetch: PREFETCH });
         const stop = new AbortController();
         const onSignal = () => stop.abort();
         process.once('SIGINT', onSignal);
