@@ -1,3 +1,4 @@
+/* global fetch */
 // HTTP pool fairness: how `qtune worker --http` shares work between model servers when one of
 // them fails now and then, or dies and comes back. Two fake model servers (real node:http
 // servers in this process, each answering after --latency ms) behind the pool, driven by

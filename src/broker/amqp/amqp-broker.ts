@@ -1,7 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Channel, ChannelModel, ConsumeMessage, Options } from 'amqplib';
-import { BrokerError, ErrorCode, InputError, NotFoundError, QtuneError } from '../../protocol/errors.js';
+import {
+  BrokerError,
+  ErrorCode,
+  InputError,
+  NotFoundError,
+  QtuneError,
+} from '../../protocol/errors.js';
 import type { Headers } from '../../protocol/envelope.js';
 import { assertName, MAX_BROKER_QUEUE_NAME_BYTES } from '../../protocol/names.js';
 import { redact } from '../../protocol/redact.js';
