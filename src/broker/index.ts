@@ -2,6 +2,7 @@ export type * from './contract.js';
 export {
   QUEUE_DEFAULTS,
   deadLetterQueueOf,
+  declareQueueOrKeep,
   DEAD_LETTER_REASON_HEADER,
   DEAD_LETTER_QUEUE_HEADER,
   DEAD_LETTER_DELIVERIES_HEADER,

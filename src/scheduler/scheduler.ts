@@ -286,9 +286,10 @@ export class Scheduler {
     });
     // Only this scheduler consumes results, reports and dead trials, and it settles each within
     // milliseconds: a short lease brings back what a crashed scheduler held, for its successor.
-    await this.#broker.declareQueue(q.results, { leaseMs: SCHEDULER_LEASE_MS });
-    await this.#broker.declareQueue(q.reports, { leaseMs: SCHEDULER_LEASE_MS });
-    await this.#broker.declareQueue(q.dead, { leaseMs: SCHEDULER_LEASE_MS });
+    // Workers started first may have made them with their defaults: those stay.
+    for (const queue of [q.results, q.reports, q.dead]) {
+      await declareQueueOrKeep(this.#broker, queue, { leaseMs: SCHEDULER_LEASE_MS });
+    }
     this.#declared = true;
   }
 
