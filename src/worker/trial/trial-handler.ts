@@ -15,6 +15,7 @@ import {
   type TrialOutcome,
   type TrialTask,
 } from '../../protocol/trial.js';
+import type { TaskGpu } from '../../protocol/result.js';
 import type { Logger } from '../logger.js';
 import type { TaskContext, TaskHandler } from '../handlers/types.js';
 
@@ -33,6 +34,11 @@ export interface Trial {
   readonly attempt: number;
   /** Fires when the trial must stop: pruned, timed out, or the worker is shutting down. */
   readonly signal: AbortSignal;
+  /**
+   * The GPU this trial holds on a worker with GPU slots (`--gpus`); no other task of the worker
+   * runs on it meanwhile. Absent on a worker without GPU slots.
+   */
+  readonly gpu?: TaskGpu;
   /** True once the scheduler said to stop. */
   readonly shouldStop: boolean;
   /**
@@ -100,6 +106,7 @@ export function trialHandler(run: TrialRun, options: TrialHandlerOptions = {}): 
       ...(task.budget?.maxSteps !== undefined && { maxSteps: task.budget.maxSteps }),
       attempt: ctx.attempt,
       signal,
+      ...(ctx.gpu !== undefined && { gpu: ctx.gpu }),
       log: ctx.log,
       get shouldStop() {
         return stopped;

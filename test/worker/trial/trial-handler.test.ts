@@ -77,6 +77,18 @@ describe('trialHandler', () => {
     expect(await bare(task(), fakeContext())).toEqual({ state: 'complete', value: 1.5 });
   });
 
+  it('gives the trial the GPU its task holds, and none on a worker without GPU slots', async () => {
+    const gpu = { index: 2, name: 'NVIDIA A100-SXM4-40GB', uuid: 'GPU-0a1b2c3d-2222' };
+    const seen: unknown[] = [];
+    const handler = trialHandler(async (trial) => {
+      seen.push(trial.gpu);
+      return 1;
+    });
+    await handler(task(), fakeContext({ gpu }));
+    await handler(task(), fakeContext());
+    expect(seen).toEqual([gpu, undefined]);
+  });
+
   it('sends reports to the scheduler and stops the trial when told to prune', async () => {
     const { requester, reports } = await scheduler((r) => (r.step >= 2 ? 'prune' : 'continue'));
     let aborted = false;
