@@ -1,9 +1,9 @@
 #!/usr/bin/env node
-import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { ExitCode } from './exit-codes.js';
 import { printable } from '../protocol/names.js';
 import { redact } from '../protocol/redact.js';
+import { qtuneVersion } from './version.js';
 
 /**
  * Each command's module, loaded only when needed: a command line that names its command loads
@@ -25,10 +25,6 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   queue: async () => (await import('./commands/queue.js')).queueCommand(),
 };
 
-const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
-  version: string;
-};
-
 /**
  * Builds the `qtune` program with the commands `argv` may run: the one it names when its first
  * argument is a command, else all of them (help, global options first).
@@ -36,7 +32,7 @@ const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.ur
 export async function buildProgram(argv: readonly string[] = process.argv): Promise<Command> {
   const program = new Command('qtune')
     .description('distributed AutoML and batch jobs over message queues')
-    .version(pkg.version)
+    .version(qtuneVersion())
     .addOption(
       new Option(
         '--broker <url>',

@@ -44,3 +44,29 @@ export function connectTimeoutOption(): Option {
     'at start, how long to wait for a RabbitMQ or gateway broker that cannot be reached, retrying with backoff (default: forever; 0: no wait)',
   ).argParser(parseDuration);
 }
+
+/**
+ * `--metrics-port N` and `--metrics-host HOST` of long-running commands: where to serve
+ * Prometheus metrics (off by default; this machine only unless a host is given).
+ */
+export function metricsOptions(): Option[] {
+  return [
+    new Option(
+      '--metrics-port <port>',
+      'serve Prometheus metrics at http://HOST:PORT/metrics (0: a free port, logged) (default: off)',
+    ).argParser(portNumber),
+    new Option(
+      '--metrics-host <host>',
+      'interface the metrics endpoint binds (0.0.0.0 for every interface)',
+    ).default('127.0.0.1'),
+  ];
+}
+
+/** Commander parser for a TCP port (0 to 65535). */
+export function portNumber(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value.trim()) || !Number.isInteger(n) || n > 65_535) {
+    throw new InvalidArgumentError(`"${value}" is not a TCP port (0 to 65535)`);
+  }
+  return n;
+}

@@ -100,6 +100,8 @@ export interface TaskEvent {
   key?: string;
   task?: string;
   attempt: number;
+  /** When the task was published (its envelope's `createdAt`, epoch ms), when it says. */
+  createdAt?: number;
 }
 
 /** Typed events of a {@link Worker}. */
@@ -109,7 +111,14 @@ export interface WorkerEvents {
   'task:completed': (event: TaskEvent & { result: TaskResult }) => void;
   /** An attempt failed; `willRetry` tells whether it goes back to the queue. */
   'task:failed': (
-    event: TaskEvent & { error: Error; code: ErrorCode; willRetry: boolean; delayMs?: number },
+    event: TaskEvent & {
+      error: Error;
+      code: ErrorCode;
+      willRetry: boolean;
+      delayMs?: number;
+      /** How long the handler ran, in ms (absent for a task stopped with the worker). */
+      durationMs?: number;
+    },
   ) => void;
   /** A task was moved to the dead-letter queue (undecodable, past its deadline, or out of attempts). */
   'task:dead': (event: TaskEvent & { reason: string }) => void;
@@ -580,7 +589,14 @@ export class Worker {
         { taskId: h.envelope.id, attempt, delayMs, reason },
         'task failed, will retry',
       );
-      this.#emit('task:failed', { ...this.#taskEvent(h), error, code, willRetry: true, delayMs });
+      this.#emit('task:failed', {
+        ...this.#taskEvent(h),
+        error,
+        code,
+        willRetry: true,
+        delayMs,
+        durationMs: timing.finishedAt - timing.startedAt,
+      });
       return;
     }
     const result = this.#result(h, timing, false);
@@ -594,7 +610,13 @@ export class Worker {
     await h.delivery.deadLetter(reason);
     this.#counters.deadLettered++;
     this.#logger.warn({ taskId: h.envelope.id, attempt, reason }, 'task dead-lettered');
-    this.#emit('task:failed', { ...this.#taskEvent(h), error, code, willRetry: false });
+    this.#emit('task:failed', {
+      ...this.#taskEvent(h),
+      error,
+      code,
+      willRetry: false,
+      durationMs: timing.finishedAt - timing.startedAt,
+    });
     this.#emit('task:dead', { ...this.#taskEvent(h), reason });
   }
 
@@ -710,6 +732,7 @@ export class Worker {
     };
     if (h.envelope.key !== undefined) event.key = h.envelope.key;
     if (h.envelope.task !== undefined) event.task = h.envelope.task;
+    if (h.envelope.createdAt !== undefined) event.createdAt = h.envelope.createdAt;
     return event;
   }
 

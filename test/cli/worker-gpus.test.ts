@@ -12,6 +12,7 @@ import {
   tempBroker,
   waitFor,
 } from './helpers.js';
+import { parseSamples } from '../support/prometheus.js';
 
 const GPUS = [
   { index: 0, name: 'NVIDIA H100 80GB HBM3', uuid: 'GPU-0a1b2c3d-0000-4000-8000-000000000000' },
@@ -75,7 +76,20 @@ describe('qtune worker --gpus', () => {
       `sleep 0.3; rmdir "$lock" 2>/dev/null; ` +
       `printf '{"cuda":"%s"}' "$CUDA_VISIBLE_DEVICES"`;
     const worker = startCli(
-      ['worker', 'train', '--broker', env.url, '--gpus', '0,2', '--exec', command],
+      [
+        'worker',
+        'train',
+        '--broker',
+        env.url,
+        '--gpus',
+        '0,2',
+        '--exec',
+        command,
+        '--metrics-port',
+        '0',
+        '--log-format',
+        'json',
+      ],
       { PATH },
     );
     children.push(worker);
@@ -104,6 +118,21 @@ describe('qtune worker --gpus', () => {
       expect(r.value!.cuda).toBe(String(gpu.index));
     }
     expect(new Set(results.map((r) => r.worker.gpu!.index))).toEqual(new Set([0, 2]));
+
+    // Its metrics name the GPU slots it has, and only those.
+    const url = /"url":"(http:\/\/[^"]+\/metrics)"/u.exec(worker.stderrText())?.[1];
+    expect(url, worker.stderrText()).toBeDefined();
+    const gpuInfo = parseSamples(await (await fetch(url!)).text())
+      .filter((s) => s.name === 'qtune_worker_gpu_info')
+      .map((s) => ({ ...s.labels, value: s.value }));
+    expect(gpuInfo).toEqual(
+      [GPUS[0]!, GPUS[2]!].map((g) => ({
+        index: String(g.index),
+        name: g.name,
+        uuid: g.uuid,
+        value: 1,
+      })),
+    );
   });
 
   it('refuses --gpus auto with exit 2 when nvidia-smi finds no GPU, before consuming anything', async () => {

@@ -24,7 +24,8 @@ import { installSignalHandlers, startWorker } from '../../worker/runtime.js';
 import { trialHandler, type TrialRun } from '../../worker/trial/trial-handler.js';
 import { execTrialRun, httpTrialRun, moduleTrialRun } from '../../worker/trial/runners.js';
 import { action, contextOf } from '../context.js';
-import { connectTimeoutOption, intAtLeast, parseDuration } from '../options.js';
+import { connectTimeoutOption, intAtLeast, metricsOptions, parseDuration } from '../options.js';
+import { qtuneVersion } from '../version.js';
 
 interface WorkerOptions {
   module?: string;
@@ -51,6 +52,8 @@ interface WorkerOptions {
   breakerWindow: number;
   breakerCooldown: number;
   gpus?: 'auto' | number[];
+  metricsPort?: number;
+  metricsHost: string;
 }
 
 /** Commander parser for --gpus: `auto`, or distinct GPU indices such as `0,1,3`. */
@@ -335,6 +338,8 @@ export function workerCommand(): Command {
         .default(30_000, '30s'),
     )
     .addOption(connectTimeoutOption())
+    .addOption(metricsOptions()[0]!)
+    .addOption(metricsOptions()[1]!)
     .addOption(
       new Option('--grace <duration>', 'on SIGTERM/SIGINT, time to let running tasks finish')
         .argParser(parseDuration)
@@ -429,6 +434,17 @@ export function workerCommand(): Command {
           ctx.logger[asked ? 'warn' : 'debug'](`${kept.message}: the queue keeps its own`);
         }
         const host = await getHostInfo({ pricePerHour: opts.pricePerHour });
+        // prom-client loads only for a worker that serves metrics; the endpoint listens before
+        // anything is consumed, so a port in use stops the worker before it takes a task.
+        const metrics =
+          opts.metricsPort !== undefined ? await import('../../worker/metrics.js') : undefined;
+        const registry = metrics?.newRegistry();
+        const metricsServer =
+          registry &&
+          (await metrics!.serveMetrics(registry, {
+            port: opts.metricsPort!,
+            host: opts.metricsHost,
+          }));
         const worker = await startWorker({
           broker,
           queue,
@@ -459,6 +475,14 @@ export function workerCommand(): Command {
         };
         const rateTimer = setInterval(() => rate(worker.stats().done), 1000);
         rateTimer.unref();
+        metrics?.instrumentWorker(worker, {
+          registry,
+          host,
+          ...(gpus && { gpus }),
+          ...(pool && { endpoints: () => pool.snapshot() }),
+          version: qtuneVersion(),
+        });
+        if (metricsServer) ctx.logger.info({ url: metricsServer.url }, 'serving metrics');
         const control = await serveStatusRequests(broker, report);
         ctx.logger.info(
           {
@@ -490,6 +514,7 @@ export function workerCommand(): Command {
         });
         if (opts.stopOnStdinEnd) process.stdin.destroy();
         clearInterval(rateTimer);
+        await metricsServer?.close();
         await control.cancel();
         await requester?.close();
         await broker.close();
