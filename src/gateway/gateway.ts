@@ -34,11 +34,12 @@ import {
   type IngestResponse,
   type WireLease,
   type WireMessage,
-} from '../broker/gateway/wire.js';
+} from '../protocol/gateway-wire.js';
 import { resultQueueOf } from '../patterns/work-queue.js';
 import { BrokerError, ErrorCode, InputError, QtuneError, toError } from '../protocol/errors.js';
 import { printable } from '../protocol/names.js';
-import { gatherWorkerReports, serveStatusRequests, type WorkerReport } from '../worker/control.js';
+import { gatherWorkerReports, serveStatusRequests } from '../worker/control.js';
+import type { WorkerReport } from '../protocol/worker-report.js';
 import {
   ANONYMOUS,
   Role,

@@ -7,7 +7,7 @@
 
 import type { FastifyPluginAsync } from 'fastify';
 import type { Broker } from '../broker/contract.js';
-import { queueNameSchema } from '../broker/gateway/wire.js';
+import { queueNameSchema } from '../protocol/gateway-wire.js';
 import { cancelJobTasks } from '../job/cancel.js';
 import { requireQueue } from '../patterns/require-queue.js';
 import { NotFoundError } from '../protocol/errors.js';
