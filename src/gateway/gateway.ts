@@ -12,7 +12,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import { checkAccess } from './access.js';
 import { createContext, gatewayLimits, type GatewayOptions } from './context.js';
 import { handleErrors, refusalOptions } from './error-handler.js';
-import { MediaType } from './ingest.js';
+import { MediaType } from './bulk-body.js';
 import { gatewayLogger, logRequests } from './logging.js';
 import { experimentRoutes } from './routes/experiments.js';
 import { ingestRoutes } from './routes/ingest.js';

@@ -8,7 +8,7 @@ import type { OutgoingMessage } from '../broker/contract.js';
 import { queueNameSchema, type WireMessage } from '../protocol/gateway-wire.js';
 import { toError } from '../protocol/errors.js';
 import { GatewayErrorCode, HttpError } from './errors.js';
-import { MediaType, bodyText, checkDepth } from './ingest.js';
+import { MediaType, bodyText, checkDepth } from './bulk-body.js';
 import { jsonErrorPosition } from './json-position.js';
 
 /** The queue name in the path; 400 when it breaks the name rule. */

@@ -20,7 +20,7 @@ import {
   parseNdjson,
   taskMessages,
   type ParsedBody,
-} from '../ingest.js';
+} from '../bulk-body.js';
 import { bodyOf, headerValue, mediaType, queueParam, readJson, toOutgoing } from '../request.js';
 
 /** Messages per broker publish call on the ingest path. */

@@ -9,7 +9,7 @@ import { ANY_ROLE } from '../access.js';
 import { Role } from '../auth.js';
 import { findStatus, type GatewayRoutes } from '../context.js';
 import { GatewayErrorCode, HttpError } from '../errors.js';
-import { MediaType, itemName, parseJsonArray, parseNdjson } from '../ingest.js';
+import { MediaType, itemName, parseJsonArray, parseNdjson } from '../bulk-body.js';
 import { bodyOf, mediaType, nameParam } from '../request.js';
 
 export const jobRoutes: GatewayRoutes = async (api, { ctx }) => {
