@@ -5,7 +5,7 @@
 import type { Broker } from '../broker/contract.js';
 import { itemsFromArray, submitJob } from '../job/submit.js';
 import type { Store } from '../store/contract.js';
-import type { GatewayJobs } from './gateway.js';
+import type { GatewayJobs } from './context.js';
 
 /**
  * Adds job items to `store` (opened on first use) and publishes their tasks on `broker`. Without

@@ -19,7 +19,7 @@ import {
   queueStatsSchema,
   tokenInfoSchema,
   workerReportSchema,
-} from '../broker/gateway/wire.js';
+} from '../protocol/gateway-wire.js';
 
 type Json = Record<string, unknown>;
 

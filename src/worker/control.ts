@@ -6,45 +6,13 @@ import { redact } from '../broker/open.js';
 import { decode, encode } from '../protocol/codec.js';
 import { createEnvelope, MessageType } from '../protocol/envelope.js';
 import { printable } from '../protocol/names.js';
-import type { WorkerInfo } from '../protocol/result.js';
+import type { EndpointReport, WorkerReport } from '../protocol/worker-report.js';
 import type { EndpointState } from './handlers/http-pool.js';
 
 /** Topic on which `qtune status` asks every live worker to report. */
 export const CONTROL_STATUS_TOPIC = 'qtune.control.status';
 
-/** What a worker says about itself when asked. Rates are tasks per second. */
-export interface WorkerReport {
-  worker: WorkerInfo;
-  queue: string;
-  startedAt: number;
-  done: number;
-  failed: number;
-  deadLettered: number;
-  inFlight: number;
-  /** Tasks finished per second since start. */
-  rate: number;
-  /** An `--http` worker's endpoints and their circuit breakers (absent for other handlers). */
-  endpoints?: EndpointReport[];
-}
-
-/** One endpoint of an HTTP pool as a worker reports it (URL password hidden). */
-export interface EndpointReport {
-  url: string;
-  /** `up`, `open` (cooling down: no requests) or `half-open` (one probe request at a time). */
-  state: EndpointState['state'];
-  outstanding: number;
-  succeeded: number;
-  failed: number;
-  consecutiveFailures: number;
-  recentFailures: number;
-  recentRequests: number;
-  /** Times the endpoint's breaker has opened. */
-  opened: number;
-  /** While open: ms until a probe request may go through. */
-  retryInMs?: number;
-  /** Why the breaker last opened. */
-  reason?: string;
-}
+export type { EndpointReport, WorkerReport } from '../protocol/worker-report.js';
 
 /** An endpoint's state as reported, `retryAt` turned into a delay so clocks need not agree. */
 export function endpointReport(e: EndpointState, now = Date.now()): EndpointReport {

@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { BrokerError, ErrorCode, InputError, toError } from '../../protocol/errors.js';
 import type { Headers } from '../../protocol/envelope.js';
 import { redact } from '../../protocol/redact.js';
-import type { WorkerReport } from '../../worker/control.js';
+import type { WorkerReport } from '../../protocol/worker-report.js';
 import { BrokerEventSource } from '../events.js';
 import type {
   Broker,
@@ -33,7 +33,7 @@ import {
   tokenInfoSchema,
   type WireLease,
   type WireMessage,
-} from './wire.js';
+} from '../../protocol/gateway-wire.js';
 
 export interface GatewayBrokerOptions {
   /** Base URL of a `qtune serve` gateway: `http://host:port` or `https://...`. */

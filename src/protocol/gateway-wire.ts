@@ -3,7 +3,7 @@
  * {@link GatewayBroker} client so that both sides validate the same shapes.
  */
 import { z } from 'zod';
-import { MAX_NAME_BYTES, nameProblem, printable, type NameRules } from '../../protocol/names.js';
+import { MAX_NAME_BYTES, nameProblem, printable, type NameRules } from './names.js';
 
 /** Longest long-poll a lease request may ask for, in ms. */
 export const MAX_WAIT_MS = 30_000;

@@ -1,6 +1,7 @@
 /**
- * Bulk ingest: turns a request body (a JSON array, or NDJSON with one payload per line) into task
- * messages. The whole body is checked before anything is published.
+ * Bulk bodies (of `POST /v1/queues/:queue/tasks` and `POST /v1/jobs/:name/items`): parses a JSON
+ * array, or NDJSON with one payload per line, and turns the payloads into task messages. The
+ * whole body is checked before anything is published.
  */
 import type { OutgoingMessage } from '../broker/contract.js';
 import { createTaskEnvelope } from '../patterns/work-queue.js';
