@@ -7,6 +7,7 @@ import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { Broker } from '../broker/contract.js';
 import { Admission } from './admission.js';
+import { GatewayMetrics, type MetricsSources } from './metrics.js';
 import { ANONYMOUS, type AuthConfig, type Principal } from './auth.js';
 import { GatewayErrorCode, HttpError } from './errors.js';
 import { PullHub, type HubLogger } from './pull.js';
@@ -65,6 +66,8 @@ export interface GatewayOptions {
   jobs?: GatewayJobs;
   /** A queue nobody polled for this long stops its broker consumer, in ms (default: 10000). */
   pullIdleMs?: number;
+  /** Jobs and experiments for `GET /metrics`, read on each scrape (default: queues only). */
+  metrics?: MetricsSources;
 }
 
 /** Defaults of {@link GatewayOptions}. */
@@ -100,6 +103,8 @@ export interface GatewayContext {
   readonly status: GatewayStatusProviders | undefined;
   /** Adds job items, when the gateway has a store. */
   readonly jobs: GatewayJobs | undefined;
+  /** The gateway's Prometheus metrics (`GET /metrics`). */
+  readonly metrics: GatewayMetrics;
   /** The authenticated caller of each request (set by the access hook). */
   readonly principals: WeakMap<FastifyRequest, Principal>;
   /** The caller of `req`: anonymous (admin) when the route needs no token. */
@@ -127,16 +132,17 @@ export function createContext(
 ): GatewayContext {
   const broker = options.broker;
   const principals = new WeakMap<FastifyRequest, Principal>();
+  const hub = new PullHub({
+    broker,
+    prefetch: options.pullPrefetch ?? GATEWAY_DEFAULTS.pullPrefetch,
+    ...(options.pullIdleMs !== undefined && { idleMs: options.pullIdleMs }),
+    logger: log,
+  });
   return {
     broker,
     auth: options.auth,
     limits,
-    hub: new PullHub({
-      broker,
-      prefetch: options.pullPrefetch ?? GATEWAY_DEFAULTS.pullPrefetch,
-      ...(options.pullIdleMs !== undefined && { idleMs: options.pullIdleMs }),
-      logger: log,
-    }),
+    hub,
     admission: new Admission(
       broker,
       options.maxPendingPublishes ?? GATEWAY_DEFAULTS.maxPendingPublishes,
@@ -144,6 +150,11 @@ export function createContext(
     queues: new DeclaredQueues(broker),
     status: options.status,
     jobs: options.jobs,
+    metrics: new GatewayMetrics({
+      broker,
+      hub,
+      ...(options.metrics !== undefined && { sources: options.metrics }),
+    }),
     principals,
     principal: (req) => principals.get(req) ?? ANONYMOUS,
   };

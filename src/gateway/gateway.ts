@@ -18,6 +18,7 @@ import { experimentRoutes } from './routes/experiments.js';
 import { ingestRoutes } from './routes/ingest.js';
 import { jobRoutes } from './routes/jobs.js';
 import { leaseRoutes } from './routes/leases.js';
+import { metricsRoutes } from './routes/metrics.js';
 import { queueRoutes } from './routes/queues.js';
 import { serviceRoutes } from './routes/service.js';
 import { workerRoutes } from './routes/workers.js';
@@ -77,6 +78,7 @@ export function createGateway(options: GatewayOptions): FastifyInstance {
   });
 
   checkAccess(app, ctx);
+  ctx.metrics.observe(app);
 
   void app.register(serviceRoutes, { ctx });
   void app.register(ingestRoutes, { ctx });
@@ -85,5 +87,6 @@ export function createGateway(options: GatewayOptions): FastifyInstance {
   void app.register(jobRoutes, { ctx });
   void app.register(experimentRoutes, { ctx });
   void app.register(workerRoutes, { ctx });
+  void app.register(metricsRoutes, { ctx });
   return app;
 }

@@ -1,3 +1,7 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { expect } from 'vitest';
+
 /** One sample line of a Prometheus text exposition: name, labels and value. */
 export interface Sample {
   name: string;
@@ -32,4 +36,21 @@ export function valueOf(
     throw new Error(`${found.length} samples ${name}${JSON.stringify(labels)}`);
   }
   return found[0]!.value;
+}
+
+const DOC = join(import.meta.dirname, '../../docs/metrics.md');
+
+/** The rows of the table under `## <heading>` in docs/metrics.md: metric name → type. */
+export function documentedMetrics(heading: string): Map<string, string> {
+  const text = readFileSync(DOC, 'utf8');
+  const start = text.indexOf(`\n## ${heading}`);
+  expect(start, `docs/metrics.md has a "## ${heading}" section`).toBeGreaterThan(-1);
+  const end = text.indexOf('\n## ', start + 1);
+  const rows = new Map<string, string>();
+  for (const m of text
+    .slice(start, end === -1 ? undefined : end)
+    .matchAll(/^\|\s*`(\w+)`\s*\|\s*(\w+)\s*\|/gmu)) {
+    rows.set(m[1]!, m[2]!);
+  }
+  return rows;
 }

@@ -11,6 +11,7 @@ import {
   type GatewayStatusProviders,
 } from '../../gateway/gateway.js';
 import { storeJobs } from '../../gateway/jobs.js';
+import type { MetricsSources } from '../../gateway/metrics.js';
 import { InputError, toError } from '../../protocol/errors.js';
 import { jobStatus } from '../../job/status.js';
 import { parseStoreUrl, type Store } from '../../store/contract.js';
@@ -80,6 +81,7 @@ function storeProviders(
 ): {
   providers: GatewayStatusProviders;
   jobs: GatewayJobs;
+  metrics: MetricsSources;
   close: () => Promise<void>;
 } {
   let opening: Promise<Store> | undefined;
@@ -105,6 +107,40 @@ function storeProviders(
         return { ...exp, trials: await s.counts(name) };
       },
     },
+    metrics: {
+      async jobs() {
+        const s = await store();
+        if (!s) return [];
+        return Promise.all(
+          (await s.listJobs()).map(async (job) => {
+            const [items, results] = await Promise.all([
+              s.jobItemCounts(job.name),
+              s.resultCounts(job.table),
+            ]);
+            return {
+              job: job.name,
+              done: results.ok,
+              failed: results.failed,
+              pending: Math.max(0, items.total - results.total),
+            };
+          }),
+        );
+      },
+      async experiments() {
+        const s = await store();
+        if (!s) return [];
+        return Promise.all(
+          (await s.listExperiments()).map(async (exp) => {
+            const { total: _total, ...trials } = await s.counts(exp.name);
+            const best = bestValue(
+              await s.listTrials(exp.name, ['complete']),
+              (exp.spec as { objective?: { direction?: string } }).objective?.direction,
+            );
+            return { experiment: exp.name, trials, ...(best !== undefined && { best }) };
+          }),
+        );
+      },
+    },
     // Adding items creates the store if needed, as `qtune job submit` does.
     jobs: storeJobs(broker, () => (opening ??= ctx.openStore())),
     close: async () => {
@@ -112,6 +148,20 @@ function storeProviders(
       await s?.close();
     },
   };
+}
+
+/** The best value of complete trials in the objective's direction. */
+function bestValue(
+  trials: readonly { value?: number }[],
+  direction: string | undefined,
+): number | undefined {
+  const sign = direction === 'maximize' ? -1 : 1;
+  let best: number | undefined;
+  for (const t of trials) {
+    if (t.value !== undefined && (best === undefined || sign * t.value < sign * best))
+      best = t.value;
+  }
+  return best;
 }
 
 export function serveCommand(): Command {
@@ -179,6 +229,7 @@ export function serveCommand(): Command {
           logger: ctx.logger,
           status: store.providers,
           jobs: store.jobs,
+          metrics: store.metrics,
         });
         ctx.logger.debug(
           {

@@ -82,6 +82,8 @@ export const ingestRoutes: GatewayRoutes = async (api, { ctx }) => {
           );
         }
         void reply.header('idempotent-replayed', 'true');
+        const replayed = (stored.body as Partial<IngestResponse>).accepted;
+        ctx.metrics.payloads('replayed', typeof replayed === 'number' ? replayed : 0);
         return reply.code(stored.statusCode).send(stored.body);
       }
       try {
@@ -105,7 +107,11 @@ export const ingestRoutes: GatewayRoutes = async (api, { ctx }) => {
           await ctx.queues.ensure(queue);
           await ctx.queues.ensure(replyTo);
           await publishInBatches(broker, queue, todo);
+          ctx.metrics.payloads('accepted', todo.length);
         } catch (err) {
+          const storedNow = err instanceof PartialPublish ? err.stored.filter(Boolean).length : 0;
+          ctx.metrics.payloads('accepted', storedNow);
+          ctx.metrics.payloads('refused', todo.length - storedNow);
           if (!(err instanceof PartialPublish)) throw err;
           // Which of all n items are stored now, this request's and the earlier ones'.
           const stored: boolean[] = [];
