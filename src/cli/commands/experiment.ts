@@ -1,22 +1,26 @@
 import { existsSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { Command, Option, type CommanderError } from 'commander';
 import { SingleBar, Presets } from 'cli-progress';
 import { stringify } from 'csv-stringify/sync';
 import type { Broker } from '../../broker/contract.js';
 import { parseBrokerUrl } from '../../broker/open.js';
+import { experimentBest } from '../../experiment/best.js';
+import { assertDeletable, deleteExperiment } from '../../experiment/delete.js';
+import { exportExperiment } from '../../experiment/export.js';
+import { experimentProgress, type ExperimentProgress } from '../../experiment/status.js';
+import { requestStop, waitForStop } from '../../experiment/stop.js';
+import { experimentTrials, trialRow } from '../../experiment/trials.js';
 import { InputError, NotFoundError } from '../../protocol/errors.js';
 import { experimentQueues } from '../../protocol/trial.js';
-import { assertDeletable, deleteExperiment, findExperiment } from '../../scheduler/manage.js';
 import { buildExperiment, Scheduler, type SchedulerSummary } from '../../scheduler/scheduler.js';
 import {
   experimentSpecJsonSchema,
   loadExperimentSpec,
-  parseExperimentSpec,
   type ExperimentSpec,
 } from '../../scheduler/spec.js';
-import type { ExperimentRecord, ExperimentStore, TrialRecord } from '../../store/experiments.js';
+import { findExperiment, loadExperiment } from '../../scheduler/stored.js';
+import type { ExperimentStore, TrialRecord } from '../../store/experiments.js';
 import { DEFAULT_STORE_PATH, parseStoreUrl, type Store } from '../../store/contract.js';
 import { action, contextOf, type CommandContext } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
@@ -62,25 +66,6 @@ async function withExperimentStore<T>(
   return withStore(cmd, fn);
 }
 
-async function experimentOf(
-  store: ExperimentStore,
-  name: string,
-): Promise<{ exp: ExperimentRecord; spec: ExperimentSpec }> {
-  const exp = await findExperiment(store, name);
-  return { exp, spec: parseExperimentSpec(exp.spec, `stored spec of experiment "${name}"`) };
-}
-
-/** Best complete trial in the objective's direction. */
-function bestOf(trials: readonly TrialRecord[], spec: ExperimentSpec): TrialRecord | undefined {
-  const sign = spec.objective.direction === 'maximize' ? -1 : 1;
-  let best: TrialRecord | undefined;
-  for (const t of trials) {
-    if (t.status !== 'complete' || t.value === undefined) continue;
-    if (!best || sign * t.value < sign * best.value!) best = t;
-  }
-  return best;
-}
-
 function fmt(v: number | undefined): string {
   if (v === undefined) return '-';
   return Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !== 0)
@@ -92,57 +77,6 @@ function formatParams(params: TrialRecord['params']): string {
   return Object.entries(params)
     .map(([k, v]) => `${k}=${typeof v === 'number' ? fmt(v) : String(v)}`)
     .join(' ');
-}
-
-/** Trials finished per minute over the experiment's finished trials. */
-function trialsPerMinute(trials: readonly TrialRecord[]): number {
-  const done = trials.filter((t) => t.finishedAt !== undefined);
-  if (done.length === 0) return 0;
-  const first = Math.min(...trials.map((t) => t.createdAt));
-  const last = Math.max(...done.map((t) => t.finishedAt!));
-  return last > first ? (done.length * 60_000) / (last - first) : 0;
-}
-
-async function statusOf(store: ExperimentStore, name: string) {
-  const { exp, spec } = await experimentOf(store, name);
-  const trials = await store.listTrials(name);
-  const counts = await store.counts(name);
-  const best = bestOf(trials, spec);
-  return {
-    name,
-    status: exp.status,
-    objective: spec.objective,
-    maxTrials: spec.maxTrials,
-    finished: counts.complete + counts.pruned + counts.failed,
-    running: counts.running + counts.pending,
-    complete: counts.complete,
-    pruned: counts.pruned,
-    failed: counts.failed,
-    trialsPerMinute: Math.round(trialsPerMinute(trials) * 10) / 10,
-    ...(best && { best: { number: best.number, value: best.value, params: best.params } }),
-    createdAt: exp.createdAt,
-    updatedAt: exp.updatedAt,
-  };
-}
-
-function trialRow(t: TrialRecord): Record<string, unknown> {
-  return {
-    number: t.number,
-    status: t.status,
-    value: t.value ?? null,
-    step: t.step ?? null,
-    params: t.params,
-    ...(t.metrics && { metrics: t.metrics }),
-    ...(t.error !== undefined && { error: t.error }),
-    attempt: t.attempt ?? null,
-    host: t.worker?.host ?? null,
-    gpu: t.worker?.gpus?.[0]?.name ?? null,
-    createdAt: t.createdAt,
-    startedAt: t.startedAt ?? null,
-    finishedAt: t.finishedAt ?? null,
-    durationMs:
-      t.startedAt !== undefined && t.finishedAt !== undefined ? t.finishedAt - t.startedAt : null,
-  };
 }
 
 function trialsCsv(trials: readonly TrialRecord[], spec: ExperimentSpec): string {
@@ -278,12 +212,7 @@ async function runExperiment(
   try {
     // Everything is checked before the scheduler stores anything.
     const planned =
-      'spec' in source
-        ? source.spec
-        : parseExperimentSpec(
-            (await findExperiment(store, source.resume)).spec,
-            `stored spec of experiment "${source.resume}"`,
-          );
+      'spec' in source ? source.spec : (await loadExperiment(store, source.resume)).spec;
     buildExperiment(planned);
     if (opts.workers > 0) checkLocalRunner(planned);
     broker = await ctx.openBroker();
@@ -449,12 +378,12 @@ export function experimentCommand(): Command {
     .action(
       action(async (name: string | undefined, opts: { json?: boolean }, cmd: Command) => {
         if (name !== undefined && !storeExists(cmd)) throw new NotFoundError('experiment', name);
-        const rows: Awaited<ReturnType<typeof statusOf>>[] = [];
+        const rows: ExperimentProgress[] = [];
         if (storeExists(cmd)) {
           await withStore(cmd, async (store) => {
             const names =
               name !== undefined ? [name] : (await store.listExperiments()).map((e) => e.name);
-            for (const n of names) rows.push(await statusOf(store, n));
+            for (const n of names) rows.push(await experimentProgress(store, n));
           });
         }
         if (opts.json) {
@@ -509,8 +438,7 @@ export function experimentCommand(): Command {
     .action(
       action(async (name: string, opts: { json?: boolean }, cmd: Command) =>
         withExperimentStore(cmd, name, async (store) => {
-          const { spec } = await experimentOf(store, name);
-          const best = bestOf(await store.listTrials(name), spec);
+          const { spec, best } = await experimentBest(store, name);
           if (!best) {
             process.stderr.write(`qtune: experiment "${name}" has no complete trial yet\n`);
             return ExitCode.Failure;
@@ -543,8 +471,7 @@ export function experimentCommand(): Command {
     .action(
       action(async (name: string, opts: { json?: boolean; format: string }, cmd: Command) =>
         withExperimentStore(cmd, name, async (store) => {
-          const { spec } = await experimentOf(store, name);
-          const trials = await store.listTrials(name);
+          const { spec, trials } = await experimentTrials(store, name);
           const format = opts.json ? 'json' : opts.format;
           if (format === 'json') process.stdout.write(JSON.stringify(trials.map(trialRow)) + '\n');
           else if (format === 'csv') process.stdout.write(trialsCsv(trials, spec));
@@ -578,24 +505,12 @@ export function experimentCommand(): Command {
     .action(
       action(async (name: string, opts: { json?: boolean; format: string }, cmd: Command) =>
         withExperimentStore(cmd, name, async (store) => {
-          const { exp, spec } = await experimentOf(store, name);
-          const trials = await store.listTrials(name);
           if (!opts.json && opts.format === 'csv') {
+            const { spec, trials } = await experimentTrials(store, name);
             process.stdout.write(trialsCsv(trials, spec));
             return;
           }
-          const rows = [];
-          for (const t of trials)
-            rows.push({ ...trialRow(t), reports: await store.reports(name, t.number) });
-          process.stdout.write(
-            JSON.stringify({
-              experiment: name,
-              status: exp.status,
-              spec,
-              createdAt: exp.createdAt,
-              trials: rows,
-            }) + '\n',
-          );
+          process.stdout.write(JSON.stringify(await exportExperiment(store, name)) + '\n');
         }),
       ),
     );
@@ -618,25 +533,16 @@ export function experimentCommand(): Command {
     .action(
       action(async (name: string, opts: { wait?: boolean; timeout: number }, cmd: Command) =>
         withExperimentStore(cmd, name, async (store) => {
-          const { exp } = await experimentOf(store, name);
-          if (exp.status === 'done' || exp.status === 'stopped') {
-            process.stdout.write(`experiment ${name} is already ${exp.status}\n`);
+          const stop = await requestStop(store, name);
+          if (!stop.requested) {
+            process.stdout.write(`experiment ${name} is already ${stop.status}\n`);
             return;
           }
-          await store.setExperimentStatus(name, 'stopping');
-          if (opts.wait) {
-            const until = Date.now() + opts.timeout;
-            for (;;) {
-              const status = await store.experimentStatus(name);
-              if (status !== 'stopping') break;
-              if (Date.now() >= until) {
-                process.stderr.write(
-                  `qtune: experiment "${name}" did not stop within ${opts.timeout} ms; is its scheduler running? The stop request stays.\n`,
-                );
-                return ExitCode.Failure;
-              }
-              await sleep(200);
-            }
+          if (opts.wait && !(await waitForStop(store, name, { timeoutMs: opts.timeout }))) {
+            process.stderr.write(
+              `qtune: experiment "${name}" did not stop within ${opts.timeout} ms; is its scheduler running? The stop request stays.\n`,
+            );
+            return ExitCode.Failure;
           }
           process.stdout.write(`experiment ${name}: ${opts.wait ? 'stopped' : 'stop requested'}\n`);
           return ExitCode.Ok;

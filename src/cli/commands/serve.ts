@@ -11,7 +11,8 @@ import {
   type GatewayStatusProviders,
 } from '../../gateway/gateway.js';
 import { storeJobs } from '../../gateway/jobs.js';
-import { InputError, toError } from '../../protocol/errors.js';
+import { experimentOverview, recordWithCounts } from '../../experiment/status.js';
+import { InputError, NotFoundError, toError } from '../../protocol/errors.js';
 import { jobStatus } from '../../job/status.js';
 import { parseStoreUrl, type Store } from '../../store/contract.js';
 import { action, contextOf, type CommandContext } from '../context.js';
@@ -100,9 +101,13 @@ function storeProviders(
       },
       async experiment(name) {
         const s = await store();
-        const exp = await s?.getExperiment(name);
-        if (!s || !exp) return undefined;
-        return { ...exp, trials: await s.counts(name) };
+        if (!s) return undefined;
+        try {
+          return recordWithCounts(await experimentOverview(s, name));
+        } catch (err) {
+          if (err instanceof NotFoundError) return undefined;
+          throw err;
+        }
       },
     },
     // Adding items creates the store if needed, as `qtune job submit` does.
