@@ -1,7 +1,7 @@
 /**
  * qtune's public API. Sub-paths (`qtune/protocol`, `qtune/broker`, `qtune/patterns`,
- * `qtune/worker`, `qtune/automl`, `qtune/scheduler`, `qtune/store`, `qtune/sink`, `qtune/job`, `qtune/gateway`)
- * expose each layer on its own.
+ * `qtune/worker`, `qtune/automl`, `qtune/scheduler`, `qtune/store`, `qtune/sink`, `qtune/job`,
+ * `qtune/experiment`, `qtune/gateway`) expose each layer on its own.
  */
 export * from './protocol/index.js';
 export * from './broker/index.js';
@@ -11,5 +11,6 @@ export * from './automl/index.js';
 export * from './store/index.js';
 export * from './sink/index.js';
 export * from './job/index.js';
+export * from './experiment/index.js';
 export * from './gateway/index.js';
 export * from './scheduler/index.js';

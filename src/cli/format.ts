@@ -23,3 +23,21 @@ export function table(rows: (string | number)[][], left: readonly number[] = [])
 
 /** csv-stringify options: booleans as `true` / `false` rather than its default `1` / empty. */
 export const CSV_OPTIONS = { cast: { boolean: (v: boolean) => String(v) } };
+
+/**
+ * A metric value for people: 6 significant digits, exponent notation when very large or very
+ * small; `-` for none.
+ */
+export function formatMetric(v: number | undefined): string {
+  if (v === undefined) return '-';
+  return Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !== 0)
+    ? v.toExponential(4)
+    : String(Number(v.toPrecision(6)));
+}
+
+/** Parameters as `name=value` pairs, numbers through {@link formatMetric}. */
+export function formatParams(params: Readonly<Record<string, number | string | boolean>>): string {
+  return Object.entries(params)
+    .map(([k, v]) => `${k}=${typeof v === 'number' ? formatMetric(v) : String(v)}`)
+    .join(' ');
+}

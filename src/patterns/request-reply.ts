@@ -257,6 +257,71 @@ export interface ServeOptions {
   queueOptions?: QueueOptions;
 }
 
+/** How a request was answered: the handler's value, or what it threw. */
+export type ReplyOutcome = { ok: true; value: unknown } | { ok: false; error: Error };
+
+/**
+ * Decodes a request delivered on `queue`; a body that cannot be decoded is dead-lettered with
+ * the reason, and undefined returned.
+ */
+export async function decodeRequest<P = unknown>(
+  delivery: Delivery,
+  queue: string,
+): Promise<Envelope<P> | undefined> {
+  try {
+    return decode(delivery.body, {
+      source: `queue "${queue}"`,
+      messageId: delivery.id,
+      attempt: delivery.deliveryCount,
+    }) as Envelope<P>;
+  } catch (err) {
+    await delivery.deadLetter(deadReason(toError(err)));
+    return undefined;
+  }
+}
+
+/** True when the requester stopped waiting: the request's deadline has passed. */
+export function pastDeadline(request: Envelope, now = Date.now()): boolean {
+  return request.deadline !== undefined && now >= request.deadline;
+}
+
+function errorReply(request: Envelope, code: string, message: string): Envelope {
+  return createEnvelope({
+    type: MessageType.Reply,
+    payload: { error: { code, message } },
+    correlationId: request.id,
+    headers: { [REPLY_ERROR_HEADER]: true },
+  });
+}
+
+/**
+ * Sends the reply to `request`, with correlationId = its id: the outcome's value, or its error
+ * as an error reply (also when the value is not JSON). It goes to the transport's reply address
+ * (RabbitMQ's direct reply-to rewrites it on the way) or else the envelope's replyTo; a request
+ * with neither gets no reply. The request is not settled here.
+ */
+export async function sendReply(
+  broker: Broker,
+  delivery: Delivery,
+  request: Envelope,
+  outcome: ReplyOutcome,
+): Promise<void> {
+  const replyTo = delivery.replyTo ?? request.replyTo;
+  if (replyTo === undefined) return;
+  const reply = outcome.ok
+    ? createEnvelope({ type: MessageType.Reply, payload: outcome.value, correlationId: request.id })
+    : errorReply(request, errorCode(outcome.error), outcome.error.message);
+  let body: Buffer;
+  try {
+    body = encode(reply);
+  } catch (err) {
+    body = encode(
+      errorReply(request, ErrorCode.HandlerFailed, `reply is not JSON: ${toError(err).message}`),
+    );
+  }
+  await broker.publish(replyTo, [{ id: reply.id, body }]);
+}
+
 /**
  * Serves requests from `queue`: replies to each request's replyTo with correlationId = its id.
  * A handler throw is sent back as an error reply. Requests past their deadline (the requester
@@ -272,62 +337,19 @@ export async function serveRequests<P = unknown, R = unknown>(
   return broker.consume(
     queue,
     async (delivery) => {
-      let request: Envelope<P>;
-      try {
-        request = decode(delivery.body, {
-          source: `queue "${queue}"`,
-          messageId: delivery.id,
-          attempt: delivery.deliveryCount,
-        }) as Envelope<P>;
-      } catch (err) {
-        await delivery.deadLetter(deadReason(toError(err)));
-        return;
-      }
-      if (request.deadline !== undefined && Date.now() >= request.deadline) {
+      const request = await decodeRequest<P>(delivery, queue);
+      if (request === undefined) return;
+      if (pastDeadline(request)) {
         await delivery.ack();
         return;
       }
-      let reply: Envelope;
+      let outcome: ReplyOutcome;
       try {
-        const value = await handler(request.payload, request);
-        reply = createEnvelope({
-          type: MessageType.Reply,
-          payload: value,
-          correlationId: request.id,
-        });
+        outcome = { ok: true, value: await handler(request.payload, request) };
       } catch (err) {
-        const error = toError(err);
-        reply = createEnvelope({
-          type: MessageType.Reply,
-          payload: { error: { code: errorCode(error), message: error.message } },
-          correlationId: request.id,
-          headers: { [REPLY_ERROR_HEADER]: true },
-        });
+        outcome = { ok: false, error: toError(err) };
       }
-      // RabbitMQ's direct reply-to rewrites the address on the way: the transport's one wins.
-      const replyTo = delivery.replyTo ?? request.replyTo;
-      if (replyTo !== undefined) {
-        let body: Buffer;
-        try {
-          body = encode(reply);
-        } catch (err) {
-          const error = toError(err);
-          body = encode(
-            createEnvelope({
-              type: MessageType.Reply,
-              payload: {
-                error: {
-                  code: ErrorCode.HandlerFailed,
-                  message: `reply is not JSON: ${error.message}`,
-                },
-              },
-              correlationId: request.id,
-              headers: { [REPLY_ERROR_HEADER]: true },
-            }),
-          );
-        }
-        await broker.publish(replyTo, [{ id: reply.id, body }]);
-      }
+      await sendReply(broker, delivery, request, outcome);
       await delivery.ack();
     },
     { prefetch: options.prefetch ?? 10 },

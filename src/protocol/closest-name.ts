@@ -26,7 +26,8 @@ export function editDistance(a: string, b: string): number {
 /**
  * The candidate closest to `name`, or undefined when none is close enough to be a likely typo:
  * at most a third of the name's length apart (at least 1, at most 3 edits; case differences
- * count half). Ties go to the candidate listed first. `name` itself is never suggested.
+ * count half); a candidate that differs from it in case alone is always close enough. Ties go to
+ * the candidate listed first. `name` itself is never suggested.
  */
 export function closestName(name: string, candidates: Iterable<string>): string | undefined {
   const limit = Math.min(3, Math.max(1, Math.floor(name.length / 3)));
@@ -38,7 +39,7 @@ export function closestName(name: string, candidates: Iterable<string>): string 
     if (Math.abs(c.length - name.length) > limit) continue;
     const folded = editDistance(name.toLowerCase(), c.toLowerCase());
     const score = folded + (editDistance(name, c) - folded) / 2;
-    if (score <= limit && score < bestScore) {
+    if ((score <= limit || folded === 0) && score < bestScore) {
       best = c;
       bestScore = score;
     }

@@ -8,3 +8,4 @@ export * from './key.js';
 export * from './names.js';
 export * from './redact.js';
 export * from './json-depth.js';
+export { closestName } from './closest-name.js';

@@ -22,9 +22,9 @@ import { DEAD_LETTER_REASON_HEADER, declareQueueOrKeep } from '../broker/contrac
 import type { FinishedTrial, PendingTrial, Pruner, Sampler } from '../automl/contract.js';
 import { SearchSpace } from '../automl/space.js';
 import { publishEvent } from '../patterns/pubsub.js';
-import { consumeResults, deadReason, submitTasks } from '../patterns/work-queue.js';
-import { decode, encode } from '../protocol/codec.js';
-import { createEnvelope, MessageType } from '../protocol/envelope.js';
+import { decodeRequest, pastDeadline, sendReply } from '../patterns/request-reply.js';
+import { consumeResults, submitTasks } from '../patterns/work-queue.js';
+import { decode } from '../protocol/codec.js';
 import { ErrorCode, InputError, toError } from '../protocol/errors.js';
 import type { TaskResult } from '../protocol/result.js';
 import {
@@ -43,9 +43,9 @@ import type {
   TrialFinish,
   TrialRecord,
 } from '../store/experiments.js';
-import { findExperiment } from './manage.js';
+import { findExperiment, parseStoredSpec } from './stored.js';
 import { createPruner, createSampler } from './search.js';
-import { parseExperimentSpec, type ExperimentSpec } from './spec.js';
+import type { ExperimentSpec } from './spec.js';
 
 /** What a spec builds: its space, sampler and pruner. */
 export interface ExperimentParts {
@@ -178,7 +178,7 @@ export class Scheduler {
     let parts: ExperimentParts;
     if (options.resume !== undefined) {
       const exp = await findExperiment(store, options.resume);
-      spec = parseExperimentSpec(exp.spec, `stored spec of experiment "${exp.name}"`);
+      spec = parseStoredSpec(exp);
       parts = buildExperiment(spec);
       if (exp.status !== 'done') await store.setExperimentStatus(exp.name, 'running');
     } else {
@@ -557,16 +557,8 @@ export class Scheduler {
   }
 
   async #onReport(delivery: Delivery): Promise<void> {
-    let request;
-    try {
-      request = decode(delivery.body, {
-        source: `queue "${delivery.queue}"`,
-        messageId: delivery.id,
-      });
-    } catch (err) {
-      await delivery.deadLetter(deadReason(toError(err)));
-      return;
-    }
+    const request = await decodeRequest(delivery, delivery.queue);
+    if (request === undefined) return;
     const parsed = trialReportSchema.safeParse(request.payload);
     if (!parsed.success || parsed.data.experiment !== this.spec.name) {
       const issue = parsed.success ? undefined : parsed.error.issues[0];
@@ -617,18 +609,13 @@ export class Scheduler {
         });
       }
     }
-    const replyTo = delivery.replyTo ?? request.replyTo;
-    if (
-      replyTo !== undefined &&
-      (request.deadline === undefined || Date.now() < request.deadline)
-    ) {
-      const reply = createEnvelope({
-        type: MessageType.Reply,
-        payload: { decision },
-        correlationId: request.id,
-      });
+    // A report past its deadline is stored all the same, for the pruner; only its reply is moot.
+    if (!pastDeadline(request)) {
       // The requester may be gone (its worker died); the decision is stored either way.
-      await this.#broker.publish(replyTo, [{ id: reply.id, body: encode(reply) }]).catch(() => {});
+      await sendReply(this.#broker, delivery, request, {
+        ok: true,
+        value: { decision },
+      }).catch(() => {});
     }
     await delivery.ack();
   }

@@ -20,6 +20,13 @@ describe('closestName', () => {
     expect(closestName('trials', ['trail', 'trials1'])).toBe('trials1');
   });
 
+  it('suggests a name a few edits away, and nothing for an unrelated one', () => {
+    expect(closestName('promts', ['prompts', 'jobs'])).toBe('prompts');
+    expect(closestName('BRANIN', ['branin'])).toBe('branin');
+    expect(closestName('xyz', ['prompts', 'branin'])).toBeUndefined();
+    expect(closestName('a', [])).toBeUndefined();
+  });
+
   it('counts an adjacent swap as one edit', () => {
     expect(editDistance('ab', 'ba')).toBe(1);
     expect(editDistance('kitten', 'sitting')).toBe(3);

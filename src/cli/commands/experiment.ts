@@ -1,55 +1,41 @@
-import { existsSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { existsSync, rmSync } from 'node:fs';
 import { Command, Option, type CommanderError } from 'commander';
-import { SingleBar, Presets } from 'cli-progress';
 import { stringify } from 'csv-stringify/sync';
-import type { Broker } from '../../broker/contract.js';
 import { parseBrokerUrl } from '../../broker/open.js';
-import { InputError, NotFoundError } from '../../protocol/errors.js';
+import { experimentBest } from '../../experiment/best.js';
+import { assertDeletable, deleteExperiment } from '../../experiment/delete.js';
+import { exportExperiment } from '../../experiment/export.js';
+import { experimentProgress, type ExperimentProgress } from '../../experiment/status.js';
+import { requestStop, waitForStop } from '../../experiment/stop.js';
+import { experimentTrials, trialRow } from '../../experiment/trials.js';
+import { NotFoundError } from '../../protocol/errors.js';
 import { experimentQueues } from '../../protocol/trial.js';
-import { assertDeletable, deleteExperiment, findExperiment } from '../../scheduler/manage.js';
-import { buildExperiment, Scheduler, type SchedulerSummary } from '../../scheduler/scheduler.js';
 import {
   experimentSpecJsonSchema,
   loadExperimentSpec,
-  parseExperimentSpec,
   type ExperimentSpec,
 } from '../../scheduler/spec.js';
-import type { ExperimentRecord, ExperimentStore, TrialRecord } from '../../store/experiments.js';
-import { DEFAULT_STORE_PATH, parseStoreUrl, type Store } from '../../store/contract.js';
-import { action, contextOf, type CommandContext } from '../context.js';
+import { findExperiment } from '../../scheduler/stored.js';
+import type { ExperimentStore, TrialRecord } from '../../store/experiments.js';
+import { action, contextOf } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
-import { CSV_OPTIONS, table } from '../format.js';
-import { spawnLocalWorkers, type LocalWorkers } from '../local-workers.js';
-import { intAtLeast, parseDuration } from '../options.js';
-
-/** Folder for files next to the store: the SQLite file's folder, else ./.qtune. */
-function storeDir(cmd: Command): string {
-  const target = parseStoreUrl(contextOf(cmd).globals.store);
-  return target.kind === 'sqlite' ? dirname(target.location) : resolve(dirname(DEFAULT_STORE_PATH));
-}
-
-function openStore(cmd: Command): Promise<Store> {
-  return contextOf(cmd).openStore();
-}
+import { CSV_OPTIONS, formatMetric, formatParams, table } from '../format.js';
+import { parseDuration } from '../options.js';
+import {
+  runExperiment,
+  specCopyPath,
+  storeExists,
+  workersOption,
+  type RunOptions,
+} from './experiment-run.js';
 
 async function withStore<T>(cmd: Command, fn: (store: ExperimentStore) => Promise<T>): Promise<T> {
-  const store = await openStore(cmd);
+  const store = await contextOf(cmd).openStore();
   try {
     return await fn(store);
   } finally {
     await store.close();
   }
-}
-
-/**
- * Whether the store may hold experiments: a SQLite store file that does not exist holds none,
- * and commands that only read (or delete) do not create it.
- */
-function storeExists(cmd: Command): boolean {
-  const target = parseStoreUrl(contextOf(cmd).globals.store);
-  return target.kind !== 'sqlite' || existsSync(target.location);
 }
 
 /** withStore for a command about experiment `name`: an unknown name is NotFoundError (exit 4). */
@@ -60,89 +46,6 @@ async function withExperimentStore<T>(
 ): Promise<T> {
   if (!storeExists(cmd)) throw new NotFoundError('experiment', name);
   return withStore(cmd, fn);
-}
-
-async function experimentOf(
-  store: ExperimentStore,
-  name: string,
-): Promise<{ exp: ExperimentRecord; spec: ExperimentSpec }> {
-  const exp = await findExperiment(store, name);
-  return { exp, spec: parseExperimentSpec(exp.spec, `stored spec of experiment "${name}"`) };
-}
-
-/** Best complete trial in the objective's direction. */
-function bestOf(trials: readonly TrialRecord[], spec: ExperimentSpec): TrialRecord | undefined {
-  const sign = spec.objective.direction === 'maximize' ? -1 : 1;
-  let best: TrialRecord | undefined;
-  for (const t of trials) {
-    if (t.status !== 'complete' || t.value === undefined) continue;
-    if (!best || sign * t.value < sign * best.value!) best = t;
-  }
-  return best;
-}
-
-function fmt(v: number | undefined): string {
-  if (v === undefined) return '-';
-  return Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !== 0)
-    ? v.toExponential(4)
-    : String(Number(v.toPrecision(6)));
-}
-
-function formatParams(params: TrialRecord['params']): string {
-  return Object.entries(params)
-    .map(([k, v]) => `${k}=${typeof v === 'number' ? fmt(v) : String(v)}`)
-    .join(' ');
-}
-
-/** Trials finished per minute over the experiment's finished trials. */
-function trialsPerMinute(trials: readonly TrialRecord[]): number {
-  const done = trials.filter((t) => t.finishedAt !== undefined);
-  if (done.length === 0) return 0;
-  const first = Math.min(...trials.map((t) => t.createdAt));
-  const last = Math.max(...done.map((t) => t.finishedAt!));
-  return last > first ? (done.length * 60_000) / (last - first) : 0;
-}
-
-async function statusOf(store: ExperimentStore, name: string) {
-  const { exp, spec } = await experimentOf(store, name);
-  const trials = await store.listTrials(name);
-  const counts = await store.counts(name);
-  const best = bestOf(trials, spec);
-  return {
-    name,
-    status: exp.status,
-    objective: spec.objective,
-    maxTrials: spec.maxTrials,
-    finished: counts.complete + counts.pruned + counts.failed,
-    running: counts.running + counts.pending,
-    complete: counts.complete,
-    pruned: counts.pruned,
-    failed: counts.failed,
-    trialsPerMinute: Math.round(trialsPerMinute(trials) * 10) / 10,
-    ...(best && { best: { number: best.number, value: best.value, params: best.params } }),
-    createdAt: exp.createdAt,
-    updatedAt: exp.updatedAt,
-  };
-}
-
-function trialRow(t: TrialRecord): Record<string, unknown> {
-  return {
-    number: t.number,
-    status: t.status,
-    value: t.value ?? null,
-    step: t.step ?? null,
-    params: t.params,
-    ...(t.metrics && { metrics: t.metrics }),
-    ...(t.error !== undefined && { error: t.error }),
-    attempt: t.attempt ?? null,
-    host: t.worker?.host ?? null,
-    gpu: t.worker?.gpus?.[0]?.name ?? null,
-    createdAt: t.createdAt,
-    startedAt: t.startedAt ?? null,
-    finishedAt: t.finishedAt ?? null,
-    durationMs:
-      t.startedAt !== undefined && t.finishedAt !== undefined ? t.finishedAt - t.startedAt : null,
-  };
 }
 
 function trialsCsv(trials: readonly TrialRecord[], spec: ExperimentSpec): string {
@@ -176,225 +79,6 @@ function trialsCsv(trials: readonly TrialRecord[], spec: ExperimentSpec): string
   });
   return stringify([header, ...rows], CSV_OPTIONS);
 }
-
-interface RunOptions {
-  workers: number;
-  json?: boolean;
-}
-
-/** Live progress of a run: a bar on a terminal, a log line every few seconds otherwise. */
-function progressOf(ctx: CommandContext, scheduler: Scheduler, json: boolean) {
-  const spec = scheduler.spec;
-  const t0 = Date.now();
-  const c = { finished: 0, pruned: 0, failed: 0 };
-  const values = () => {
-    const mins = (Date.now() - t0) / 60_000;
-    return {
-      running: scheduler.inFlight,
-      pruned: c.pruned,
-      failed: c.failed,
-      best: fmt(scheduler.best?.value),
-      rate: mins > 0 ? (c.finished / mins).toFixed(1) : '0',
-    };
-  };
-  const useBar = !json && ctx.globals.logFormat !== 'json' && process.stderr.isTTY;
-  const bar = useBar
-    ? new SingleBar(
-        {
-          format: `${spec.name} |{bar}| {value}/{total} finished | {running} running | {pruned} pruned | {failed} failed | best {best} | {rate} trials/min`,
-          hideCursor: true,
-          stream: process.stderr,
-        },
-        Presets.shades_classic,
-      )
-    : undefined;
-  const onFinish = (kind: 'complete' | 'pruned' | 'failed') => () => {
-    c.finished++;
-    if (kind === 'pruned') c.pruned++;
-    if (kind === 'failed') c.failed++;
-    bar?.update(c.finished, values());
-  };
-  scheduler.on('trial:completed', onFinish('complete'));
-  scheduler.on('trial:pruned', onFinish('pruned'));
-  scheduler.on('trial:failed', onFinish('failed'));
-  scheduler.on('trial:started', () => bar?.update(values()));
-  let timer: NodeJS.Timeout | undefined;
-  return {
-    start(alreadyFinished: number) {
-      c.finished = alreadyFinished;
-      if (bar) bar.start(spec.maxTrials, alreadyFinished, values());
-      else {
-        timer = setInterval(
-          () =>
-            ctx.logger.info(
-              {
-                experiment: spec.name,
-                finished: c.finished,
-                maxTrials: spec.maxTrials,
-                ...values(),
-              },
-              'progress',
-            ),
-          5000,
-        );
-        timer.unref();
-      }
-    },
-    stop() {
-      bar?.stop();
-      if (timer) clearInterval(timer);
-    },
-  };
-}
-
-/** Runs a scheduler (new or resumed) with local workers until it is done, stopped or interrupted. */
-async function runExperiment(
-  cmd: Command,
-  opts: RunOptions,
-  source: { spec: ExperimentSpec } | { resume: string },
-): Promise<number> {
-  const ctx = contextOf(cmd);
-  const target = parseBrokerUrl(ctx.globals.broker);
-  if (opts.workers > 0 && target.kind === 'memory') {
-    throw new InputError(
-      'the memory broker lives in one process: use --workers 0, or the embedded broker',
-    );
-  }
-  if ('resume' in source && !storeExists(cmd)) throw new NotFoundError('experiment', source.resume);
-  const store = await openStore(cmd);
-  let broker: Broker | undefined;
-  let workers: LocalWorkers | undefined;
-  let scheduler: Scheduler | undefined;
-  let progress: ReturnType<typeof progressOf> | undefined;
-  let interrupted = false;
-  const onSignal = (): void => {
-    if (interrupted) process.exit(ExitCode.Interrupted);
-    interrupted = true;
-    ctx.logger.info('interrupted: pausing (resume with `qtune experiment resume`)');
-    void scheduler?.pause();
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  try {
-    // Everything is checked before the scheduler stores anything.
-    const planned =
-      'spec' in source
-        ? source.spec
-        : parseExperimentSpec(
-            (await findExperiment(store, source.resume)).spec,
-            `stored spec of experiment "${source.resume}"`,
-          );
-    buildExperiment(planned);
-    if (opts.workers > 0) checkLocalRunner(planned);
-    broker = await ctx.openBroker();
-    scheduler = await Scheduler.start({
-      broker,
-      store,
-      ...('spec' in source ? { spec: source.spec } : { resume: source.resume }),
-    });
-    scheduler.on('error', (err) => ctx.logger.error({ err: err.message }, 'scheduler error'));
-    const spec = scheduler.spec;
-    const queues = experimentQueues(spec.name);
-    const counts = await store.counts(spec.name);
-    progress = progressOf(ctx, scheduler, opts.json === true);
-    if (opts.workers > 0) {
-      // Workers read the stored spec (runner paths already absolute) from a copy next to the store.
-      const specCopy = join(storeDir(cmd), 'experiments', `${spec.name}.spec.json`);
-      mkdirSync(dirname(specCopy), { recursive: true });
-      writeFileSync(specCopy, JSON.stringify(spec, null, 2));
-      const perWorker = Math.max(1, Math.ceil(spec.concurrency / opts.workers));
-      workers = spawnLocalWorkers({
-        brokerUrl: target.location,
-        queue: queues.trials,
-        count: opts.workers,
-        concurrency: perWorker,
-        prefetch: perWorker,
-        args: ['--experiment', specCopy, '--log-level', 'warn'],
-        stdio: 'inherit',
-        exitWithParent: true,
-      });
-    } else {
-      ctx.logger.info(
-        { experiment: spec.name, queue: queues.trials },
-        `waiting for workers: qtune worker --experiment <spec> (queue ${queues.trials})`,
-      );
-    }
-    progress.start(counts.complete + counts.pruned + counts.failed);
-    const summary = await scheduler.done;
-    progress.stop();
-    await workers?.stop();
-    printSummary(summary, scheduler.spec, opts.json === true);
-    if (summary.status === 'paused') return ExitCode.Interrupted;
-    if (summary.counts.complete === 0 && summary.counts.failed > 0) return ExitCode.Failure;
-    return ExitCode.Ok;
-  } finally {
-    progress?.stop();
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-    await workers?.stop();
-    await broker?.close();
-    await store.close();
-  }
-}
-
-/**
- * Checks what local workers need to run the spec's trials: a runner, its module file or its
- * command's working directory. Throws `InputError` naming what is missing.
- */
-function checkLocalRunner(spec: ExperimentSpec): void {
-  const runner = spec.runner;
-  if (!runner) {
-    throw new InputError(
-      `experiment "${spec.name}": local workers need a \`runner\` in the spec (or use --workers 0)`,
-    );
-  }
-  if ('module' in runner && !existsSync(runner.module)) {
-    throw new InputError(
-      `experiment "${spec.name}": runner.module "${runner.module}" does not exist`,
-    );
-  }
-  if ('exec' in runner && runner.cwd !== undefined && !isDirectory(runner.cwd)) {
-    throw new InputError(
-      `experiment "${spec.name}": runner.cwd "${runner.cwd}" is not a directory`,
-    );
-  }
-}
-
-function isDirectory(path: string): boolean {
-  try {
-    return statSync(path).isDirectory();
-  } catch {
-    return false;
-  }
-}
-
-function printSummary(summary: SchedulerSummary, spec: ExperimentSpec, json: boolean): void {
-  if (json) {
-    process.stdout.write(JSON.stringify(summary) + '\n');
-    return;
-  }
-  const c = summary.counts;
-  const lines = [
-    `experiment ${summary.experiment}: ${summary.status}`,
-    `  trials: ${c.complete + c.pruned + c.failed} finished of ${spec.maxTrials} (${c.complete} complete, ${c.pruned} pruned, ${c.failed} failed)`,
-  ];
-  if (summary.best) {
-    lines.push(
-      `  best: trial ${summary.best.number}, ${spec.objective.metric} = ${fmt(summary.best.value)} (${formatParams(summary.best.params)})`,
-    );
-  }
-  if (summary.status === 'paused')
-    lines.push(`  resume with: qtune experiment resume ${summary.experiment}`);
-  process.stdout.write(lines.join('\n') + '\n');
-}
-
-const workersOption = () =>
-  new Option(
-    '--workers <n>',
-    'local worker processes to start (0: remote workers attach with `qtune worker`)',
-  )
-    .argParser(intAtLeast(0))
-    .default(2);
 
 /** commander reports bad usage (unknown option, missing argument) with 1; scripts get 2. */
 function usageExit(err: CommanderError): never {
@@ -449,12 +133,12 @@ export function experimentCommand(): Command {
     .action(
       action(async (name: string | undefined, opts: { json?: boolean }, cmd: Command) => {
         if (name !== undefined && !storeExists(cmd)) throw new NotFoundError('experiment', name);
-        const rows: Awaited<ReturnType<typeof statusOf>>[] = [];
+        const rows: ExperimentProgress[] = [];
         if (storeExists(cmd)) {
           await withStore(cmd, async (store) => {
             const names =
               name !== undefined ? [name] : (await store.listExperiments()).map((e) => e.name);
-            for (const n of names) rows.push(await statusOf(store, n));
+            for (const n of names) rows.push(await experimentProgress(store, n));
           });
         }
         if (opts.json) {
@@ -484,7 +168,7 @@ export function experimentCommand(): Command {
               r.running,
               r.pruned,
               r.failed,
-              fmt(r.best?.value),
+              formatMetric(r.best?.value),
               r.trialsPerMinute,
             ]),
           ]) + '\n',
@@ -509,8 +193,7 @@ export function experimentCommand(): Command {
     .action(
       action(async (name: string, opts: { json?: boolean }, cmd: Command) =>
         withExperimentStore(cmd, name, async (store) => {
-          const { spec } = await experimentOf(store, name);
-          const best = bestOf(await store.listTrials(name), spec);
+          const { spec, best } = await experimentBest(store, name);
           if (!best) {
             process.stderr.write(`qtune: experiment "${name}" has no complete trial yet\n`);
             return ExitCode.Failure;
@@ -518,7 +201,7 @@ export function experimentCommand(): Command {
           if (opts.json) process.stdout.write(JSON.stringify(trialRow(best)) + '\n');
           else {
             process.stdout.write(
-              `trial ${best.number}: ${spec.objective.metric} = ${fmt(best.value)}\n` +
+              `trial ${best.number}: ${spec.objective.metric} = ${formatMetric(best.value)}\n` +
                 Object.entries(best.params)
                   .map(([k, v]) => `  ${k}: ${String(v)}`)
                   .join('\n') +
@@ -543,8 +226,7 @@ export function experimentCommand(): Command {
     .action(
       action(async (name: string, opts: { json?: boolean; format: string }, cmd: Command) =>
         withExperimentStore(cmd, name, async (store) => {
-          const { spec } = await experimentOf(store, name);
-          const trials = await store.listTrials(name);
+          const { spec, trials } = await experimentTrials(store, name);
           const format = opts.json ? 'json' : opts.format;
           if (format === 'json') process.stdout.write(JSON.stringify(trials.map(trialRow)) + '\n');
           else if (format === 'csv') process.stdout.write(trialsCsv(trials, spec));
@@ -555,7 +237,7 @@ export function experimentCommand(): Command {
                 ...trials.map((t) => [
                   String(t.number),
                   t.status,
-                  fmt(t.value),
+                  formatMetric(t.value),
                   t.step ?? '-',
                   t.worker?.host ?? '-',
                   formatParams(t.params),
@@ -578,24 +260,12 @@ export function experimentCommand(): Command {
     .action(
       action(async (name: string, opts: { json?: boolean; format: string }, cmd: Command) =>
         withExperimentStore(cmd, name, async (store) => {
-          const { exp, spec } = await experimentOf(store, name);
-          const trials = await store.listTrials(name);
           if (!opts.json && opts.format === 'csv') {
+            const { spec, trials } = await experimentTrials(store, name);
             process.stdout.write(trialsCsv(trials, spec));
             return;
           }
-          const rows = [];
-          for (const t of trials)
-            rows.push({ ...trialRow(t), reports: await store.reports(name, t.number) });
-          process.stdout.write(
-            JSON.stringify({
-              experiment: name,
-              status: exp.status,
-              spec,
-              createdAt: exp.createdAt,
-              trials: rows,
-            }) + '\n',
-          );
+          process.stdout.write(JSON.stringify(await exportExperiment(store, name)) + '\n');
         }),
       ),
     );
@@ -618,25 +288,16 @@ export function experimentCommand(): Command {
     .action(
       action(async (name: string, opts: { wait?: boolean; timeout: number }, cmd: Command) =>
         withExperimentStore(cmd, name, async (store) => {
-          const { exp } = await experimentOf(store, name);
-          if (exp.status === 'done' || exp.status === 'stopped') {
-            process.stdout.write(`experiment ${name} is already ${exp.status}\n`);
+          const stop = await requestStop(store, name);
+          if (!stop.requested) {
+            process.stdout.write(`experiment ${name} is already ${stop.status}\n`);
             return;
           }
-          await store.setExperimentStatus(name, 'stopping');
-          if (opts.wait) {
-            const until = Date.now() + opts.timeout;
-            for (;;) {
-              const status = await store.experimentStatus(name);
-              if (status !== 'stopping') break;
-              if (Date.now() >= until) {
-                process.stderr.write(
-                  `qtune: experiment "${name}" did not stop within ${opts.timeout} ms; is its scheduler running? The stop request stays.\n`,
-                );
-                return ExitCode.Failure;
-              }
-              await sleep(200);
-            }
+          if (opts.wait && !(await waitForStop(store, name, { timeoutMs: opts.timeout }))) {
+            process.stderr.write(
+              `qtune: experiment "${name}" did not stop within ${opts.timeout} ms; is its scheduler running? The stop request stays.\n`,
+            );
+            return ExitCode.Failure;
           }
           process.stdout.write(`experiment ${name}: ${opts.wait ? 'stopped' : 'stop requested'}\n`);
           return ExitCode.Ok;
@@ -679,7 +340,7 @@ export function experimentCommand(): Command {
           } finally {
             await broker?.close();
           }
-          rmSync(join(storeDir(cmd), 'experiments', `${name}.spec.json`), { force: true });
+          rmSync(specCopyPath(cmd, name), { force: true });
           if (opts.json) process.stdout.write(JSON.stringify(deleted) + '\n');
           else {
             process.stdout.write(

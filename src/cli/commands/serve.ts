@@ -12,7 +12,9 @@ import {
 } from '../../gateway/gateway.js';
 import { storeJobs } from '../../gateway/jobs.js';
 import type { MetricsSources } from '../../gateway/metrics.js';
-import { InputError, toError } from '../../protocol/errors.js';
+import { experimentBest } from '../../experiment/best.js';
+import { experimentOverview, recordWithCounts } from '../../experiment/status.js';
+import { InputError, NotFoundError, toError } from '../../protocol/errors.js';
 import { jobStatus } from '../../job/status.js';
 import { parseStoreUrl, type Store } from '../../store/contract.js';
 import { action, contextOf, type CommandContext } from '../context.js';
@@ -102,9 +104,13 @@ function storeProviders(
       },
       async experiment(name) {
         const s = await store();
-        const exp = await s?.getExperiment(name);
-        if (!s || !exp) return undefined;
-        return { ...exp, trials: await s.counts(name) };
+        if (!s) return undefined;
+        try {
+          return recordWithCounts(await experimentOverview(s, name));
+        } catch (err) {
+          if (err instanceof NotFoundError) return undefined;
+          throw err;
+        }
       },
     },
     metrics: {
@@ -132,10 +138,8 @@ function storeProviders(
         return Promise.all(
           (await s.listExperiments()).map(async (exp) => {
             const { total: _total, ...trials } = await s.counts(exp.name);
-            const best = bestValue(
-              await s.listTrials(exp.name, ['complete']),
-              (exp.spec as { objective?: { direction?: string } }).objective?.direction,
-            );
+            // A spec this version cannot read has no best value rather than failing the scrape.
+            const best = (await experimentBest(s, exp.name).catch(() => undefined))?.best?.value;
             return { experiment: exp.name, trials, ...(best !== undefined && { best }) };
           }),
         );
@@ -148,20 +152,6 @@ function storeProviders(
       await s?.close();
     },
   };
-}
-
-/** The best value of complete trials in the objective's direction. */
-function bestValue(
-  trials: readonly { value?: number }[],
-  direction: string | undefined,
-): number | undefined {
-  const sign = direction === 'maximize' ? -1 : 1;
-  let best: number | undefined;
-  for (const t of trials) {
-    if (t.value !== undefined && (best === undefined || sign * t.value < sign * best))
-      best = t.value;
-  }
-  return best;
 }
 
 export function serveCommand(): Command {

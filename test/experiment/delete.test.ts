@@ -6,14 +6,10 @@ import type { MemoryBroker } from '../../src/broker/memory/index.js';
 import { Requester } from '../../src/patterns/request-reply.js';
 import { ErrorCode, InputError, NotFoundError } from '../../src/protocol/errors.js';
 import { experimentQueues } from '../../src/protocol/trial.js';
-import {
-  closestName,
-  deleteExperiment,
-  experimentQueueNames,
-  findExperiment,
-} from '../../src/scheduler/manage.js';
+import { deleteExperiment, experimentQueueNames } from '../../src/experiment/delete.js';
 import { Scheduler } from '../../src/scheduler/scheduler.js';
 import { parseExperimentSpec } from '../../src/scheduler/spec.js';
+import { findExperiment } from '../../src/scheduler/stored.js';
 import { SqliteStore } from '../../src/store/sqlite/index.js';
 import { startWorker, type Worker } from '../../src/worker/runtime.js';
 import { trialHandler } from '../../src/worker/trial/trial-handler.js';
@@ -123,14 +119,5 @@ describe('deleteExperiment', () => {
       'experiment "brainn" does not exist (did you mean "branin"?)',
     );
     await expect(findExperiment(store, 'zzz')).rejects.toThrow(/^experiment "zzz" does not exist$/);
-  });
-});
-
-describe('closestName', () => {
-  it('suggests a name a few edits away, and nothing for an unrelated one', () => {
-    expect(closestName('promts', ['prompts', 'jobs'])).toBe('prompts');
-    expect(closestName('BRANIN', ['branin'])).toBe('branin');
-    expect(closestName('xyz', ['prompts', 'branin'])).toBeUndefined();
-    expect(closestName('a', [])).toBeUndefined();
   });
 });
