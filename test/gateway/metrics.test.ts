@@ -3,6 +3,8 @@ import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { assertBuilt, killAll, runCli, startCli, tempBroker, waitFor } from '../cli/helpers.js';
 import { documentedMetrics, parseSamples, valueOf } from '../support/prometheus.js';
+import { parseExperimentSpec } from '../../src/scheduler/spec.js';
+import { SqliteStore } from '../../src/store/sqlite/index.js';
 import { TOKENS, TOKENS_ENV, call, startGateway } from './helpers.js';
 
 type Env = ReturnType<typeof tempBroker>;
@@ -153,6 +155,57 @@ describe('GET /metrics of qtune serve', () => {
     expect(valueOf(s, 'qtune_queue_messages', { queue: 'batch', state: 'ready' })).toBe(12);
     expect(valueOf(s, 'qtune_job_items', { job: 'batch', state: 'pending' })).toBe(12);
     expect(valueOf(s, 'qtune_job_items', { job: 'batch', state: 'done' })).toBe(0);
+  });
+
+  it("reads experiments from the store: trials by state, and the best value in the objective's direction", async () => {
+    env = tempBroker();
+    const path = join(env.dir, 'store.db');
+    const store = new SqliteStore({ path });
+    const spec = parseExperimentSpec({
+      name: 'acc-search',
+      objective: { metric: 'acc', direction: 'maximize' },
+      space: { lr: { type: 'float', low: 0, high: 1 } },
+      sampler: { name: 'random', seed: 1 },
+      maxTrials: 4,
+    });
+    await store.createExperiment('acc-search', spec, 1);
+    const values = [0.7, 0.9, 0.8];
+    for (let n = 0; n < 4; n++) {
+      await store.addTrial({
+        experiment: 'acc-search',
+        number: n,
+        params: { lr: n / 10 },
+        taskId: `t${n}`,
+        createdAt: n,
+      });
+    }
+    await store.markRunning('acc-search', [0, 1, 2, 3]);
+    await store.finishTrial('acc-search', 0, {
+      status: 'complete',
+      value: values[0]!,
+      finishedAt: 10,
+    });
+    await store.finishTrial('acc-search', 1, {
+      status: 'complete',
+      value: values[1]!,
+      finishedAt: 11,
+    });
+    await store.finishTrial('acc-search', 2, {
+      status: 'pruned',
+      value: values[2]!,
+      finishedAt: 12,
+    });
+    await store.close();
+
+    const url = await serve(env, path);
+    const s = await scrape(url, TOKENS.admin);
+    const trials = (state: string) =>
+      valueOf(s, 'qtune_experiment_trials', { experiment: 'acc-search', state });
+    expect([trials('complete'), trials('pruned'), trials('running'), trials('failed')]).toEqual([
+      2, 1, 1, 0,
+    ]);
+    // Maximized: 0.9, not the pruned trial's 0.8 nor the smallest.
+    expect(valueOf(s, 'qtune_experiment_best_value', { experiment: 'acc-search' })).toBe(0.9);
   });
 
   it('needs a token of some role, and answers 401 without one', async () => {
