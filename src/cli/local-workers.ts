@@ -21,8 +21,8 @@ export interface LocalWorkerOptions {
   count: number;
   concurrency: number;
   prefetch?: number;
-  /** Extra flags for `qtune worker`. */
-  args?: string[];
+  /** Extra flags for `qtune worker`: the same for each, or by worker index. */
+  args?: string[] | ((index: number) => string[]);
   /** Where worker logs go (default: 'ignore'). */
   stdio?: 'ignore' | 'inherit';
   /**
@@ -51,7 +51,7 @@ export function spawnLocalWorkers(options: LocalWorkerOptions): LocalWorkers {
       '--concurrency',
       String(options.concurrency),
       ...(options.prefetch ? ['--prefetch', String(options.prefetch)] : []),
-      ...(options.args ?? []),
+      ...(typeof options.args === 'function' ? options.args(i) : (options.args ?? [])),
     ];
     children.push(
       spawn(process.execPath, args, {

@@ -222,4 +222,18 @@ describe('qtune CLI', () => {
     expect(out.received).toBe(300);
     expect(out.tasksPerSec).toBeGreaterThan(0);
   });
+
+  it('benchmarks with every worker serving metrics and scrapes them during the run', async () => {
+    const res = await runCli(['bench', '--tasks', '300', '--workers', '2', '--metrics', '--json'], {
+      timeoutMs: 60_000,
+    });
+    expect(res.code, res.stderr).toBe(0);
+    const out = JSON.parse(res.stdout.trim().split('\n').pop()!) as {
+      received: number;
+      scrapes: number;
+    };
+    expect(out.received).toBe(300);
+    // The first scrape of both workers happens as the load starts.
+    expect(out.scrapes).toBeGreaterThanOrEqual(2);
+  });
 });

@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
+import { createServer, type AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Command, Option } from 'commander';
 import type { Logger } from 'pino';
@@ -29,6 +30,7 @@ interface BenchOptions {
   batch: number;
   rate?: number;
   json?: boolean;
+  metrics?: boolean;
 }
 
 const now = () => performance.timeOrigin + performance.now();
@@ -57,6 +59,10 @@ export function benchCommand(): Command {
         'publish one task at a time at this many tasks/s (latency mode)',
       ).argParser(intAtLeast(1)),
     )
+    .option(
+      '--metrics',
+      'workers serve Prometheus metrics (--metrics-port) and the run scrapes each every second, to measure their cost',
+    )
     .option('--json', 'print one JSON line')
     .addHelpText(
       'after',
@@ -77,6 +83,9 @@ export function benchCommand(): Command {
         const queue = `bench.${randomUUID().slice(0, 8)}`;
         await broker.declareQueue(queue);
         await broker.declareQueue(resultQueueOf(queue));
+        const metricsPorts = opts.metrics
+          ? await Promise.all(Array.from({ length: opts.workers }, () => freePort()))
+          : [];
         const workers = spawnLocalWorkers({
           brokerUrl: url,
           queue,
@@ -84,11 +93,17 @@ export function benchCommand(): Command {
           count: opts.workers,
           concurrency: opts.concurrency,
           prefetch: opts.prefetch,
+          ...(opts.metrics && { args: (i) => ['--metrics-port', String(metricsPorts[i])] }),
         });
+        let scraper: Scraper | undefined;
         try {
           await waitForConsumers(broker, queue, opts.workers);
           const idleRss = workers.children.map((c) => rssMiB(c.pid!) ?? NaN);
+          scraper = opts.metrics
+            ? scrapeEverySecond(metricsPorts.map((p) => `http://127.0.0.1:${p}/metrics`))
+            : undefined;
           const summary = await runLoad(broker, queue, opts);
+          const scrapes = await scraper?.stop();
           const finalRss = workers.children.map((c) => rssMiB(c.pid!) ?? NaN);
           const out = {
             system: 'qtune',
@@ -98,6 +113,7 @@ export function benchCommand(): Command {
             concurrency: opts.concurrency,
             ...(opts.rate ? { rate: opts.rate } : {}),
             ...summary,
+            ...(scrapes !== undefined && { scrapes }),
             workerRssMiB: { idle: idleRss.map(round1), final: finalRss.map(round1) },
           };
           if (opts.json) process.stdout.write(JSON.stringify(out) + '\n');
@@ -113,6 +129,7 @@ export function benchCommand(): Command {
           }
           return summary.received === opts.tasks ? 0 : 1;
         } finally {
+          await scraper?.stop();
           await workers.stop();
           if (!tempDir) await removeBenchQueues(broker, queue, ctx.logger);
           await broker.close();
@@ -132,6 +149,53 @@ async function removeBenchQueues(broker: Broker, queue: string, logger: Logger):
       logger.warn({ queue: q, err: (err as Error).message }, 'could not delete a bench queue');
     }
   }
+}
+
+/** A free TCP port on 127.0.0.1 (free when asked; a worker binds it right after). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+interface Scraper {
+  /** Stops scraping; resolves the number of scrapes answered 200. */
+  stop(): Promise<number>;
+}
+
+/** Scrapes every URL once a second, as a Prometheus with a 1 s interval would. */
+function scrapeEverySecond(urls: readonly string[]): Scraper {
+  let ok = 0;
+  let inFlight: Promise<unknown> = Promise.resolve();
+  const scrape = () => {
+    inFlight = Promise.all(
+      urls.map((u) =>
+        fetch(u).then(
+          async (res) => {
+            await res.text();
+            if (res.ok) ok++;
+          },
+          () => undefined,
+        ),
+      ),
+    );
+  };
+  scrape();
+  const timer = setInterval(scrape, 1000);
+  let stopped: Promise<number> | undefined;
+  return {
+    stop: () =>
+      (stopped ??= (async () => {
+        clearInterval(timer);
+        await inFlight;
+        return ok;
+      })()),
+  };
 }
 
 function round1(x: number): number {
