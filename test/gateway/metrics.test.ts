@@ -1,6 +1,7 @@
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
 import { assertBuilt, killAll, runCli, startCli, tempBroker, waitFor } from '../cli/helpers.js';
 import { documentedMetrics, parseSamples, valueOf } from '../support/prometheus.js';
 import { parseExperimentSpec } from '../../src/scheduler/spec.js';
@@ -256,5 +257,47 @@ describe('GET /metrics of qtune serve', () => {
     } finally {
       await gw.close();
     }
+  });
+});
+
+describe('docs/monitoring', () => {
+  it('has a Prometheus config and a Grafana dashboard that parse and name only metrics qtune exports', () => {
+    const exported = new Set([
+      ...documentedMetrics('Worker (`qtune worker --metrics-port N`)').keys(),
+      ...documentedMetrics('Gateway (`qtune serve`: `GET /metrics`)').keys(),
+    ]);
+    const dir = join(import.meta.dirname, '../../docs/monitoring');
+    const prometheus = parseYaml(readFileSync(join(dir, 'prometheus.yml'), 'utf8')) as {
+      scrape_configs: {
+        job_name: string;
+        metrics_path: string;
+        static_configs: { targets: string[] }[];
+      }[];
+    };
+    expect(prometheus.scrape_configs.map((c) => c.job_name)).toEqual([
+      'qtune-gateway',
+      'qtune-worker',
+    ]);
+    for (const c of prometheus.scrape_configs) {
+      expect(c.metrics_path).toBe('/metrics');
+      expect(c.static_configs[0]!.targets.length).toBeGreaterThan(0);
+    }
+    const grafana = JSON.parse(readFileSync(join(dir, 'grafana-dashboard.json'), 'utf8')) as {
+      panels: { title: string; targets: { expr: string }[] }[];
+      templating: { list: { query: string }[] };
+    };
+    const exprs = [
+      ...grafana.panels.flatMap((p) => p.targets.map((t) => t.expr)),
+      ...grafana.templating.list.map((v) => v.query),
+    ];
+    expect(grafana.panels.length).toBeGreaterThan(10);
+    const named = new Set(
+      exprs.flatMap((e) =>
+        [...e.matchAll(/\bqtune_\w+/gu)].map((m) => m[0].replace(/_(bucket|sum|count)$/u, '')),
+      ),
+    );
+    expect([...named].filter((n) => !exported.has(n))).toEqual([]);
+    // Every metric qtune exports is on some panel.
+    expect([...exported].filter((n) => !named.has(n) && !n.endsWith('_info'))).toEqual([]);
   });
 });
