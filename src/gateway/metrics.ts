@@ -63,6 +63,7 @@ export class GatewayMetrics {
   readonly #payloads: Counter<'outcome'>;
   readonly #authFailures: Counter<'reason'>;
   readonly #refusals: Counter<'reason'>;
+  readonly #scrape = new ScrapeCache();
 
   constructor(options: { broker: Broker; hub: PullHub; sources?: MetricsSources }) {
     const registers = [this.registry];
@@ -111,8 +112,8 @@ export class GatewayMetrics {
         this.set(hub.leaseCount);
       },
     });
-    registerBrokerGauges(this.registry, options.broker, hub);
-    registerStoreGauges(this.registry, options.sources ?? {});
+    registerBrokerGauges(this.registry, options.broker, hub, this.#scrape);
+    registerStoreGauges(this.registry, options.sources ?? {}, this.#scrape);
     collectDefaultMetrics({ register: this.registry });
   }
 
@@ -136,22 +137,52 @@ export class GatewayMetrics {
     });
   }
 
+  /**
+   * The metrics in Prometheus' text format: the broker and the store are read once per call,
+   * however many gauges show what they answered.
+   */
+  async scrape(): Promise<string> {
+    try {
+      return await this.registry.metrics();
+    } finally {
+      this.#scrape.clear();
+    }
+  }
+
   /** Counts ingested payloads by outcome. */
   payloads(outcome: 'accepted' | 'refused' | 'replayed', n: number): void {
     if (n > 0) this.#payloads.labels(outcome).inc(n);
   }
 }
 
+/** What one scrape read, shared by the gauges that show it. */
+class ScrapeCache {
+  readonly #reads = new Map<string, Promise<unknown>>();
+
+  once<T>(what: string, read: () => Promise<T>): Promise<T> {
+    let p = this.#reads.get(what) as Promise<T> | undefined;
+    if (!p) {
+      p = read();
+      this.#reads.set(what, p);
+    }
+    return p;
+  }
+
+  clear(): void {
+    this.#reads.clear();
+  }
+}
+
 /** Gauges of every queue the broker lists, read on scrape. */
-function registerBrokerGauges(registry: Registry, broker: Broker, hub: PullHub): void {
+function registerBrokerGauges(
+  registry: Registry,
+  broker: Broker,
+  hub: PullHub,
+  scrape: ScrapeCache,
+): void {
   const registers = [registry];
-  let last: { at: number; stats: Promise<QueueStats[]> } | undefined;
   /** One read of every queue per scrape, shared by the gauges below. */
-  const read = (): Promise<QueueStats[]> => {
-    const now = Date.now();
-    if (!last || now - last.at > 500) last = { at: now, stats: allQueueStats(broker, hub) };
-    return last.stats;
-  };
+  const read = (): Promise<QueueStats[]> => scrape.once('queues', () => allQueueStats(broker, hub));
   new Gauge({
     name: 'qtune_queue_messages',
     help: 'Messages of a queue by state: ready, in_flight (leased), delayed (waiting for a retry or a delayed publish), dead_lettered',
@@ -209,7 +240,11 @@ async function allQueueStats(broker: Broker, hub: PullHub): Promise<QueueStats[]
 }
 
 /** Gauges of the store's jobs and experiments, read on scrape. */
-function registerStoreGauges(registry: Registry, sources: MetricsSources): void {
+function registerStoreGauges(
+  registry: Registry,
+  sources: MetricsSources,
+  scrape: ScrapeCache,
+): void {
   const registers = [registry];
   const jobs = sources.jobs?.bind(sources);
   if (jobs) {
@@ -230,12 +265,7 @@ function registerStoreGauges(registry: Registry, sources: MetricsSources): void 
   }
   const experiments = sources.experiments?.bind(sources);
   if (experiments) {
-    let last: { at: number; list: Promise<ExperimentGauge[]> } | undefined;
-    const read = (): Promise<ExperimentGauge[]> => {
-      const now = Date.now();
-      if (!last || now - last.at > 500) last = { at: now, list: experiments() };
-      return last.list;
-    };
+    const read = (): Promise<ExperimentGauge[]> => scrape.once('experiments', experiments);
     new Gauge({
       name: 'qtune_experiment_trials',
       help: "An experiment's trials by state: pending, running, complete, pruned, failed",

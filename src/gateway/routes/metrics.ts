@@ -7,9 +7,9 @@ import { ANY_ROLE } from '../access.js';
 import type { GatewayRoutes } from '../context.js';
 
 export const metricsRoutes: GatewayRoutes = async (api, { ctx }) => {
-  const { registry } = ctx.metrics;
+  const { metrics } = ctx;
   api.get('/metrics', { config: { roles: ANY_ROLE } }, async (_req, reply) => {
-    const text = await registry.metrics();
-    return reply.type(registry.contentType).send(text);
+    const text = await metrics.scrape();
+    return reply.type(metrics.registry.contentType).send(text);
   });
 };
