@@ -16,7 +16,8 @@ import {
 import { printable } from '../protocol/names.js';
 import { findProjectHome, PROJECT_DIR } from '../protocol/project-home.js';
 import { redact } from '../protocol/redact.js';
-import { openStore, parseStoreUrl, type Store } from '../store/contract.js';
+import type { Store } from '../store/contract.js';
+import { openStore, parseStoreUrl } from '../store/open.js';
 import { ExitCode } from './exit-codes.js';
 import { createLogger, type LogFormat } from './logger.js';
 

@@ -158,7 +158,7 @@ export class Sink extends EventEmitter<SinkEvents> {
    */
   static async start(options: SinkOptions): Promise<Sink> {
     const sink = new Sink(options);
-    await options.store.ensureResultTable(sink.table);
+    await options.store.results.ensureResultTable(sink.table);
     const writerReady = sink.#writer.start();
     try {
       await options.broker.declareQueue(sink.source);

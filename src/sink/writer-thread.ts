@@ -21,7 +21,7 @@ const CHUNK_ROWS = 512;
 const init = workerData as ThreadInit;
 const port = parentPort!;
 const store = new SqliteStore({ path: init.path });
-await store.ensureResultTable(init.table);
+await store.results.ensureResultTable(init.table);
 port.postMessage(THREAD_READY);
 
 // upsertResultChunks runs synchronously inside its promise, so batches are written in arrival
@@ -39,7 +39,7 @@ port.on('message', (req: ThreadRequest) => {
   const chunks = decodeRowChunks(req.ids.length, messageAt, CHUNK_ROWS, init.keyFields, invalid);
   // The rows hold strings of their own: the buffer goes back to be filled again.
   const reply = (r: ThreadReply) => port.postMessage({ ...r, bytes: req.bytes }, [req.bytes]);
-  store.upsertResultChunks(init.table, chunks).then(
+  store.results.upsertResultChunks(init.table, chunks).then(
     (r) => reply({ seq: req.seq, invalid, ...r }),
     (err: unknown) => reply({ seq: req.seq, invalid, error: toError(err).message }),
   );

@@ -42,7 +42,7 @@ export class InProcessWriter implements BatchWriter {
     const { rows, invalid } = decodeRows(messages, this.#s.keyFields);
     if (rows.length === 0) return { invalid, inserted: 0, updated: 0 };
     try {
-      return { invalid, ...(await this.#s.store.upsertResults(this.#s.table, rows)) };
+      return { invalid, ...(await this.#s.store.results.upsertResults(this.#s.table, rows)) };
     } catch (err) {
       return { invalid, inserted: 0, updated: 0, error: toError(err) };
     }

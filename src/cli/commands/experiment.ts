@@ -17,7 +17,8 @@ import {
   type ExperimentSpec,
 } from '../../scheduler/spec.js';
 import type { ExperimentRecord, ExperimentStore, TrialRecord } from '../../store/experiments.js';
-import { DEFAULT_STORE_PATH, parseStoreUrl, type Store } from '../../store/contract.js';
+import { DEFAULT_STORE_PATH, type Store } from '../../store/contract.js';
+import { parseStoreUrl } from '../../store/open.js';
 import { action, contextOf, type CommandContext } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
 import { CSV_OPTIONS, table } from '../format.js';
@@ -37,7 +38,7 @@ function openStore(cmd: Command): Promise<Store> {
 async function withStore<T>(cmd: Command, fn: (store: ExperimentStore) => Promise<T>): Promise<T> {
   const store = await openStore(cmd);
   try {
-    return await fn(store);
+    return await fn(store.experiments);
   } finally {
     await store.close();
   }
@@ -281,7 +282,7 @@ async function runExperiment(
       'spec' in source
         ? source.spec
         : parseExperimentSpec(
-            (await findExperiment(store, source.resume)).spec,
+            (await findExperiment(store.experiments, source.resume)).spec,
             `stored spec of experiment "${source.resume}"`,
           );
     buildExperiment(planned);
@@ -295,7 +296,7 @@ async function runExperiment(
     scheduler.on('error', (err) => ctx.logger.error({ err: err.message }, 'scheduler error'));
     const spec = scheduler.spec;
     const queues = experimentQueues(spec.name);
-    const counts = await store.counts(spec.name);
+    const counts = await store.experiments.counts(spec.name);
     progress = progressOf(ctx, scheduler, opts.json === true);
     if (opts.workers > 0) {
       // Workers read the stored spec (runner paths already absolute) from a copy next to the store.

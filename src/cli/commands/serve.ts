@@ -13,7 +13,8 @@ import {
 import { storeJobs } from '../../gateway/jobs.js';
 import { InputError, toError } from '../../protocol/errors.js';
 import { jobStatus } from '../../job/status.js';
-import { parseStoreUrl, type Store } from '../../store/contract.js';
+import type { Store } from '../../store/contract.js';
+import { parseStoreUrl } from '../../store/open.js';
 import { action, contextOf, type CommandContext } from '../context.js';
 import { connectTimeoutOption, intAtLeast } from '../options.js';
 
@@ -95,14 +96,14 @@ function storeProviders(
     providers: {
       async job(name) {
         const s = await store();
-        if (!s || !(await s.getJob(name))) return undefined;
+        if (!s || !(await s.jobs.getJob(name))) return undefined;
         return jobStatus(broker, s, name);
       },
       async experiment(name) {
         const s = await store();
-        const exp = await s?.getExperiment(name);
+        const exp = await s?.experiments.getExperiment(name);
         if (!s || !exp) return undefined;
-        return { ...exp, trials: await s.counts(name) };
+        return { ...exp, trials: await s.experiments.counts(name) };
       },
     },
     // Adding items creates the store if needed, as `qtune job submit` does.

@@ -1,6 +1,6 @@
-import { redact } from '../../broker/open.js';
+import { redact } from '../../protocol/redact.js';
 import { InputError } from '../../protocol/errors.js';
-import { CompositeStore } from '../composite.js';
+import type { Store } from '../contract.js';
 import { PgDb } from './db.js';
 import type { PgDbOptions } from './db.js';
 import { PgExperiments } from './experiments.js';
@@ -15,19 +15,20 @@ export type PostgresStoreOptions = PgDbOptions;
  * Tables are created on open when missing; each call is one transaction, committed before its
  * promise resolves.
  */
-export class PostgresStore extends CompositeStore {
+export class PostgresStore implements Store {
   readonly kind = 'postgres';
   readonly location: string;
+  readonly experiments: PgExperiments;
+  readonly jobs: PgJobs;
+  readonly results: PgResults;
   readonly #db: PgDb;
 
   private constructor(db: PgDb) {
-    super({
-      experiments: new PgExperiments(db),
-      jobs: new PgJobs(db),
-      results: new PgResults(db),
-    });
     this.#db = db;
     this.location = db.location;
+    this.experiments = new PgExperiments(db);
+    this.jobs = new PgJobs(db);
+    this.results = new PgResults(db);
   }
 
   /**
