@@ -198,7 +198,10 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
-/** Maps an error to the exit code scripts rely on. */
+/**
+ * Maps an error to the exit code scripts rely on. A store error (`STORE_UNAVAILABLE`,
+ * `STORE_STATE`) is a failure (1): exit code 3 is for the broker alone.
+ */
 export function exitCodeOf(err: unknown): number {
   if (err instanceof InputError) return ExitCode.BadInput;
   if (err instanceof QtuneError && err.code === ErrorCode.BadInput) return ExitCode.BadInput;

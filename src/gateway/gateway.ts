@@ -36,7 +36,14 @@ import {
   type WireMessage,
 } from '../broker/gateway/wire.js';
 import { resultQueueOf } from '../patterns/work-queue.js';
-import { BrokerError, ErrorCode, InputError, QtuneError, toError } from '../protocol/errors.js';
+import {
+  BrokerError,
+  ErrorCode,
+  InputError,
+  QtuneError,
+  StoreError,
+  toError,
+} from '../protocol/errors.js';
 import { printable } from '../protocol/names.js';
 import { gatherWorkerReports, serveStatusRequests, type WorkerReport } from '../worker/control.js';
 import {
@@ -970,6 +977,13 @@ function asHttpError(thrown: unknown, bodyLimit: number): HttpError {
   }
   if (err instanceof QtuneError && err.code === ErrorCode.NotFound) {
     return new HttpError(404, GatewayErrorCode.NotFound, err.message, { cause: err });
+  }
+  if (err instanceof StoreError) {
+    const code =
+      err.code === ErrorCode.StoreState
+        ? GatewayErrorCode.StoreState
+        : GatewayErrorCode.StoreUnavailable;
+    return new HttpError(409, code, err.message, { cause: err });
   }
   if (err instanceof QtuneError) {
     return new HttpError(409, GatewayErrorCode.BrokerState, err.message, { cause: err });

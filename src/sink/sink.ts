@@ -252,7 +252,7 @@ export class Sink extends EventEmitter<SinkEvents> {
     if (outcome.error) {
       this.stats.failedWrites++;
       report(outcome.error);
-      const error = `STORE_UNAVAILABLE: ${outcome.error.message}`;
+      const error = `${ErrorCode.StoreUnavailable}: ${outcome.error.message}`;
       for (const d of valid)
         settled.push(d.nack({ delayMs: this.#o.retryDelayMs, error }).catch(report));
     } else if (valid.length > 0) {

@@ -76,7 +76,7 @@ describe.skipIf(!available)(title, () => {
       expect(alias.kind).toBe('postgres');
     });
 
-    it('reports a server that cannot be reached as BrokerUnavailable naming the URL without its password', async () => {
+    it('reports a server that cannot be reached as StoreUnavailable naming the URL without its password', async () => {
       const port = await freePort();
       const url = `postgres://qtune:s3cret@127.0.0.1:${port}/qtune`;
       const err = await PostgresStore.open(url).then(
@@ -84,20 +84,20 @@ describe.skipIf(!available)(title, () => {
         (e: unknown) => e,
       );
       expect(err).toBeInstanceOf(QtuneError);
-      expect((err as QtuneError).code).toBe(ErrorCode.BrokerUnavailable);
+      expect((err as QtuneError).code).toBe(ErrorCode.StoreUnavailable);
       expect((err as Error).message).toContain(
         `store "postgres://qtune:***@127.0.0.1:${port}/qtune"`,
       );
       expect((err as Error).message).not.toContain('s3cret');
     });
 
-    it('reports a missing database as BrokerUnavailable', async () => {
+    it('reports a missing database as StoreUnavailable', async () => {
       const url = suiteUrl.replace(/\/conformance$/, '/no_such_database');
       const err = await PostgresStore.open(url).then(
         () => undefined,
         (e: unknown) => e,
       );
-      expect((err as QtuneError).code).toBe(ErrorCode.BrokerUnavailable);
+      expect((err as QtuneError).code).toBe(ErrorCode.StoreUnavailable);
       expect((err as Error).message).toContain('no_such_database');
     });
 
@@ -226,14 +226,14 @@ describe.skipIf(!available)(title, () => {
       expect(rows[0]!.finished.getTime()).toBe(1_700_000_000_012);
     });
 
-    it('rejects calls after close with BrokerState', async () => {
+    it('rejects calls after close with StoreState', async () => {
       const store = await PostgresStore.open(suiteUrl);
       await store.close();
       const err = await store.jobs.listJobs().then(
         () => undefined,
         (e: unknown) => e,
       );
-      expect((err as QtuneError).code).toBe(ErrorCode.BrokerState);
+      expect((err as QtuneError).code).toBe(ErrorCode.StoreState);
       await store.close(); // a second close is harmless
     });
   });

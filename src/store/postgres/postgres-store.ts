@@ -33,7 +33,7 @@ export class PostgresStore implements Store {
 
   /**
    * Connects to the database at `url` (`postgres://user:password@host:port/db`) and creates
-   * qtune's tables when missing. Throws BrokerUnavailable naming the URL (password hidden)
+   * qtune's tables when missing. Throws StoreUnavailable naming the URL (password hidden)
    * when the database cannot be reached.
    */
   static async open(url: string, options: PostgresStoreOptions = {}): Promise<PostgresStore> {
@@ -53,7 +53,7 @@ export class PostgresStore implements Store {
     return new PostgresStore(db);
   }
 
-  /** Ends the pool's connections; later calls throw BrokerState. */
+  /** Ends the pool's connections; later calls throw StoreState. */
   async close(): Promise<void> {
     await this.#db.close();
   }

@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
-import { ErrorCode, QtuneError } from '../../protocol/errors.js';
+import { ErrorCode, QtuneError, StoreError } from '../../protocol/errors.js';
 import { DEFAULT_STORE_PATH, type Store } from '../contract.js';
 import { EXPERIMENT_DDL, SqliteExperiments } from './experiments.js';
 import { JOB_DDL, JOB_ITEMS_TO_ROWID, SqliteJobs } from './jobs.js';
@@ -32,8 +32,8 @@ export interface SqliteStoreOptions {
 function schemaVersion(db: Database.Database): number {
   const version = Number(db.pragma('user_version', { simple: true }));
   if (version > SCHEMA_VERSION) {
-    throw new QtuneError(
-      ErrorCode.BrokerState,
+    throw new StoreError(
+      ErrorCode.StoreState,
       `store "${db.name}": schema version ${version} is newer than this qtune supports (${SCHEMA_VERSION})`,
     );
   }
@@ -76,13 +76,9 @@ function openDatabase(path: string, busyTimeoutMs: number): Database.Database {
     return db;
   } catch (err) {
     if (err instanceof QtuneError) throw err;
-    throw new QtuneError(
-      ErrorCode.BrokerUnavailable,
-      `store "${path}": ${(err as Error).message}`,
-      {
-        cause: err,
-      },
-    );
+    throw new StoreError(ErrorCode.StoreUnavailable, `store "${path}": ${(err as Error).message}`, {
+      cause: err,
+    });
   }
 }
 
