@@ -144,45 +144,6 @@ CREATE INDEX "${t}_finished_at" ON "${t}"(finished_at);`;
       await store.close();
     }
   });
-
-  it('upsertResultChunks writes its chunks in one transaction, taking them one at a time', async () => {
-    const store = new SqliteStore({ path: join(dir, 'chunks.db') });
-    try {
-      const taken: number[] = [];
-      function* chunks() {
-        taken.push(1);
-        yield [row('a'), row('b'), row('a', false)];
-        taken.push(2);
-        // Repeats of a chunk before: a failure kept out, a success replacing a failure.
-        yield [row('b', false), row('c', false)];
-        taken.push(3);
-        yield [row('c')];
-      }
-      expect(await store.results.upsertResultChunks('chunked', chunks())).toEqual({
-        inserted: 3,
-        updated: 2,
-      });
-      expect(taken).toEqual([1, 2, 3]);
-      const rows = await store.results.listResults('chunked');
-      expect(rows.map((r) => [r.id, r.ok, r.writes])).toEqual([
-        ['a', true, 1],
-        ['b', true, 1],
-        ['c', true, 2],
-      ]);
-
-      // A chunk source that fails part way leaves nothing of its earlier chunks.
-      function* failing() {
-        yield [row('d'), row('e')];
-        throw new Error('source broke');
-      }
-      await expect(store.results.upsertResultChunks('chunked', failing())).rejects.toThrow(
-        'source broke',
-      );
-      expect(await store.results.resultCounts('chunked')).toEqual({ total: 3, ok: 3, failed: 0 });
-    } finally {
-      await store.close();
-    }
-  });
 });
 
 describe('sqlite store schema', () => {

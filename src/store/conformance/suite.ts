@@ -766,6 +766,49 @@ export function storeConformance(
         expect(await s.results.resultCounts(table)).toEqual({ total: 1, ok: 1, failed: 0 });
       });
 
+      it('upsertResultChunks writes its chunks in one transaction, taking them in order', async () => {
+        const s = await store();
+        const table = uniqueName('chunked');
+        const failed = (id: string) =>
+          resultRow(id, {
+            ok: false,
+            value: undefined,
+            errorCode: 'HANDLER_FAILED',
+            errorMessage: 'boom',
+          });
+        const taken: number[] = [];
+        function* chunks() {
+          taken.push(1);
+          yield [resultRow('a'), resultRow('b'), failed('a')];
+          taken.push(2);
+          // Repeats of a chunk before: a failure kept out, a success replacing a failure.
+          yield [failed('b'), failed('c')];
+          taken.push(3);
+          yield [resultRow('c')];
+        }
+        expect(await s.results.upsertResultChunks(table, chunks())).toEqual({
+          inserted: 3,
+          updated: 2,
+        });
+        expect(taken).toEqual([1, 2, 3]);
+        const rows = await s.results.listResults(table);
+        expect(rows.map((r) => [r.id, r.ok, r.writes])).toEqual([
+          ['a', true, 1],
+          ['b', true, 1],
+          ['c', true, 2],
+        ]);
+
+        // A chunk source that fails part way leaves nothing of its earlier chunks.
+        function* failing() {
+          yield [resultRow('d'), resultRow('e')];
+          throw new Error('source broke');
+        }
+        await expect(s.results.upsertResultChunks(table, failing())).rejects.toThrow(
+          'source broke',
+        );
+        expect(await s.results.resultCounts(table)).toEqual({ total: 3, ok: 3, failed: 0 });
+      });
+
       it('rejects bad table names with an InputError naming them', async () => {
         const s = await store();
         const bad = [
