@@ -1,9 +1,6 @@
 /** Choosing a Store implementation by URL: `parseStoreUrl` and `openStore`. */
 
-import { join, resolve } from 'node:path';
-import { InputError } from '../protocol/errors.js';
-import { projectHome } from '../protocol/project-home.js';
-import { redact } from '../protocol/redact.js';
+import { splitTargetUrl, targetPath, unknownScheme } from '../protocol/target-url.js';
 import type { Store } from './contract.js';
 
 export interface StoreTarget {
@@ -18,24 +15,18 @@ export interface StoreTarget {
  * or a plain file path (SQLite), `postgres://...` or `postgresql://...` (PostgreSQL).
  */
 export function parseStoreUrl(url: string | undefined, cwd = process.cwd()): StoreTarget {
-  const raw = (url ?? '').trim();
-  if (raw === '') return { kind: 'sqlite', location: join(projectHome(cwd), 'store.db') };
-  const scheme = /^([a-z][a-z0-9+.-]*):(.*)$/i.exec(raw);
-  if (!scheme || scheme[1]!.length === 1 /* a Windows drive letter */) {
-    return { kind: 'sqlite', location: resolve(cwd, raw) };
+  const target = splitTargetUrl(url);
+  switch (target.scheme) {
+    case undefined:
+    case 'sqlite':
+    case 'file':
+      return { kind: 'sqlite', location: targetPath(target, cwd, 'store.db') };
+    case 'postgres':
+    case 'postgresql':
+      return { kind: 'postgres', location: target.raw };
+    default:
+      throw unknownScheme('store URL', target, 'sqlite:PATH, a file path, or postgres://HOST/DB');
   }
-  const name = scheme[1]!.toLowerCase();
-  if (name === 'postgres' || name === 'postgresql') return { kind: 'postgres', location: raw };
-  if (name === 'sqlite' || name === 'file') {
-    const rest = scheme[2]!.replace(/^\/\//, '');
-    return {
-      kind: 'sqlite',
-      location: rest === '' ? join(projectHome(cwd), 'store.db') : resolve(cwd, rest),
-    };
-  }
-  throw new InputError(
-    `store URL "${redact(raw)}": unknown scheme "${name}:" (expected sqlite:PATH, a file path, or postgres://HOST/DB)`,
-  );
 }
 
 /** Opens the store chosen by URL (see {@link parseStoreUrl}); PostgreSQL tables are created on first use. */

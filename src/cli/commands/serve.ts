@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { Broker } from '../../broker/contract.js';
-import { redact } from '../../broker/open.js';
+import { redact } from '../../protocol/redact.js';
 import { checkTokens, loadTokenFile, parseTokenList, type TokenEntry } from '../../gateway/auth.js';
 import {
   GATEWAY_DEFAULTS,

@@ -1,5 +1,5 @@
 import { redact } from '../../protocol/redact.js';
-import { InputError } from '../../protocol/errors.js';
+import { parseNetworkUrl } from '../../protocol/target-url.js';
 import type { Store } from '../contract.js';
 import { PgDb } from './db.js';
 import type { PgDbOptions } from './db.js';
@@ -38,11 +38,11 @@ export class PostgresStore implements Store {
    */
   static async open(url: string, options: PostgresStoreOptions = {}): Promise<PostgresStore> {
     const location = redact(url);
-    if (!URL.canParse(url) || !/^postgres(ql)?:$/i.test(new URL(url).protocol)) {
-      throw new InputError(
-        `store URL "${location}": expected postgres://[USER[:PASSWORD]@]HOST[:PORT]/DATABASE`,
-      );
-    }
+    parseNetworkUrl(url, {
+      what: 'store URL',
+      schemes: ['postgres', 'postgresql'],
+      expected: 'postgres://[USER[:PASSWORD]@]HOST[:PORT]/DATABASE',
+    });
     const db = new PgDb(url, location, options);
     try {
       await migrate(db);
