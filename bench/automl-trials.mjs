@@ -103,8 +103,8 @@ async function qtuneRun(opts, sampler, concurrency) {
       pathToFileURL(path.join(DIST, 'store/sqlite/index.js')).href
     );
     const s = new SqliteStore({ path: store });
-    const exp = await s.getExperiment(spec.name);
-    const trials = await s.listTrials(spec.name);
+    const exp = await s.experiments.getExperiment(spec.name);
+    const trials = await s.experiments.listTrials(spec.name);
     await s.close();
     const last = Math.max(...trials.map((t) => t.finishedAt));
     const seconds = (last - exp.createdAt) / 1000;

@@ -119,8 +119,8 @@ try {
   let victim = 0;
   for (;;) {
     await new Promise((r) => setTimeout(r, 250));
-    const rows = (await store.hasResultTable('companies'))
-      ? (await store.resultCounts('companies')).total
+    const rows = (await store.results.hasResultTable('companies'))
+      ? (await store.results.resultCounts('companies')).total
       : 0;
     if (rows >= N) break;
     if (Date.now() - lastKill >= KILL_EVERY_MS) {
@@ -141,12 +141,12 @@ try {
   const runS = (Date.now() - t1) / 1000;
   // Let late duplicates (tasks whose worker died after publishing the result) land too.
   await new Promise((r) => setTimeout(r, 3000));
-  const counts = await store.resultCounts('companies');
+  const counts = await store.results.resultCounts('companies');
   const ids = new Set();
   let writes = 0;
   let afterId;
   for (;;) {
-    const page = await store.listResults('companies', {
+    const page = await store.results.listResults('companies', {
       limit: 10_000,
       ...(afterId && { afterId }),
     });
@@ -157,9 +157,9 @@ try {
     }
     afterId = page.at(-1).id;
   }
-  const items = await store.listJobItems('companies', { limit: N + 1 });
+  const items = await store.jobs.listJobItems('companies', { limit: N + 1 });
   const missing = items.filter((i) => !ids.has(i.id)).length;
-  const byWorker = await store.workerStats('companies');
+  const byWorker = await store.results.workerStats('companies');
   const q = await broker.stats('companies');
   const rq = await broker.stats(resultQueueOf('companies'));
   await store.close();

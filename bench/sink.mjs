@@ -154,17 +154,18 @@ async function sinkRound(store, dir, table) {
   await sink.stop();
   await gateway?.stop();
   await broker.close();
-  const counts = await store.resultCounts(table);
+  const counts = await store.results.resultCounts(table);
   if (counts.total !== N) throw new Error(`expected ${N} rows in ${table}, found ${counts.total}`);
   return { whole: N / seconds, running: (N - first.rows) / ((end - first.at) / 1000) };
 }
 
 /** Rows/s of upsertResults alone, batches of 1000. */
 async function upsertRound(store, table) {
-  await store.ensureResultTable(table);
+  await store.results.ensureResultTable(table);
   const rows = Array.from({ length: N }, (_, i) => row(i));
   const t0 = performance.now();
-  for (let i = 0; i < N; i += 1000) await store.upsertResults(table, rows.slice(i, i + 1000));
+  for (let i = 0; i < N; i += 1000)
+    await store.results.upsertResults(table, rows.slice(i, i + 1000));
   return N / ((performance.now() - t0) / 1000);
 }
 

@@ -8,7 +8,8 @@ export {
   DEAD_LETTER_DELIVERIES_HEADER,
 } from './contract.js';
 export { topicMatches, assertTopicPattern } from './topic.js';
-export { openBroker, parseBrokerUrl, redact, DEFAULT_EMBEDDED_PATH } from './open.js';
+export { openBroker, parseBrokerUrl, DEFAULT_EMBEDDED_PATH } from './open.js';
+export { redact } from '../protocol/redact.js';
 export type { BrokerTarget, OpenBrokerOptions } from './open.js';
 export { BrokerEventSource } from './events.js';
 export { MemoryBroker, MemoryBus, sharedMemoryBus } from './memory/index.js';

@@ -1,7 +1,4 @@
-import { join, resolve } from 'node:path';
-import { InputError } from '../protocol/errors.js';
-import { projectHome } from '../protocol/project-home.js';
-import { redact } from '../protocol/redact.js';
+import { afterSlashes, splitTargetUrl, targetPath, unknownScheme } from '../protocol/target-url.js';
 import type { Broker } from './contract.js';
 
 /** Default location of the embedded broker's database, in the project folder (see projectHome). */
@@ -21,28 +18,30 @@ export interface BrokerTarget {
  * `https://...` (a `qtune serve` HTTP gateway).
  */
 export function parseBrokerUrl(url: string | undefined, cwd = process.cwd()): BrokerTarget {
-  const raw = (url ?? '').trim();
-  if (raw === '') return { kind: 'embedded', location: join(projectHome(cwd), 'broker.db') };
-  const scheme = /^([a-z][a-z0-9+.-]*):(.*)$/i.exec(raw);
-  if (!scheme || scheme[1]!.length === 1 /* a Windows drive letter */) {
-    return { kind: 'embedded', location: resolve(cwd, raw) };
+  const target = splitTargetUrl(url);
+  switch (target.scheme) {
+    case undefined:
+    case 'embedded':
+    case 'sqlite':
+    case 'file':
+      return { kind: 'embedded', location: targetPath(target, cwd, 'broker.db') };
+    case 'memory': {
+      const name = afterSlashes(target);
+      return { kind: 'memory', location: name === '' ? 'default' : name };
+    }
+    case 'amqp':
+    case 'amqps':
+      return { kind: 'amqp', location: target.raw };
+    case 'http':
+    case 'https':
+      return { kind: 'gateway', location: target.raw };
+    default:
+      throw unknownScheme(
+        'broker URL',
+        target,
+        'embedded:PATH, memory://NAME, amqp://HOST, amqps://HOST, http(s)://GATEWAY',
+      );
   }
-  const name = scheme[1]!.toLowerCase();
-  let rest = scheme[2]!;
-  if (name === 'memory') {
-    rest = rest.replace(/^\/\//, '');
-    return { kind: 'memory', location: rest === '' ? 'default' : rest };
-  }
-  if (name === 'amqp' || name === 'amqps') return { kind: 'amqp', location: raw };
-  if (name === 'http' || name === 'https') return { kind: 'gateway', location: raw };
-  if (name === 'embedded' || name === 'sqlite' || name === 'file') {
-    rest = rest.replace(/^\/\//, '');
-    if (rest === '') return { kind: 'embedded', location: join(projectHome(cwd), 'broker.db') };
-    return { kind: 'embedded', location: resolve(cwd, rest) };
-  }
-  throw new InputError(
-    `broker URL "${redact(raw)}": unknown scheme "${name}:" (expected embedded:PATH, memory://NAME, amqp://HOST, amqps://HOST, http(s)://GATEWAY)`,
-  );
 }
 
 /** Options of {@link openBroker}. */
@@ -81,6 +80,3 @@ export async function openBroker(url?: string, options: OpenBrokerOptions = {}):
     ...(options.create !== undefined && { create: options.create }),
   });
 }
-
-/** Hides the passwords in a URL (or any text) so it can be logged; see src/protocol/redact.ts. */
-export { redact };

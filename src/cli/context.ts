@@ -16,7 +16,8 @@ import {
 import { printable } from '../protocol/names.js';
 import { findProjectHome, PROJECT_DIR } from '../protocol/project-home.js';
 import { redact } from '../protocol/redact.js';
-import { openStore, parseStoreUrl, type Store } from '../store/contract.js';
+import type { Store } from '../store/contract.js';
+import { openStore, parseStoreUrl } from '../store/open.js';
 import { ExitCode } from './exit-codes.js';
 import { createLogger, type LogFormat } from './logger.js';
 
@@ -197,7 +198,10 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
-/** Maps an error to the exit code scripts rely on. */
+/**
+ * Maps an error to the exit code scripts rely on. A store error (`STORE_UNAVAILABLE`,
+ * `STORE_STATE`) is a failure (1): exit code 3 is for the broker alone.
+ */
 export function exitCodeOf(err: unknown): number {
   if (err instanceof InputError) return ExitCode.BadInput;
   if (err instanceof QtuneError && err.code === ErrorCode.BadInput) return ExitCode.BadInput;

@@ -5,7 +5,14 @@
  */
 import { STATUS_CODES } from 'node:http';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyServerOptions } from 'fastify';
-import { BrokerError, ErrorCode, InputError, QtuneError, toError } from '../protocol/errors.js';
+import {
+  BrokerError,
+  ErrorCode,
+  InputError,
+  QtuneError,
+  StoreError,
+  toError,
+} from '../protocol/errors.js';
 import { printable } from '../protocol/names.js';
 import { GatewayErrorCode, HttpError } from './errors.js';
 
@@ -121,6 +128,13 @@ export function asHttpError(thrown: unknown, bodyLimit: number): HttpError {
   }
   if (err instanceof QtuneError && err.code === ErrorCode.NotFound) {
     return new HttpError(404, GatewayErrorCode.NotFound, err.message, { cause: err });
+  }
+  if (err instanceof StoreError) {
+    const code =
+      err.code === ErrorCode.StoreState
+        ? GatewayErrorCode.StoreState
+        : GatewayErrorCode.StoreUnavailable;
+    return new HttpError(409, code, err.message, { cause: err });
   }
   if (err instanceof QtuneError) {
     return new HttpError(409, GatewayErrorCode.BrokerState, err.message, { cause: err });

@@ -35,8 +35,13 @@ export const GatewayErrorCode = {
   QueueMismatch: ErrorCode.QueueMismatch,
   /** The broker behind the gateway has no topics, so no worker reports (501). */
   TopicsUnavailable: 'TOPICS_UNAVAILABLE',
-  /** The gateway has no store, so it cannot add job items (501). */
-  StoreUnavailable: 'STORE_UNAVAILABLE',
+  /**
+   * The gateway has no store, so it cannot add job items (501); or its store failed (409, as
+   * every error of the store or broker state).
+   */
+  StoreUnavailable: ErrorCode.StoreUnavailable,
+  /** The store's handle is closed or its schema is newer than the gateway's qtune (409). */
+  StoreState: ErrorCode.StoreState,
   /** The gateway is shutting down (503). */
   ShuttingDown: 'SHUTTING_DOWN',
   /** A bug or an unexpected failure (500). */

@@ -15,7 +15,7 @@ export function storeJobs(broker: Broker, store: () => Promise<Store>): GatewayJ
   return {
     async addItems(name, items, keyFields) {
       const s = await store();
-      const keys = keyFields ?? (await s.getJob(name))?.keyFields;
+      const keys = keyFields ?? (await s.jobs.getJob(name))?.keyFields;
       const r = await submitJob({
         broker,
         store: s,

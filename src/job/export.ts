@@ -50,12 +50,12 @@ export async function* exportJob(
   const pageSize = options.pageSize ?? 1000;
   let afterSeq = 0;
   for (;;) {
-    const items = await store.listJobItems(name, { afterSeq, limit: pageSize });
+    const items = await store.jobs.listJobItems(name, { afterSeq, limit: pageSize });
     if (items.length === 0) return;
     afterSeq = items.at(-1)!.seq;
     const rows = new Map(
       (
-        await store.getResults(
+        await store.results.getResults(
           job.table,
           items.map((i) => i.id),
         )
@@ -73,7 +73,7 @@ export async function jobItemFields(store: Store, name: string): Promise<string[
   const fields = new Set<string>();
   let afterSeq = 0;
   for (;;) {
-    const items = await store.listJobItems(name, { afterSeq, limit: 5000 });
+    const items = await store.jobs.listJobItems(name, { afterSeq, limit: 5000 });
     if (items.length === 0) return [...fields];
     afterSeq = items.at(-1)!.seq;
     for (const it of items) for (const k of Object.keys(it.item)) fields.add(k);

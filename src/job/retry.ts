@@ -28,7 +28,7 @@ export async function retryFailed(
   let republished = 0;
   let afterId: string | undefined;
   for (;;) {
-    const rows = await store.listResults(job.table, {
+    const rows = await store.results.listResults(job.table, {
       ok: false,
       limit: 1000,
       ...(afterId !== undefined && { afterId }),
@@ -36,14 +36,14 @@ export async function retryFailed(
     if (rows.length === 0) break;
     afterId = rows.at(-1)!.id;
     const ids = rows.map((r) => r.id).filter((id) => !requeuedKeys.has(id));
-    const items = await store.getJobItems(name, ids);
+    const items = await store.jobs.getJobItems(name, ids);
     if (items.length === 0) continue;
     const taskIds = await submitTasks(
       broker,
       job.queue,
       items.map((it) => ({ payload: it.payload, key: it.id })),
     );
-    await store.markItemsQueued(
+    await store.jobs.markItemsQueued(
       name,
       items.map((it, i) => ({ id: it.id, taskId: taskIds[i]! })),
     );

@@ -88,9 +88,9 @@ export function costOf(workers: readonly WorkerAggregate[]): JobStatus['cost'] |
 
 /** Looks a job up, or throws NotFoundError naming it with the closest existing job's name. */
 export async function getJobOrThrow(store: Store, name: string): Promise<JobRecord> {
-  const job = await store.getJob(name);
+  const job = await store.jobs.getJob(name);
   if (!job) {
-    const names = (await store.listJobs()).map((j) => j.name);
+    const names = (await store.jobs.listJobs()).map((j) => j.name);
     throw new NotFoundError('job', name, closestName(name, names));
   }
   return job;
@@ -105,10 +105,10 @@ export async function jobStatus(
 ): Promise<JobStatus> {
   const job = await getJobOrThrow(store, name);
   const [items, counts, recent, workers, queue, results] = await Promise.all([
-    store.jobItemCounts(name),
-    store.resultCounts(job.table),
-    store.countFinishedSince(job.table, now - RATE_WINDOW_MS),
-    store.workerStats(job.table),
+    store.jobs.jobItemCounts(name),
+    store.results.resultCounts(job.table),
+    store.results.countFinishedSince(job.table, now - RATE_WINDOW_MS),
+    store.results.workerStats(job.table),
     broker.stats(job.queue),
     broker.stats(resultQueueOf(job.queue)),
   ]);

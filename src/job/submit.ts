@@ -111,7 +111,7 @@ export async function submitJob(options: SubmitJobOptions): Promise<SubmitJobRes
     items++;
   }
 
-  const job = await store.upsertJob({ name, queue, table, keyFields });
+  const job = await store.jobs.upsertJob({ name, queue, table, keyFields });
   let added = 0;
   let chunk: NewJobItem[] = [];
   let stored = 0;
@@ -119,11 +119,11 @@ export async function submitJob(options: SubmitJobOptions): Promise<SubmitJobRes
     chunk.push(prepare(it));
     stored++;
     if (chunk.length === STORE_CHUNK) {
-      added += await store.addJobItems(name, chunk);
+      added += await store.jobs.addJobItems(name, chunk);
       chunk = [];
     }
   }
-  if (chunk.length > 0) added += await store.addJobItems(name, chunk);
+  if (chunk.length > 0) added += await store.jobs.addJobItems(name, chunk);
   if (stored !== items) {
     // What was stored is kept (the next submit of the same items completes it), but nothing
     // is published from an input that changed under us.
@@ -138,10 +138,10 @@ export async function submitJob(options: SubmitJobOptions): Promise<SubmitJobRes
     options.leaseMs === undefined ? {} : { leaseMs: options.leaseMs },
   );
   await broker.declareQueue(resultQueueOf(queue));
-  const toPublish = (await store.jobItemCounts(name)).new;
+  const toPublish = (await store.jobs.jobItemCounts(name)).new;
   let published = 0;
   for (;;) {
-    const batch = await store.unpublishedItems(name, batchSize);
+    const batch = await store.jobs.unpublishedItems(name, batchSize);
     if (batch.length === 0) break;
     const ids = await submitTasks(
       broker,
@@ -149,7 +149,7 @@ export async function submitJob(options: SubmitJobOptions): Promise<SubmitJobRes
       batch.map((it) => ({ payload: it.payload, key: it.id })),
       { declare: false, batchSize },
     );
-    await store.markItemsQueued(
+    await store.jobs.markItemsQueued(
       name,
       batch.map((it, i) => ({ id: it.id, taskId: ids[i]! })),
     );

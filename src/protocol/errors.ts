@@ -35,6 +35,13 @@ export const ErrorCode = {
   QueueMismatch: 'QUEUE_MISMATCH',
   /** The caller may not do this to that resource (another token's queue or consumer). */
   Forbidden: 'FORBIDDEN',
+  /**
+   * The store could not be opened or reached, or refused the operation (connection refused or
+   * lost, authentication, a file that cannot be opened); nothing of the failed call was stored.
+   */
+  StoreUnavailable: 'STORE_UNAVAILABLE',
+  /** The operation is not valid for the store's state: its handle is closed, or its schema is newer than this qtune. */
+  StoreState: 'STORE_STATE',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -70,6 +77,9 @@ export class DecodeError extends TaskError {
 
 /** Infrastructure failure: the broker is gone, closed, or refused. */
 export class BrokerError extends QtuneError {}
+
+/** Infrastructure failure of the store (`STORE_UNAVAILABLE`, `STORE_STATE`): gone, closed, or refused. */
+export class StoreError extends QtuneError {}
 
 /** A named thing does not exist; `target` is what was asked for, `suggestion` the closest existing name. */
 export class NotFoundError extends QtuneError {

@@ -43,6 +43,7 @@ import type {
   TrialFinish,
   TrialRecord,
 } from '../store/experiments.js';
+import type { Store } from '../store/contract.js';
 import { findExperiment, parseStoredSpec } from './stored.js';
 import { createPruner, createSampler } from './search.js';
 import type { ExperimentSpec } from './spec.js';
@@ -103,7 +104,8 @@ export interface SchedulerEvents {
 
 export interface SchedulerOptions {
   broker: Broker;
-  store: ExperimentStore;
+  /** Where the experiment, its trials and its history are kept (its `experiments` part). */
+  store: Store;
   /** The spec for a new experiment; on resume, the stored spec is used and this is ignored. */
   spec?: ExperimentSpec;
   /** Name of the experiment to resume (required when `spec` is absent). */
@@ -151,7 +153,7 @@ export class Scheduler {
   private constructor(options: SchedulerOptions, spec: ExperimentSpec, parts: ExperimentParts) {
     this.spec = spec;
     this.#broker = options.broker;
-    this.#store = options.store;
+    this.#store = options.store.experiments;
     this.#queues = experimentQueues(spec.name);
     this.#sampler = parts.sampler;
     this.#pruner = parts.pruner;
@@ -171,7 +173,7 @@ export class Scheduler {
    * history, re-publishes trials whose publish was not confirmed, and starts scheduling.
    */
   static async start(options: SchedulerOptions): Promise<Scheduler> {
-    const { store } = options;
+    const store = options.store.experiments;
     // Everything the spec names is built before anything is stored: a spec that the sampler or
     // pruner rejects must not leave an experiment behind.
     let spec: ExperimentSpec;

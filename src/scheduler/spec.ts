@@ -8,7 +8,7 @@ import { dirname, extname, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { MAX_CHOICES, SearchSpace, spaceSchema } from '../automl/space.js';
-import { redact } from '../broker/open.js';
+import { redact } from '../protocol/redact.js';
 import { durationMs } from '../protocol/duration.js';
 import { InputError } from '../protocol/errors.js';
 import { placeholdersOf } from '../worker/trial/placeholders.js';

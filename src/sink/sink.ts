@@ -42,14 +42,15 @@ export interface SinkOptions {
   retryDelayMs?: number;
   /**
    * Batches written at once (default: 2 — with PostgreSQL one batch crosses the network while
-   * the next one is sent, with the SQLite writer thread one batch is written while the last
-   * one's acks commit; 1 for SQLite written on the main thread).
+   * the next one is sent, with the writer thread one batch is written while the last one's acks
+   * commit; 1 for a store whose writes block, such as SQLite, written on the main thread).
    */
   writers?: number;
   /**
-   * Decode results and write them to a SQLite store on a worker thread, beside the consuming
-   * on the main thread (default: true for a SQLite store when the built thread module is
-   * present). Ignored for PostgreSQL, whose writes already leave the thread.
+   * Decode results and write them on a worker thread, beside the consuming on the main thread,
+   * when the store's writes block the thread (`store.results.writesBlock`: SQLite). Default:
+   * true for such a store when the built thread module is present. Ignored for a store whose
+   * writes already leave the thread (PostgreSQL).
    */
   thread?: boolean;
 }
@@ -119,8 +120,8 @@ export class Sink extends EventEmitter<SinkEvents> {
     this.table = checkTableName(options.table);
     this.source = options.resultQueue ?? resultQueueOf(options.queue);
     const keyFields = options.keyFields ?? [];
-    const sqlite = options.store.kind === 'sqlite';
-    const threaded = sqlite && (options.thread ?? writerThreadAvailable());
+    const blocking = options.store.results.writesBlock;
+    const threaded = blocking && (options.thread ?? writerThreadAvailable());
     if (threaded && !writerThreadAvailable())
       throw new QtuneError(
         ErrorCode.BadInput,
@@ -128,7 +129,7 @@ export class Sink extends EventEmitter<SinkEvents> {
       );
     this.#writer = threaded
       ? new ThreadWriter({
-          path: options.store.location,
+          store: options.store.location,
           table: this.table,
           keyFields: [...keyFields],
         })
@@ -142,7 +143,7 @@ export class Sink extends EventEmitter<SinkEvents> {
       batchSize: Math.max(1, options.batchSize ?? DEFAULT_BATCH_ROWS),
       flushMs: options.flushMs ?? 20,
       retryDelayMs: options.retryDelayMs ?? 1000,
-      writers: Math.max(1, options.writers ?? (sqlite && !threaded ? 1 : 2)),
+      writers: Math.max(1, options.writers ?? (blocking && !threaded ? 1 : 2)),
     };
     this.#lanes = Array.from({ length: this.#o.writers }, () => Promise.resolve());
     // A writer thread writes one batch at a time: room for the batch it writes and the next one
@@ -158,7 +159,7 @@ export class Sink extends EventEmitter<SinkEvents> {
    */
   static async start(options: SinkOptions): Promise<Sink> {
     const sink = new Sink(options);
-    await options.store.ensureResultTable(sink.table);
+    await options.store.results.ensureResultTable(sink.table);
     const writerReady = sink.#writer.start();
     try {
       await options.broker.declareQueue(sink.source);
@@ -252,7 +253,7 @@ export class Sink extends EventEmitter<SinkEvents> {
     if (outcome.error) {
       this.stats.failedWrites++;
       report(outcome.error);
-      const error = `STORE_UNAVAILABLE: ${outcome.error.message}`;
+      const error = `${ErrorCode.StoreUnavailable}: ${outcome.error.message}`;
       for (const d of valid)
         settled.push(d.nack({ delayMs: this.#o.retryDelayMs, error }).catch(report));
     } else if (valid.length > 0) {

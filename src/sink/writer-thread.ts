@@ -1,8 +1,9 @@
 // The sink's writer thread: decodes batches of result messages and upserts their rows into a
-// SQLite result table over its own connection. See ThreadWriter in writer.ts.
+// result table over its own handle on the store (one whose writes block: SQLite). See
+// ThreadWriter in writer.ts.
 import { parentPort, workerData } from 'node:worker_threads';
 import { toError } from '../protocol/errors.js';
-import { SqliteStore } from '../store/sqlite/index.js';
+import { openStore } from '../store/open.js';
 import { decodeRowChunks } from './rows.js';
 import {
   THREAD_READY,
@@ -20,12 +21,12 @@ const CHUNK_ROWS = 512;
 
 const init = workerData as ThreadInit;
 const port = parentPort!;
-const store = new SqliteStore({ path: init.path });
-await store.ensureResultTable(init.table);
+const store = await openStore(init.store);
+await store.results.ensureResultTable(init.table);
 port.postMessage(THREAD_READY);
 
-// upsertResultChunks runs synchronously inside its promise, so batches are written in arrival
-// order.
+// Where writes block, upsertResultChunks runs synchronously inside its promise, so batches are
+// written in arrival order.
 port.on('message', (req: ThreadRequest) => {
   const invalid: WriteOutcome['invalid'] = [];
   const messageAt = (i: number) => {
@@ -39,7 +40,7 @@ port.on('message', (req: ThreadRequest) => {
   const chunks = decodeRowChunks(req.ids.length, messageAt, CHUNK_ROWS, init.keyFields, invalid);
   // The rows hold strings of their own: the buffer goes back to be filled again.
   const reply = (r: ThreadReply) => port.postMessage({ ...r, bytes: req.bytes }, [req.bytes]);
-  store.upsertResultChunks(init.table, chunks).then(
+  store.results.upsertResultChunks(init.table, chunks).then(
     (r) => reply({ seq: req.seq, invalid, ...r }),
     (err: unknown) => reply({ seq: req.seq, invalid, error: toError(err).message }),
   );

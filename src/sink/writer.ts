@@ -42,7 +42,7 @@ export class InProcessWriter implements BatchWriter {
     const { rows, invalid } = decodeRows(messages, this.#s.keyFields);
     if (rows.length === 0) return { invalid, inserted: 0, updated: 0 };
     try {
-      return { invalid, ...(await this.#s.store.upsertResults(this.#s.table, rows)) };
+      return { invalid, ...(await this.#s.store.results.upsertResults(this.#s.table, rows)) };
     } catch (err) {
       return { invalid, inserted: 0, updated: 0, error: toError(err) };
     }
@@ -76,7 +76,8 @@ const SPARE_BUFFERS = 4;
 export const THREAD_READY = 'ready';
 
 export interface ThreadInit {
-  path: string;
+  /** Where the thread opens its own handle on the store (`openStore(store)`). */
+  store: string;
   table: string;
   keyFields: string[];
 }
@@ -96,8 +97,9 @@ interface Waiting {
 }
 
 /**
- * Decodes and writes on a worker thread with its own connection to the SQLite file, so that
- * JSON parsing and SQLite's work run beside the consuming and acking on the main thread.
+ * Decodes and writes on a worker thread with its own handle on the store, for a store whose
+ * writes block the thread (SQLite), so that JSON parsing and the store's work run beside the
+ * consuming and acking on the main thread.
  * Batches are written in the order they are handed in. A thread that dies fails its batches
  * (their results are given back for redelivery) and the next batch starts a new one.
  */

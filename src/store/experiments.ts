@@ -147,5 +147,4 @@ export interface ExperimentStore {
     number: number,
   ): Promise<{ step: number; value: number; at: number }[]>;
   counts(experiment: string): Promise<TrialCounts>;
-  close(): Promise<void>;
 }

@@ -74,6 +74,13 @@ export interface ListResultsOptions {
 
 export interface ResultStore {
   /**
+   * Whether writes run synchronously on the calling thread (SQLite) rather than leave it for a
+   * server (PostgreSQL). A caller that must keep serving while it writes, like the sink, then
+   * writes from a worker thread over a handle of its own, opened there with
+   * `openStore(store.location)`.
+   */
+  readonly writesBlock: boolean;
+  /**
    * Creates result table `table` when missing (see {@link checkTableName}); re-creating keeps
    * its rows.
    */
@@ -91,6 +98,19 @@ export interface ResultStore {
   upsertResults(
     table: string,
     rows: readonly ResultRow[],
+    now?: number,
+  ): Promise<{ inserted: number; updated: number }>;
+  /**
+   * Writes chunks of rows in one transaction, each chunk as {@link upsertResults} writes a
+   * batch; a chunk source that throws part way leaves nothing written. An id repeated in two
+   * chunks is upserted twice, by the same rule, and counts as updated the second time. The sink
+   * writes a batch this way, decoding it lazily (a generator): where writes block (see
+   * {@link writesBlock}) the chunks are taken one at a time, so only one chunk's rows are alive
+   * at once and they die young.
+   */
+  upsertResultChunks(
+    table: string,
+    chunks: Iterable<readonly ResultRow[]>,
     now?: number,
   ): Promise<{ inserted: number; updated: number }>;
   /** Rows with these ids, in no particular order; missing ids are left out. */

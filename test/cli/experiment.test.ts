@@ -62,7 +62,7 @@ function setup(spec: Record<string, unknown>) {
 async function finishedCount(store: string, name: string): Promise<number> {
   const s = new SqliteStore({ path: store });
   try {
-    const c = await s.counts(name);
+    const c = await s.experiments.counts(name);
     return c.complete + c.pruned + c.failed;
   } catch {
     return 0;
@@ -74,7 +74,7 @@ async function finishedCount(store: string, name: string): Promise<number> {
 async function experimentExists(store: string, name: string): Promise<boolean> {
   const s = new SqliteStore({ path: store });
   try {
-    return (await s.getExperiment(name)) !== undefined;
+    return (await s.experiments.getExperiment(name)) !== undefined;
   } finally {
     await s.close();
   }
@@ -168,8 +168,8 @@ describe('qtune experiment', () => {
     expect(summary.counts.complete + summary.counts.pruned + summary.counts.failed).toBe(60);
 
     const s = new SqliteStore({ path: store });
-    const trials = await s.listTrials('crashy');
-    const finishes = (await s.history('crashy')).filter((h) => h.kind === 'finish');
+    const trials = await s.experiments.listTrials('crashy');
+    const finishes = (await s.experiments.history('crashy')).filter((h) => h.kind === 'finish');
     await s.close();
     expect(trials.map((t) => t.number)).toEqual([...Array(60).keys()]);
     expect(finishes).toHaveLength(60);
@@ -217,8 +217,8 @@ describe('qtune experiment', () => {
     b.kill('SIGTERM');
     await exited(b);
     const s = new SqliteStore({ path: store });
-    const counts = await s.counts('workerdeath');
-    const trials = await s.listTrials('workerdeath');
+    const counts = await s.experiments.counts('workerdeath');
+    const trials = await s.experiments.listTrials('workerdeath');
     await s.close();
     expect(counts).toMatchObject({ complete: 12, failed: 0, total: 12 });
     for (const n of killed) {
@@ -253,9 +253,9 @@ describe('qtune experiment', () => {
     expect(stop.code).toBe(0);
     expect((await exited(run)).code).toBe(0);
     const s = new SqliteStore({ path: store });
-    const counts = await s.counts('stoppable');
-    const pruned = await s.listTrials('stoppable', ['pruned']);
-    expect((await s.getExperiment('stoppable'))?.status).toBe('stopped');
+    const counts = await s.experiments.counts('stoppable');
+    const pruned = await s.experiments.listTrials('stoppable', ['pruned']);
+    expect((await s.experiments.getExperiment('stoppable'))?.status).toBe('stopped');
     await s.close();
     expect(counts.running + counts.pending).toBe(0);
     expect(counts.total).toBeLessThan(200);
@@ -354,7 +354,7 @@ describe('qtune experiment', () => {
     expect(typo.stderr).toMatch(/experiment "domed" does not exist \(did you mean "doomed"\?\)/);
 
     const s = new SqliteStore({ path: store });
-    await s.setExperimentStatus('doomed', 'running');
+    await s.experiments.setExperimentStatus('doomed', 'running');
     await s.close();
     const busy = await runCli([...args, 'experiment', ...storeArgs, 'delete', 'doomed']);
     expect(busy.code).toBe(2);

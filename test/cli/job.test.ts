@@ -213,12 +213,12 @@ describe('qtune job and qtune sink', () => {
     expect(JSON.parse(again.stdout)).toMatchObject({ stored: 200, inserted: 0, updated: 200 });
 
     const s = openStore();
-    expect(await s.resultCounts('co')).toEqual({ total: 200, ok: 200, failed: 0 });
-    const rows = await s.listResults('co', { limit: 1000 });
+    expect(await s.results.resultCounts('co')).toEqual({ total: 200, ok: 200, failed: 0 });
+    const rows = await s.results.listResults('co', { limit: 1000 });
     expect(rows.every((r) => r.writes >= 2 && r.pricePerHour === 2.5 && r.attempt === 1)).toBe(
       true,
     );
-    const items2 = await s.listJobItems('co', { limit: 1000 });
+    const items2 = await s.jobs.listJobItems('co', { limit: 1000 });
     expect(new Set(rows.map((r) => r.id))).toEqual(new Set(items2.map((i) => i.id)));
 
     const st = await status('co');
@@ -308,7 +308,7 @@ describe('qtune job and qtune sink', () => {
     expect(reasons).toHaveLength(2);
     expect(reasons.some((r) => r.startsWith('MALFORMED_JSON'))).toBe(true);
     const s = openStore();
-    const rows = await s.listResults('mixed_rows');
+    const rows = await s.results.listResults('mixed_rows');
     expect(rows.map((r) => r.id).sort()).toEqual(['key-1', 'key-2']);
     expect(rows[0]).toMatchObject({
       host: 'gpu-box-1',
@@ -349,7 +349,9 @@ describe('qtune job and qtune sink', () => {
       children.push(sink);
       const atKill = await waitFor(
         async () => {
-          const n = (await s.hasResultTable('big')) ? (await s.resultCounts('big')).total : 0;
+          const n = (await s.results.hasResultTable('big'))
+            ? (await s.results.resultCounts('big')).total
+            : 0;
           return n > 0 ? n : undefined;
         },
         30_000,
@@ -361,11 +363,11 @@ describe('qtune job and qtune sink', () => {
 
       const again = await q(['sink', 'big', '--json']);
       expect(again.code, again.stderr).toBe(0);
-      expect(await s.resultCounts('big')).toEqual({ total, ok: total, failed: 0 });
+      expect(await s.results.resultCounts('big')).toEqual({ total, ok: total, failed: 0 });
       const ids = new Set<string>();
       let afterId: string | undefined;
       for (;;) {
-        const page = await s.listResults('big', {
+        const page = await s.results.listResults('big', {
           limit: 5000,
           ...(afterId !== undefined && { afterId }),
         });

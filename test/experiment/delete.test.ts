@@ -78,7 +78,7 @@ describe('deleteExperiment', () => {
     await broker.publish(`${q.results}.dead`, [{ body: Buffer.from('{}') }]);
     expect(await queuesOf(broker, 'gone')).toContain(`${q.results}.dead`);
 
-    const deleted = await deleteExperiment(store, broker, 'gone');
+    const deleted = await deleteExperiment(store.experiments, broker, 'gone');
     expect(deleted).toEqual({
       experiment: 'gone',
       status: 'done',
@@ -86,38 +86,44 @@ describe('deleteExperiment', () => {
       queues: experimentQueueNames('gone'),
     });
     expect(await queuesOf(broker, 'gone')).toEqual([]);
-    expect(await store.getExperiment('gone')).toBeUndefined();
-    expect(await store.listTrials('gone')).toEqual([]);
-    expect(await store.history('gone')).toEqual([]);
+    expect(await store.experiments.getExperiment('gone')).toBeUndefined();
+    expect(await store.experiments.listTrials('gone')).toEqual([]);
+    expect(await store.experiments.history('gone')).toEqual([]);
 
-    expect((await store.counts('kept')).total).toBe(3);
+    expect((await store.experiments.counts('kept')).total).toBe(3);
     expect(await queuesOf(broker, 'kept')).toContain(experimentQueues('kept').trials);
   });
 
   it('refuses a running experiment unless forced, touching nothing', async () => {
     const { broker, store } = setup();
     await finished(broker, store, 'busy');
-    await store.setExperimentStatus('busy', 'running');
-    const err = await deleteExperiment(store, broker, 'busy').catch((e: unknown) => e);
+    await store.experiments.setExperimentStatus('busy', 'running');
+    const err = await deleteExperiment(store.experiments, broker, 'busy').catch((e: unknown) => e);
     expect(err).toBeInstanceOf(InputError);
     expect((err as Error).message).toMatch(
       /experiment "busy" is running: stop it first \(`qtune experiment stop busy --wait`\), or pass --force/,
     );
-    expect(await store.getExperiment('busy')).toBeDefined();
+    expect(await store.experiments.getExperiment('busy')).toBeDefined();
     expect(await queuesOf(broker, 'busy')).toContain(experimentQueues('busy').trials);
-    expect((await deleteExperiment(store, broker, 'busy', { force: true })).status).toBe('running');
-    expect(await store.getExperiment('busy')).toBeUndefined();
+    expect(
+      (await deleteExperiment(store.experiments, broker, 'busy', { force: true })).status,
+    ).toBe('running');
+    expect(await store.experiments.getExperiment('busy')).toBeUndefined();
   });
 
   it('answers an unknown name with NOT_FOUND and the closest existing name', async () => {
     const { broker, store } = setup();
     await finished(broker, store, 'branin');
-    const err = await deleteExperiment(store, broker, 'brainn').catch((e: unknown) => e);
+    const err = await deleteExperiment(store.experiments, broker, 'brainn').catch(
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(NotFoundError);
     expect((err as NotFoundError).code).toBe(ErrorCode.NotFound);
     expect((err as Error).message).toBe(
       'experiment "brainn" does not exist (did you mean "branin"?)',
     );
-    await expect(findExperiment(store, 'zzz')).rejects.toThrow(/^experiment "zzz" does not exist$/);
+    await expect(findExperiment(store.experiments, 'zzz')).rejects.toThrow(
+      /^experiment "zzz" does not exist$/,
+    );
   });
 });

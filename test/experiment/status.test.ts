@@ -44,9 +44,9 @@ async function seeded(s: SqliteStore, name: string): Promise<void> {
     sampler: { name: 'random', seed: 1 },
     maxTrials: 5,
   });
-  await s.createExperiment(name, spec, T0);
+  await s.experiments.createExperiment(name, spec, T0);
   for (let n = 0; n < 5; n++) {
-    await s.addTrial({
+    await s.experiments.addTrial({
       experiment: name,
       number: n,
       params: { lr: n / 10 },
@@ -54,30 +54,36 @@ async function seeded(s: SqliteStore, name: string): Promise<void> {
       createdAt: T0 + n,
     });
   }
-  await s.markRunning(name, [0, 1, 2, 3, 4]);
+  await s.experiments.markRunning(name, [0, 1, 2, 3, 4]);
   const worker = { host: 'gpu-1', pid: 7, gpus: [{ name: 'H100', memoryMiB: 81_559 }] };
-  await s.recordReport(name, { number: 1, step: 1, value: 0.5, decision: 'continue', at: T0 + 10 });
+  await s.experiments.recordReport(name, {
+    number: 1,
+    step: 1,
+    value: 0.5,
+    decision: 'continue',
+    at: T0 + 10,
+  });
   const finish = { attempt: 1, worker, startedAt: T0 + 100 };
-  await s.finishTrial(name, 0, {
+  await s.experiments.finishTrial(name, 0, {
     ...finish,
     status: 'complete',
     value: 0.7,
     finishedAt: T0 + 60_100,
   });
-  await s.finishTrial(name, 1, {
+  await s.experiments.finishTrial(name, 1, {
     ...finish,
     status: 'complete',
     value: 0.9,
     finishedAt: T0 + 90_100,
   });
-  await s.finishTrial(name, 2, {
+  await s.experiments.finishTrial(name, 2, {
     ...finish,
     status: 'pruned',
     value: 0.2,
     step: 1,
     finishedAt: T0 + 110_100,
   });
-  await s.finishTrial(name, 3, {
+  await s.experiments.finishTrial(name, 3, {
     ...finish,
     status: 'failed',
     error: 'HANDLER_FAILED: boom',
@@ -89,7 +95,7 @@ describe('experiment domain layer', () => {
   it('derives the status of `qtune experiment status` and the gateway record from one overview', async () => {
     const s = store();
     await seeded(s, 'mnist');
-    const overview = await experimentOverview(s, 'mnist');
+    const overview = await experimentOverview(s.experiments, 'mnist');
     expect(overview.counts).toEqual({
       pending: 0,
       running: 1,
@@ -99,10 +105,10 @@ describe('experiment domain layer', () => {
       total: 5,
     });
     // GET /v1/experiments/:name: the stored record with its trial counts.
-    const record = await s.getExperiment('mnist');
+    const record = await s.experiments.getExperiment('mnist');
     expect(recordWithCounts(overview)).toEqual({ ...record, trials: overview.counts });
 
-    const progress = await experimentProgress(s, 'mnist');
+    const progress = await experimentProgress(s.experiments, 'mnist');
     expect(progress).toEqual({
       name: 'mnist',
       status: 'running',
@@ -124,10 +130,10 @@ describe('experiment domain layer', () => {
   it('finds the best trial in the objective direction, and none before a trial completed', async () => {
     const s = store();
     await seeded(s, 'mnist');
-    const { best } = await experimentBest(s, 'mnist');
+    const { best } = await experimentBest(s.experiments, 'mnist');
     expect(best?.number).toBe(1);
 
-    await s.createExperiment(
+    await s.experiments.createExperiment(
       'empty',
       parseExperimentSpec({
         name: 'empty',
@@ -135,14 +141,14 @@ describe('experiment domain layer', () => {
         maxTrials: 1,
       }),
     );
-    expect((await experimentBest(s, 'empty')).best).toBeUndefined();
-    expect((await experimentProgress(s, 'empty')).best).toBeUndefined();
+    expect((await experimentBest(s.experiments, 'empty')).best).toBeUndefined();
+    expect((await experimentProgress(s.experiments, 'empty')).best).toBeUndefined();
   });
 
   it('exports the spec and every trial as plain rows with its reports', async () => {
     const s = store();
     await seeded(s, 'mnist');
-    const { spec, trials } = await experimentTrials(s, 'mnist');
+    const { spec, trials } = await experimentTrials(s.experiments, 'mnist');
     expect(trials.map((t) => t.number)).toEqual([0, 1, 2, 3, 4]);
     expect(trialRow(trials[1]!)).toEqual({
       number: 1,
@@ -162,7 +168,7 @@ describe('experiment domain layer', () => {
     expect(trialRow(trials[3]!).error).toBe('HANDLER_FAILED: boom');
     expect(trialRow(trials[4]!)).toMatchObject({ status: 'running', value: null, host: null });
 
-    const exported = await exportExperiment(s, 'mnist');
+    const exported = await exportExperiment(s.experiments, 'mnist');
     expect(exported).toMatchObject({ experiment: 'mnist', status: 'running', spec, createdAt: T0 });
     expect(exported.trials).toHaveLength(5);
     expect(exported.trials[1]!.reports).toEqual([{ step: 1, value: 0.5, at: T0 + 10 }]);
@@ -174,36 +180,36 @@ describe('experiment domain layer', () => {
   it('asks a running experiment to stop, leaves an ended one alone, and times out without a scheduler', async () => {
     const s = store();
     await seeded(s, 'mnist');
-    expect(await requestStop(s, 'mnist')).toEqual({
+    expect(await requestStop(s.experiments, 'mnist')).toEqual({
       experiment: 'mnist',
       status: 'running',
       requested: true,
     });
-    expect(await s.experimentStatus('mnist')).toBe('stopping');
+    expect(await s.experiments.experimentStatus('mnist')).toBe('stopping');
     // No scheduler runs it: the request stays.
-    expect(await waitForStop(s, 'mnist', { timeoutMs: 50, pollMs: 10 })).toBe(false);
-    expect(await s.experimentStatus('mnist')).toBe('stopping');
+    expect(await waitForStop(s.experiments, 'mnist', { timeoutMs: 50, pollMs: 10 })).toBe(false);
+    expect(await s.experiments.experimentStatus('mnist')).toBe('stopping');
     // What the scheduler does once it has wound down.
-    await s.setExperimentStatus('mnist', 'stopped');
-    expect(await waitForStop(s, 'mnist', { timeoutMs: 0 })).toBe(true);
-    expect(await requestStop(s, 'mnist')).toEqual({
+    await s.experiments.setExperimentStatus('mnist', 'stopped');
+    expect(await waitForStop(s.experiments, 'mnist', { timeoutMs: 0 })).toBe(true);
+    expect(await requestStop(s.experiments, 'mnist')).toEqual({
       experiment: 'mnist',
       status: 'stopped',
       requested: false,
     });
-    expect(await s.experimentStatus('mnist')).toBe('stopped');
+    expect(await s.experiments.experimentStatus('mnist')).toBe('stopped');
   });
 
   it('answers every question about an unknown experiment with NotFoundError naming the closest one', async () => {
     const s = store();
     await seeded(s, 'mnist');
     for (const ask of [
-      () => experimentOverview(s, 'mnsit'),
-      () => experimentProgress(s, 'mnsit'),
-      () => experimentBest(s, 'mnsit'),
-      () => experimentTrials(s, 'mnsit'),
-      () => exportExperiment(s, 'mnsit'),
-      () => requestStop(s, 'mnsit'),
+      () => experimentOverview(s.experiments, 'mnsit'),
+      () => experimentProgress(s.experiments, 'mnsit'),
+      () => experimentBest(s.experiments, 'mnsit'),
+      () => experimentTrials(s.experiments, 'mnsit'),
+      () => exportExperiment(s.experiments, 'mnsit'),
+      () => requestStop(s.experiments, 'mnsit'),
     ]) {
       const err = await ask().catch((e: unknown) => e);
       expect(err).toBeInstanceOf(NotFoundError);
@@ -211,6 +217,6 @@ describe('experiment domain layer', () => {
         'experiment "mnsit" does not exist (did you mean "mnist"?)',
       );
     }
-    expect(await s.experimentStatus('mnsit')).toBeUndefined();
+    expect(await s.experiments.experimentStatus('mnsit')).toBeUndefined();
   });
 });

@@ -441,7 +441,9 @@ describe('gateway: jobs', () => {
         jobs: { addItems: (...a) => storeJobs(broker!, async () => held.store!).addItems(...a) },
         status: {
           job: async (name) =>
-            (await held.store!.getJob(name)) ? jobStatus(broker!, held.store!, name) : undefined,
+            (await held.store!.jobs.getJob(name))
+              ? jobStatus(broker!, held.store!, name)
+              : undefined,
         },
       },
       (b) => (broker = b),

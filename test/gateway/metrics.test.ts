@@ -169,10 +169,10 @@ describe('GET /metrics of qtune serve', () => {
       sampler: { name: 'random', seed: 1 },
       maxTrials: 4,
     });
-    await store.createExperiment('acc-search', spec, 1);
+    await store.experiments.createExperiment('acc-search', spec, 1);
     const values = [0.7, 0.9, 0.8];
     for (let n = 0; n < 4; n++) {
-      await store.addTrial({
+      await store.experiments.addTrial({
         experiment: 'acc-search',
         number: n,
         params: { lr: n / 10 },
@@ -180,18 +180,18 @@ describe('GET /metrics of qtune serve', () => {
         createdAt: n,
       });
     }
-    await store.markRunning('acc-search', [0, 1, 2, 3]);
-    await store.finishTrial('acc-search', 0, {
+    await store.experiments.markRunning('acc-search', [0, 1, 2, 3]);
+    await store.experiments.finishTrial('acc-search', 0, {
       status: 'complete',
       value: values[0]!,
       finishedAt: 10,
     });
-    await store.finishTrial('acc-search', 1, {
+    await store.experiments.finishTrial('acc-search', 1, {
       status: 'complete',
       value: values[1]!,
       finishedAt: 11,
     });
-    await store.finishTrial('acc-search', 2, {
+    await store.experiments.finishTrial('acc-search', 2, {
       status: 'pruned',
       value: values[2]!,
       finishedAt: 12,

@@ -43,7 +43,7 @@ describe('submitJob', () => {
     const r = await submitJob({ broker, store, name: 'big', items: source, keyFields: ['name'] });
     expect(stats.passes).toBe(2);
     expect(r).toMatchObject({ items: 12_345, added: 12_345, published: 12_345 });
-    expect((await store.jobItemCounts('big')).total).toBe(12_345);
+    expect((await store.jobs.jobItemCounts('big')).total).toBe(12_345);
     expect((await broker.stats('big')).ready).toBe(12_345);
 
     const again = await submitJob({
@@ -64,7 +64,7 @@ describe('submitJob', () => {
     await expect(submitted).rejects.toThrow(InputError);
     await expect(submitted).rejects.toThrow(/"items\.jsonl" line 7000: .*key field "name"/);
     expect(stats.passes).toBe(1);
-    expect(await store.getJob('bad')).toBeUndefined();
+    expect(await store.jobs.getJob('bad')).toBeUndefined();
     expect(await broker.listQueues()).not.toContain('bad');
   });
 
@@ -78,7 +78,7 @@ describe('submitJob', () => {
     await expect(submitJob({ broker, store, name: 'moving', items })).rejects.toThrow(
       /input changed while it was submitted: 10 item\(s\) checked, 8 stored/,
     );
-    expect((await store.jobItemCounts('moving')).queued).toBe(0);
+    expect((await store.jobs.jobItemCounts('moving')).queued).toBe(0);
   });
 
   it('takes items already in memory', async () => {

@@ -59,7 +59,7 @@ describe('Scheduler: reports', () => {
     await broker.publish(q.reports, [{ body: report(spec.name, 1, replies, Date.now() - 1) }]);
     await vi.waitFor(
       async () => {
-        expect(await store.reports(spec.name, 0)).toHaveLength(1);
+        expect(await store.experiments.reports(spec.name, 0)).toHaveLength(1);
         // Acked, so whatever reply it got was sent before.
         expect(await broker.stats(q.reports)).toMatchObject({ ready: 0, inFlight: 0 });
       },
@@ -76,7 +76,7 @@ describe('Scheduler: reports', () => {
       correlationId: JSON.parse(inTime.toString()).id,
       payload: { decision: 'continue' },
     });
-    expect((await store.reports(spec.name, 0)).map((r) => r.step)).toEqual([1, 2]);
+    expect((await store.experiments.reports(spec.name, 0)).map((r) => r.step)).toEqual([1, 2]);
     expect((await scheduler.pause()).status).toBe('paused');
   });
 });

@@ -106,12 +106,12 @@ describe('Scheduler', () => {
       pending: 0,
       total: 20,
     });
-    const trials = await store.listTrials(s.name);
+    const trials = await store.experiments.listTrials(s.name);
     expect(trials.map((t) => t.number)).toEqual([...Array(20).keys()]);
     const min = Math.min(...trials.map((t) => t.value!));
     expect(summary.best?.value).toBe(min);
     expect(trials.every((t) => t.worker?.host === 'test-host' && t.attempt === 1)).toBe(true);
-    expect((await store.getExperiment(s.name))?.status).toBe('done');
+    expect((await store.experiments.getExperiment(s.name))?.status).toBe('done');
   });
 
   it('publishes trial lifecycle events on the experiment topic', async () => {
@@ -169,7 +169,7 @@ describe('Scheduler', () => {
     const scheduler = await Scheduler.start({ broker, store, spec: s });
     await worker(broker, s.name, async (trial) => ({ acc: -((trial.params.x as number) ** 2) }));
     const summary = await scheduler.done;
-    const values = (await store.listTrials(s.name)).map((t) => t.value!);
+    const values = (await store.experiments.listTrials(s.name)).map((t) => t.value!);
     expect(summary.best?.value).toBe(Math.max(...values));
   });
 
@@ -194,11 +194,11 @@ describe('Scheduler', () => {
     const summary = await scheduler.done;
     expect(summary.counts.complete + summary.counts.pruned).toBe(24);
     expect(summary.counts.pruned).toBeGreaterThan(0);
-    const pruned = await store.listTrials(s.name, ['pruned']);
+    const pruned = await store.experiments.listTrials(s.name, ['pruned']);
     for (const t of pruned) {
       expect(t.step).toBeGreaterThanOrEqual(1);
       expect(t.step).toBeLessThan(10);
-      const reports = await store.reports(s.name, t.number);
+      const reports = await store.experiments.reports(s.name, t.number);
       expect(reports.at(-1)?.step).toBe(t.step);
       expect(reports.at(-1)?.value).toBe(t.value);
     }
@@ -216,7 +216,7 @@ describe('Scheduler', () => {
     });
     const summary = await scheduler.done;
     expect(summary.counts).toMatchObject({ complete: 5, failed: 1 });
-    const failed = await store.getTrial(s.name, 2);
+    const failed = await store.experiments.getTrial(s.name, 2);
     expect(failed?.status).toBe('failed');
     expect(failed?.error).toContain('CUDA out of memory');
     expect(calls).toBe(5 + 2);
@@ -234,7 +234,7 @@ describe('Scheduler', () => {
     });
     const summary = await scheduler.done;
     expect(summary.counts).toMatchObject({ complete: 2, failed: 1 });
-    expect((await store.getTrial(s.name, 1))?.error).toMatch(/^TIMEOUT: .*time budget/);
+    expect((await store.experiments.getTrial(s.name, 1))?.error).toMatch(/^TIMEOUT: .*time budget/);
   });
 
   it('counts a redelivered result once', async () => {
@@ -260,9 +260,9 @@ describe('Scheduler', () => {
     const summary = await scheduler.done;
     expect(summary.counts.total).toBe(5);
     expect(summary.counts.complete).toBe(5);
-    const history = (await store.history(s.name)).filter((h) => h.kind === 'finish');
+    const history = (await store.experiments.history(s.name)).filter((h) => h.kind === 'finish');
     expect(history.map((h) => h.number).sort()).toEqual([0, 1, 2, 3, 4]);
-    expect((await store.getTrial(s.name, 0))?.value).toBe(7);
+    expect((await store.experiments.getTrial(s.name, 0))?.value).toBe(7);
   });
 
   it('resumes after a pause with exactly maxTrials finished trials and the same sampler stream', async () => {
@@ -281,12 +281,12 @@ describe('Scheduler', () => {
     });
     const paused = await first.pause();
     expect(paused.status).toBe('paused');
-    expect((await store.getExperiment(s.name))?.status).toBe('running');
+    expect((await store.experiments.getExperiment(s.name))?.status).toBe('running');
     const second = await Scheduler.start({ broker, store, resume: s.name });
     const summary = await second.done;
     expect(summary.status).toBe('done');
     expect(summary.counts).toMatchObject({ complete: 30, total: 30, running: 0, pending: 0 });
-    const finishes = (await store.history(s.name)).filter((h) => h.kind === 'finish');
+    const finishes = (await store.experiments.history(s.name)).filter((h) => h.kind === 'finish');
     expect(finishes).toHaveLength(30);
     expect(new Set(finishes.map((h) => h.number)).size).toBe(30);
     // Random search draws trial n from its own stream: the resumed run proposed what an
@@ -294,7 +294,7 @@ describe('Scheduler', () => {
     const { RandomSampler } = await import('../../src/automl/samplers/random.js');
     const { SearchSpace } = await import('../../src/automl/space.js');
     const reference = new RandomSampler(SearchSpace.parse(s.space), { seed: 1 });
-    for (const t of await store.listTrials(s.name))
+    for (const t of await store.experiments.listTrials(s.name))
       expect(t.params).toEqual(reference.suggest(t.number, []));
     await w.stop({ graceMs: 0 });
   });
@@ -308,12 +308,12 @@ describe('Scheduler', () => {
       return 1;
     });
     await new Promise((r) => setTimeout(r, 100));
-    await store.setExperimentStatus(s.name, 'stopping');
+    await store.experiments.setExperimentStatus(s.name, 'stopping');
     const summary = await scheduler.done;
     expect(summary.status).toBe('stopped');
     expect(summary.counts.total).toBeLessThan(1000);
     expect(summary.counts.running + summary.counts.pending).toBe(0);
-    expect((await store.getExperiment(s.name))?.status).toBe('stopped');
+    expect((await store.experiments.getExperiment(s.name))?.status).toBe('stopped');
   });
 
   it('ends early when a grid is exhausted', async () => {
@@ -331,7 +331,7 @@ describe('Scheduler', () => {
     const summary = await scheduler.done;
     expect(summary.status).toBe('done');
     expect(summary.counts.total).toBe(6);
-    const combos = (await store.listTrials(s.name))
+    const combos = (await store.experiments.listTrials(s.name))
       .map((t) => `${String(t.params.a)}${String(t.params.b)}`)
       .sort();
     expect(combos).toEqual(['p1', 'p2', 'q1', 'q2', 'r1', 'r2']);
@@ -390,8 +390,8 @@ describe('Scheduler', () => {
         spec: spec({ name, space, pruner: { name: 'hyperband' }, maxTrials: 2 }),
       }),
     ).rejects.toThrow(/needs maxResource/);
-    expect(await store.getExperiment(name)).toBeUndefined();
-    expect(await store.listExperiments()).toEqual([]);
+    expect(await store.experiments.getExperiment(name)).toBeUndefined();
+    expect(await store.experiments.listExperiments()).toEqual([]);
 
     const fixed = spec({ name, space, sampler: { name: 'random', seed: 1 }, maxTrials: 2 });
     const scheduler = await Scheduler.start({ broker, store, spec: fixed });
@@ -403,23 +403,28 @@ describe('Scheduler', () => {
     const { broker, store } = setup();
     const name = `exp-${Math.random().toString(36).slice(2, 8)}`;
     const bad = { ...spec({ name, maxTrials: 2 }), sampler: { name: 'cmaes', options: {} } };
-    await store.createExperiment(name, {
+    await store.experiments.createExperiment(name, {
       ...bad,
       space: { k: { type: 'categorical', choices: [1, 2] } },
     });
-    await store.setExperimentStatus(name, 'stopped');
+    await store.experiments.setExperimentStatus(name, 'stopped');
     await expect(Scheduler.start({ broker, store, resume: name })).rejects.toThrow(/CMA-ES/);
-    expect((await store.getExperiment(name))?.status).toBe('stopped');
+    expect((await store.experiments.getExperiment(name))?.status).toBe('stopped');
   });
 
   it('reads only the experiment status on its stop polls, never the stored spec again', async () => {
     const { broker, store } = setup();
     const calls = { getExperiment: 0, experimentStatus: 0 };
-    const counted = new Proxy(store, {
-      get(target, prop, receiver) {
+    const experiments = new Proxy(store.experiments, {
+      get(target, prop) {
         if (prop === 'getExperiment' || prop === 'experimentStatus') calls[prop]++;
-        return Reflect.get(target, prop, receiver);
+        const value: unknown = Reflect.get(target, prop);
+        return typeof value === 'function' ? value.bind(target) : value;
       },
+    });
+    const counted = new Proxy(store, {
+      get: (target, prop, receiver) =>
+        prop === 'experiments' ? experiments : Reflect.get(target, prop, receiver),
     });
     const s = spec({ maxTrials: 1 });
     const scheduler = await Scheduler.start({ broker, store: counted, spec: s, stopPollMs: 5 });

@@ -109,7 +109,7 @@ describe.each(writers)('Sink writing %s', (_, sinkModule, options) => {
     );
     const first = await drain(broker, store, 3);
     expect(first.stats).toMatchObject({ stored: 3, inserted: 3, updated: 0 });
-    expect(await store.resultCounts('rows')).toEqual({ total: 3, ok: 0, failed: 3 });
+    expect(await store.results.resultCounts('rows')).toEqual({ total: 3, ok: 0, failed: 3 });
 
     const msgs = [];
     for (let i = 0; i < 300; i++) {
@@ -127,9 +127,9 @@ describe.each(writers)('Sink writing %s', (_, sinkModule, options) => {
     const sink = await drain(broker, store, 304);
     expect(sink.stats).toMatchObject({ stored: 301, invalid: 3, inserted: 297, failedWrites: 0 });
     expect(sink.stats.updated).toBe(4);
-    const counts = await store.resultCounts('rows');
+    const counts = await store.results.resultCounts('rows');
     expect(counts).toEqual({ total: 300, ok: 300, failed: 0 });
-    const [row0, row7] = await store.getResults('rows', ['key-0', 'key-7']);
+    const [row0, row7] = await store.results.getResults('rows', ['key-0', 'key-7']);
     expect(row0).toMatchObject({ ok: true, attempt: 2, value: { name: 'company 0', n: 0 } });
     expect(row0!.writes).toBe(2);
     expect(row7).toMatchObject({ ok: true, gpu: 'NVIDIA L4 (23034 MiB)', durationMs: 5 });
@@ -162,8 +162,8 @@ describe.each(writers)('Sink writing %s', (_, sinkModule, options) => {
 
     const sink = await drain(broker, store, msgs.length, { batchSize: 2000, flushMs: 2000 });
     expect(sink.stats).toMatchObject({ stored: 1402, invalid: 3, failedWrites: 0, batches: 1 });
-    expect(await store.resultCounts('rows')).toEqual({ total: 1400, ok: 1400, failed: 0 });
-    const [row5, row9] = await store.getResults('rows', ['key-5', 'key-9']);
+    expect(await store.results.resultCounts('rows')).toEqual({ total: 1400, ok: 1400, failed: 0 });
+    const [row5, row9] = await store.results.getResults('rows', ['key-5', 'key-9']);
     expect(row5).toMatchObject({ ok: true, attempt: 1, value: { name: 'company 5', n: 5 } });
     expect(row9).toMatchObject({ ok: true, attempt: 2 });
     // The dead letters are the garbage itself, not results next to it.
@@ -181,7 +181,7 @@ describe.each(writers)('Sink writing %s', (_, sinkModule, options) => {
   it('a write that fails part way through a batch stores none of it, and the batch is stored once when the store works again', async () => {
     const { broker, store } = await setup();
     const q = resultQueueOf('items');
-    await store.ensureResultTable('rows');
+    await store.results.ensureResultTable('rows');
     // The store refuses one row in the batch's third chunk of 512, after two chunks were upserted.
     const db = new Database(join(dir, 'store.db'));
     db.exec(`CREATE TRIGGER boom BEFORE INSERT ON rows WHEN NEW.id = 'key-1200'
@@ -202,7 +202,7 @@ describe.each(writers)('Sink writing %s', (_, sinkModule, options) => {
       await new Promise((r) => setTimeout(r, 10));
     expect(sink.stats.failedWrites).toBeGreaterThanOrEqual(2);
     expect(errors[0]?.message).toMatch(/disk on fire/);
-    expect(await store.resultCounts('rows')).toEqual({ total: 0, ok: 0, failed: 0 });
+    expect(await store.results.resultCounts('rows')).toEqual({ total: 0, ok: 0, failed: 0 });
 
     db.exec('DROP TRIGGER boom');
     db.close();
@@ -210,8 +210,8 @@ describe.each(writers)('Sink writing %s', (_, sinkModule, options) => {
     while (sink.stats.stored < 1400 && Date.now() < until)
       await new Promise((r) => setTimeout(r, 10));
     await sink.stop();
-    expect(await store.resultCounts('rows')).toEqual({ total: 1400, ok: 1400, failed: 0 });
-    const rows = await store.listResults('rows', { limit: 2000 });
+    expect(await store.results.resultCounts('rows')).toEqual({ total: 1400, ok: 1400, failed: 0 });
+    const rows = await store.results.listResults('rows', { limit: 2000 });
     expect(rows.filter((r) => r.writes !== 1)).toEqual([]);
     const left = await broker.stats(q);
     expect(left.ready + left.inFlight + left.delayed + left.deadLettered).toBe(0);
@@ -232,7 +232,7 @@ describe.each(writers)('Sink writing %s', (_, sinkModule, options) => {
       inserted: 0,
       updated: 1,
     });
-    const rows = await store.listResults('rows');
+    const rows = await store.results.listResults('rows');
     expect(rows).toHaveLength(1);
     expect(rows[0]).toMatchObject({ taskId: 'other', key: 'k2', writes: 2 });
   });
@@ -249,7 +249,7 @@ describe.each(writers)('Sink writing %s', (_, sinkModule, options) => {
     while (sink.stats.stored < 3 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
     expect(sink.stats).toMatchObject({ stored: 3, batches: 1 });
     await sink.stop();
-    expect(await store.resultCounts('rows')).toEqual({ total: 3, ok: 3, failed: 0 });
+    expect(await store.results.resultCounts('rows')).toEqual({ total: 3, ok: 3, failed: 0 });
   });
 });
 
@@ -286,5 +286,5 @@ it('a writer thread that cannot open the store fails start with its reason, and 
   const until = Date.now() + 20_000;
   while (sink.stats.stored < 3 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
   await sink.stop();
-  expect(await store.resultCounts('rows')).toEqual({ total: 3, ok: 3, failed: 0 });
+  expect(await store.results.resultCounts('rows')).toEqual({ total: 3, ok: 3, failed: 0 });
 });

@@ -3,7 +3,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCode, InputError, QtuneError } from '../../src/protocol/errors.js';
 import { storeConformance } from '../../src/store/conformance/suite.js';
-import { openStore } from '../../src/store/contract.js';
+import { openStore } from '../../src/store/open.js';
 import type { Store } from '../../src/store/contract.js';
 import { PostgresStore } from '../../src/store/postgres/index.js';
 import { postgresAvailable, startPostgres } from '../support/postgres.mjs';
@@ -76,7 +76,7 @@ describe.skipIf(!available)(title, () => {
       expect(alias.kind).toBe('postgres');
     });
 
-    it('reports a server that cannot be reached as BrokerUnavailable naming the URL without its password', async () => {
+    it('reports a server that cannot be reached as StoreUnavailable naming the URL without its password', async () => {
       const port = await freePort();
       const url = `postgres://qtune:s3cret@127.0.0.1:${port}/qtune`;
       const err = await PostgresStore.open(url).then(
@@ -84,20 +84,20 @@ describe.skipIf(!available)(title, () => {
         (e: unknown) => e,
       );
       expect(err).toBeInstanceOf(QtuneError);
-      expect((err as QtuneError).code).toBe(ErrorCode.BrokerUnavailable);
+      expect((err as QtuneError).code).toBe(ErrorCode.StoreUnavailable);
       expect((err as Error).message).toContain(
         `store "postgres://qtune:***@127.0.0.1:${port}/qtune"`,
       );
       expect((err as Error).message).not.toContain('s3cret');
     });
 
-    it('reports a missing database as BrokerUnavailable', async () => {
+    it('reports a missing database as StoreUnavailable', async () => {
       const url = suiteUrl.replace(/\/conformance$/, '/no_such_database');
       const err = await PostgresStore.open(url).then(
         () => undefined,
         (e: unknown) => e,
       );
-      expect((err as QtuneError).code).toBe(ErrorCode.BrokerUnavailable);
+      expect((err as QtuneError).code).toBe(ErrorCode.StoreUnavailable);
       expect((err as Error).message).toContain('no_such_database');
     });
 
@@ -124,18 +124,18 @@ describe.skipIf(!available)(title, () => {
         'qtune_reports',
         'qtune_trials',
       ]);
-      await stores[0]!.createExperiment('exp', {});
-      expect((await stores[3]!.getExperiment('exp'))?.status).toBe('running');
+      await stores[0]!.experiments.createExperiment('exp', {});
+      expect((await stores[3]!.experiments.getExperiment('exp'))?.status).toBe('running');
     });
 
     it('creates one result table when several stores create it at once', async () => {
       const url = await freshDatabase();
       const stores = await Promise.all([1, 2, 3].map(() => PostgresStore.open(url)));
       opened.push(...stores);
-      await Promise.all(stores.map((s) => s.ensureResultTable('answers')));
+      await Promise.all(stores.map((s) => s.results.ensureResultTable('answers')));
       const counts = await Promise.all(
         stores.map((s, i) =>
-          s.upsertResults('answers', [
+          s.results.upsertResults('answers', [
             {
               id: `r${i}`,
               taskId: `t${i}`,
@@ -152,14 +152,14 @@ describe.skipIf(!available)(title, () => {
         ),
       );
       expect(counts).toEqual([1, 2, 3].map(() => ({ inserted: 1, updated: 0 })));
-      expect((await stores[0]!.resultCounts('answers')).total).toBe(3);
+      expect((await stores[0]!.results.resultCounts('answers')).total).toBe(3);
     });
 
     it('gives result tables the documented SQL columns and a finished_at index', async () => {
       const url = await freshDatabase();
       const store = await PostgresStore.open(url);
       opened.push(store);
-      await store.ensureResultTable('Answers');
+      await store.results.ensureResultTable('Answers');
       const columns = await sql<{ column_name: string; data_type: string; is_nullable: string }>(
         url,
         `SELECT column_name, data_type, is_nullable FROM information_schema.columns
@@ -196,7 +196,7 @@ describe.skipIf(!available)(title, () => {
       const url = await freshDatabase();
       const store = await PostgresStore.open(url);
       opened.push(store);
-      await store.upsertResults(
+      await store.results.upsertResults(
         'scores',
         [
           {
@@ -226,14 +226,14 @@ describe.skipIf(!available)(title, () => {
       expect(rows[0]!.finished.getTime()).toBe(1_700_000_000_012);
     });
 
-    it('rejects calls after close with BrokerState', async () => {
+    it('rejects calls after close with StoreState', async () => {
       const store = await PostgresStore.open(suiteUrl);
       await store.close();
-      const err = await store.listJobs().then(
+      const err = await store.jobs.listJobs().then(
         () => undefined,
         (e: unknown) => e,
       );
-      expect((err as QtuneError).code).toBe(ErrorCode.BrokerState);
+      expect((err as QtuneError).code).toBe(ErrorCode.StoreState);
       await store.close(); // a second close is harmless
     });
   });

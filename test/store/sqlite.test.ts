@@ -65,13 +65,13 @@ CREATE INDEX "${t}_finished_at" ON "${t}"(finished_at);`;
     const path = join(dir, 'layout.db');
     const store = new SqliteStore({ path });
     try {
-      await store.upsertResults('fresh', [row('b'), row('a')]);
+      await store.results.upsertResults('fresh', [row('b'), row('a')]);
       expect(ddlOf(path, 'fresh')).not.toMatch(/WITHOUT ROWID/i);
-      await expect(store.upsertResults('fresh', [row('a')])).resolves.toEqual({
+      await expect(store.results.upsertResults('fresh', [row('a')])).resolves.toEqual({
         inserted: 0,
         updated: 1,
       });
-      expect((await store.listResults('fresh')).map((r) => r.id)).toEqual(['a', 'b']);
+      expect((await store.results.listResults('fresh')).map((r) => r.id)).toEqual(['a', 'b']);
     } finally {
       await store.close();
     }
@@ -88,7 +88,7 @@ CREATE INDEX "${t}_finished_at" ON "${t}"(finished_at);`;
     };
     const fresh = join(dir, 'pages-new.db');
     const store = new SqliteStore({ path: fresh });
-    await store.upsertResults('t', [row('a')]);
+    await store.results.upsertResults('t', [row('a')]);
     await store.close();
     expect(pageSize(fresh)).toBe(16384);
 
@@ -101,8 +101,15 @@ CREATE INDEX "${t}_finished_at" ON "${t}"(finished_at);`;
     const reopened = new SqliteStore({ path: old });
     try {
       const many = Array.from({ length: 3000 }, (_, i) => row(`k${i}`));
-      expect(await reopened.upsertResults('t', many)).toEqual({ inserted: 3000, updated: 0 });
-      expect(await reopened.resultCounts('t')).toEqual({ total: 3000, ok: 3000, failed: 0 });
+      expect(await reopened.results.upsertResults('t', many)).toEqual({
+        inserted: 3000,
+        updated: 0,
+      });
+      expect(await reopened.results.resultCounts('t')).toEqual({
+        total: 3000,
+        ok: 3000,
+        failed: 0,
+      });
     } finally {
       await reopened.close();
     }
@@ -117,59 +124,22 @@ CREATE INDEX "${t}_finished_at" ON "${t}"(finished_at);`;
     db.close();
     const store = new SqliteStore({ path });
     try {
-      expect(await store.upsertResults('legacy', [row('x'), row('y', false)])).toEqual({
+      expect(await store.results.upsertResults('legacy', [row('x'), row('y', false)])).toEqual({
         inserted: 2,
         updated: 0,
       });
       // A failed result never replaces a successful one; a success replaces a failure.
-      expect(await store.upsertResults('legacy', [row('x', false), row('y')])).toEqual({
+      expect(await store.results.upsertResults('legacy', [row('x', false), row('y')])).toEqual({
         inserted: 0,
         updated: 2,
       });
-      const rows = await store.getResults('legacy', ['x', 'y']);
+      const rows = await store.results.getResults('legacy', ['x', 'y']);
       expect(rows.map((r) => [r.id, r.ok, r.writes])).toEqual([
         ['x', true, 1],
         ['y', true, 2],
       ]);
-      expect(await store.resultCounts('legacy')).toEqual({ total: 2, ok: 2, failed: 0 });
+      expect(await store.results.resultCounts('legacy')).toEqual({ total: 2, ok: 2, failed: 0 });
       expect(ddlOf(path, 'legacy')).toMatch(/WITHOUT ROWID/i);
-    } finally {
-      await store.close();
-    }
-  });
-
-  it('upsertResultChunks writes its chunks in one transaction, taking them one at a time', async () => {
-    const store = new SqliteStore({ path: join(dir, 'chunks.db') });
-    try {
-      const taken: number[] = [];
-      function* chunks() {
-        taken.push(1);
-        yield [row('a'), row('b'), row('a', false)];
-        taken.push(2);
-        // Repeats of a chunk before: a failure kept out, a success replacing a failure.
-        yield [row('b', false), row('c', false)];
-        taken.push(3);
-        yield [row('c')];
-      }
-      expect(await store.upsertResultChunks('chunked', chunks())).toEqual({
-        inserted: 3,
-        updated: 2,
-      });
-      expect(taken).toEqual([1, 2, 3]);
-      const rows = await store.listResults('chunked');
-      expect(rows.map((r) => [r.id, r.ok, r.writes])).toEqual([
-        ['a', true, 1],
-        ['b', true, 1],
-        ['c', true, 2],
-      ]);
-
-      // A chunk source that fails part way leaves nothing of its earlier chunks.
-      function* failing() {
-        yield [row('d'), row('e')];
-        throw new Error('source broke');
-      }
-      await expect(store.upsertResultChunks('chunked', failing())).rejects.toThrow('source broke');
-      expect(await store.resultCounts('chunked')).toEqual({ total: 3, ok: 3, failed: 0 });
     } finally {
       await store.close();
     }
@@ -203,22 +173,22 @@ CREATE INDEX qtune_job_items_state ON qtune_job_items(job, state, seq);`;
 
     const store = new SqliteStore({ path });
     try {
-      const items = await store.listJobItems('j');
+      const items = await store.jobs.listJobItems('j');
       expect(items.map((i) => [i.id, i.seq, i.state, i.taskId ?? null, i.item])).toEqual([
         ['ff', 1, 'queued', 't1', { k: 'a' }],
         ['0a', 2, 'new', null, { k: 'b' }],
         ['7c', 3, 'new', null, { k: 'c' }],
       ]);
-      expect((await store.unpublishedItems('j', 10)).map((i) => i.id)).toEqual(['0a', '7c']);
+      expect((await store.jobs.unpublishedItems('j', 10)).map((i) => i.id)).toEqual(['0a', '7c']);
       // Re-adding known items adds nothing; a new one comes last.
       expect(
-        await store.addJobItems('j', [
+        await store.jobs.addJobItems('j', [
           { id: '0a', item: { k: 'b' }, payload: { k: 'b' } },
           { id: '11', item: { k: 'd' }, payload: { k: 'd' } },
         ]),
       ).toBe(1);
-      expect(await store.jobItemCounts('j')).toEqual({ total: 4, new: 3, queued: 1 });
-      expect((await store.listJobItems('j')).at(-1)).toMatchObject({ id: '11', seq: 4 });
+      expect(await store.jobs.jobItemCounts('j')).toEqual({ total: 4, new: 3, queued: 1 });
+      expect((await store.jobs.listJobItems('j')).at(-1)).toMatchObject({ id: '11', seq: 4 });
     } finally {
       await store.close();
     }

@@ -11,6 +11,7 @@ import {
 import type { Headers } from '../../protocol/envelope.js';
 import { assertName, MAX_BROKER_QUEUE_NAME_BYTES } from '../../protocol/names.js';
 import { redact } from '../../protocol/redact.js';
+import { parseNetworkUrl } from '../../protocol/target-url.js';
 import { BrokerEventSource } from '../events.js';
 import type {
   Broker,
@@ -921,16 +922,12 @@ interface ParsedAmqpUrl {
 
 /** Splits an AMQP URL into what amqplib and the management API need. */
 export function parseAmqpUrl(url: string): ParsedAmqpUrl {
-  let u: URL;
-  try {
-    u = new URL(url);
-  } catch (err) {
-    throw new InputError(`broker URL "${redact(url)}" is not a valid URL`, { cause: err });
-  }
+  const u = parseNetworkUrl(url, {
+    what: 'broker URL',
+    schemes: ['amqp', 'amqps'],
+    expected: 'amqp:// or amqps://',
+  });
   const tls = u.protocol === 'amqps:';
-  if (!tls && u.protocol !== 'amqp:') {
-    throw new InputError(`broker URL "${redact(url)}": expected amqp:// or amqps://`);
-  }
   const management = u.searchParams.get('management');
   u.searchParams.delete('management');
   const user = decodeURIComponent(u.username || 'guest');

@@ -4,6 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { BrokerError, ErrorCode, InputError, toError } from '../../protocol/errors.js';
 import type { Headers } from '../../protocol/envelope.js';
 import { redact } from '../../protocol/redact.js';
+import { parseNetworkUrl } from '../../protocol/target-url.js';
 import type { WorkerReport } from '../../protocol/worker-report.js';
 import { BrokerEventSource } from '../events.js';
 import type {
@@ -110,17 +111,11 @@ export class GatewayBroker extends BrokerEventSource implements Broker {
    * with a BrokerError (BROKER_UNAVAILABLE) naming the URL otherwise.
    */
   static async open(options: GatewayBrokerOptions): Promise<GatewayBroker> {
-    let url: URL;
-    try {
-      url = new URL(options.url);
-    } catch {
-      throw new InputError(`gateway URL ${JSON.stringify(redact(options.url))} is not a valid URL`);
-    }
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-      throw new InputError(
-        `gateway URL "${redact(options.url)}" must start with http:// or https://`,
-      );
-    }
+    parseNetworkUrl(options.url, {
+      what: 'gateway URL',
+      schemes: ['http', 'https'],
+      expected: 'http:// or https://',
+    });
     const broker = new GatewayBroker(options);
     const res = await broker.#http.request('GET', '/v1/token', undefined, {
       retry: false,

@@ -13,7 +13,8 @@ import { experimentQueues } from '../../protocol/trial.js';
 import { buildExperiment, Scheduler, type SchedulerSummary } from '../../scheduler/scheduler.js';
 import type { ExperimentSpec } from '../../scheduler/spec.js';
 import { loadExperiment } from '../../scheduler/stored.js';
-import { DEFAULT_STORE_PATH, parseStoreUrl, type Store } from '../../store/contract.js';
+import { DEFAULT_STORE_PATH, type Store } from '../../store/contract.js';
+import { parseStoreUrl } from '../../store/open.js';
 import { contextOf, type CommandContext } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
 import { formatMetric, formatParams } from '../format.js';
@@ -145,7 +146,9 @@ export async function runExperiment(
   try {
     // Everything is checked before the scheduler stores anything.
     const planned =
-      'spec' in source ? source.spec : (await loadExperiment(store, source.resume)).spec;
+      'spec' in source
+        ? source.spec
+        : (await loadExperiment(store.experiments, source.resume)).spec;
     buildExperiment(planned);
     if (opts.workers > 0) checkLocalRunner(planned);
     broker = await ctx.openBroker();
@@ -157,7 +160,7 @@ export async function runExperiment(
     scheduler.on('error', (err) => ctx.logger.error({ err: err.message }, 'scheduler error'));
     const spec = scheduler.spec;
     const queues = experimentQueues(spec.name);
-    const counts = await store.counts(spec.name);
+    const counts = await store.experiments.counts(spec.name);
     progress = progressOf(ctx, scheduler, opts.json === true);
     if (opts.workers > 0) {
       // Workers read the stored spec (runner paths already absolute) from a copy next to the store.

@@ -32,7 +32,7 @@ import {
 async function withStore<T>(cmd: Command, fn: (store: ExperimentStore) => Promise<T>): Promise<T> {
   const store = await contextOf(cmd).openStore();
   try {
-    return await fn(store);
+    return await fn(store.experiments);
   } finally {
     await store.close();
   }

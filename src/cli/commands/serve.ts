@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { Broker } from '../../broker/contract.js';
-import { redact } from '../../broker/open.js';
+import { redact } from '../../protocol/redact.js';
 import { checkTokens, loadTokenFile, parseTokenList, type TokenEntry } from '../../gateway/auth.js';
 import {
   GATEWAY_DEFAULTS,
@@ -16,7 +16,8 @@ import { experimentBest } from '../../experiment/best.js';
 import { experimentOverview, recordWithCounts } from '../../experiment/status.js';
 import { InputError, NotFoundError, toError } from '../../protocol/errors.js';
 import { jobStatus } from '../../job/status.js';
-import { parseStoreUrl, type Store } from '../../store/contract.js';
+import type { Store } from '../../store/contract.js';
+import { parseStoreUrl } from '../../store/open.js';
 import { action, contextOf, type CommandContext } from '../context.js';
 import { connectTimeoutOption, intAtLeast } from '../options.js';
 
@@ -99,14 +100,14 @@ function storeProviders(
     providers: {
       async job(name) {
         const s = await store();
-        if (!s || !(await s.getJob(name))) return undefined;
+        if (!s || !(await s.jobs.getJob(name))) return undefined;
         return jobStatus(broker, s, name);
       },
       async experiment(name) {
         const s = await store();
         if (!s) return undefined;
         try {
-          return recordWithCounts(await experimentOverview(s, name));
+          return recordWithCounts(await experimentOverview(s.experiments, name));
         } catch (err) {
           if (err instanceof NotFoundError) return undefined;
           throw err;
@@ -118,10 +119,10 @@ function storeProviders(
         const s = await store();
         if (!s) return [];
         return Promise.all(
-          (await s.listJobs()).map(async (job) => {
+          (await s.jobs.listJobs()).map(async (job) => {
             const [items, results] = await Promise.all([
-              s.jobItemCounts(job.name),
-              s.resultCounts(job.table),
+              s.jobs.jobItemCounts(job.name),
+              s.results.resultCounts(job.table),
             ]);
             return {
               job: job.name,
@@ -136,10 +137,11 @@ function storeProviders(
         const s = await store();
         if (!s) return [];
         return Promise.all(
-          (await s.listExperiments()).map(async (exp) => {
-            const { total: _total, ...trials } = await s.counts(exp.name);
+          (await s.experiments.listExperiments()).map(async (exp) => {
+            const { total: _total, ...trials } = await s.experiments.counts(exp.name);
             // A spec this version cannot read has no best value rather than failing the scrape.
-            const best = (await experimentBest(s, exp.name).catch(() => undefined))?.best?.value;
+            const best = (await experimentBest(s.experiments, exp.name).catch(() => undefined))
+              ?.best?.value;
             return { experiment: exp.name, trials, ...(best !== undefined && { best }) };
           }),
         );

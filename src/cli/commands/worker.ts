@@ -1,7 +1,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { loadTemplate } from '../../job/template.js';
 import { declareQueueOrKeep } from '../../broker/contract.js';
-import { redact } from '../../broker/open.js';
+import { redact } from '../../protocol/redact.js';
 import { Requester } from '../../patterns/request-reply.js';
 import { InputError } from '../../protocol/errors.js';
 import { assertName } from '../../protocol/names.js';

@@ -1,6 +1,6 @@
 import pg from 'pg';
 import type { PoolClient, QueryResult, QueryResultRow } from 'pg';
-import { ErrorCode, InputError, QtuneError } from '../../protocol/errors.js';
+import { ErrorCode, InputError, QtuneError, StoreError } from '../../protocol/errors.js';
 
 /** OID of `bigint` (int8): epoch milliseconds, counts and sequence numbers. */
 const INT8_OID = 20;
@@ -51,7 +51,7 @@ function messageOf(err: unknown): string {
  * Translates anything a query threw: bad data (SQLSTATE class 22, e.g. a number out of range)
  * is an InputError,
  * everything else (connection refused or lost, authentication, server shutting down) is
- * BrokerUnavailable. Both name the store by its redacted URL.
+ * StoreUnavailable. Both name the store by its redacted URL.
  */
 export function storeError(location: string, err: unknown): Error {
   if (err instanceof QtuneError) return err;
@@ -60,7 +60,7 @@ export function storeError(location: string, err: unknown): Error {
   if (state?.startsWith('22')) {
     return new InputError(message, { cause: err });
   }
-  return new QtuneError(ErrorCode.BrokerUnavailable, message, { cause: err });
+  return new StoreError(ErrorCode.StoreUnavailable, message, { cause: err });
 }
 
 export interface PgDbOptions {
@@ -97,7 +97,7 @@ export class PgDb {
 
   #checkOpen(): void {
     if (this.#closed) {
-      throw new QtuneError(ErrorCode.BrokerState, `store "${this.location}": closed`);
+      throw new StoreError(ErrorCode.StoreState, `store "${this.location}": closed`);
     }
   }
 
@@ -153,7 +153,7 @@ export class PgDb {
     }
   }
 
-  /** Ends every connection; later calls throw BrokerState. */
+  /** Ends every connection; later calls throw StoreState. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;

@@ -30,7 +30,7 @@ const APPEND_HISTORY = `INSERT INTO qtune_history (experiment, kind, number, ste
   VALUES ($1, $2, $3, $4, $5, $6)`;
 
 /** The experiment part of {@link PostgresStore}: each call is one transaction. */
-export class PgExperiments implements Omit<ExperimentStore, 'close'> {
+export class PgExperiments implements ExperimentStore {
   readonly #db: PgDb;
 
   constructor(db: PgDb) {

@@ -1,6 +1,6 @@
-import { redact } from '../../broker/open.js';
-import { InputError } from '../../protocol/errors.js';
-import { CompositeStore } from '../composite.js';
+import { redact } from '../../protocol/redact.js';
+import { parseNetworkUrl } from '../../protocol/target-url.js';
+import type { Store } from '../contract.js';
 import { PgDb } from './db.js';
 import type { PgDbOptions } from './db.js';
 import { PgExperiments } from './experiments.js';
@@ -15,33 +15,34 @@ export type PostgresStoreOptions = PgDbOptions;
  * Tables are created on open when missing; each call is one transaction, committed before its
  * promise resolves.
  */
-export class PostgresStore extends CompositeStore {
+export class PostgresStore implements Store {
   readonly kind = 'postgres';
   readonly location: string;
+  readonly experiments: PgExperiments;
+  readonly jobs: PgJobs;
+  readonly results: PgResults;
   readonly #db: PgDb;
 
   private constructor(db: PgDb) {
-    super({
-      experiments: new PgExperiments(db),
-      jobs: new PgJobs(db),
-      results: new PgResults(db),
-    });
     this.#db = db;
     this.location = db.location;
+    this.experiments = new PgExperiments(db);
+    this.jobs = new PgJobs(db);
+    this.results = new PgResults(db);
   }
 
   /**
    * Connects to the database at `url` (`postgres://user:password@host:port/db`) and creates
-   * qtune's tables when missing. Throws BrokerUnavailable naming the URL (password hidden)
+   * qtune's tables when missing. Throws StoreUnavailable naming the URL (password hidden)
    * when the database cannot be reached.
    */
   static async open(url: string, options: PostgresStoreOptions = {}): Promise<PostgresStore> {
     const location = redact(url);
-    if (!URL.canParse(url) || !/^postgres(ql)?:$/i.test(new URL(url).protocol)) {
-      throw new InputError(
-        `store URL "${location}": expected postgres://[USER[:PASSWORD]@]HOST[:PORT]/DATABASE`,
-      );
-    }
+    parseNetworkUrl(url, {
+      what: 'store URL',
+      schemes: ['postgres', 'postgresql'],
+      expected: 'postgres://[USER[:PASSWORD]@]HOST[:PORT]/DATABASE',
+    });
     const db = new PgDb(url, location, options);
     try {
       await migrate(db);
@@ -52,7 +53,7 @@ export class PostgresStore extends CompositeStore {
     return new PostgresStore(db);
   }
 
-  /** Ends the pool's connections; later calls throw BrokerState. */
+  /** Ends the pool's connections; later calls throw StoreState. */
   async close(): Promise<void> {
     await this.#db.close();
   }

@@ -83,6 +83,8 @@ function columnArrays(rows: readonly ResultRow[]): unknown[][] {
  * what an empty one would; writing to one creates it.
  */
 export class PgResults implements ResultStore {
+  /** Statements go to the server; the calling thread only waits. */
+  readonly writesBlock = false;
   readonly #db: PgDb;
   /** Tables this handle created or found, so upserts skip the DDL. */
   readonly #known = new Set<string>();
@@ -118,23 +120,49 @@ export class PgResults implements ResultStore {
     rows: readonly ResultRow[],
     now = Date.now(),
   ): Promise<{ inserted: number; updated: number }> {
+    return this.upsertResultChunks(table, [rows], now);
+  }
+
+  /**
+   * One statement per chunk: a single chunk (the sink's batch) on its own, several in one
+   * transaction. The chunks are all taken first, so that the transaction can be run again after
+   * its table was dropped (PostgreSQL's writes leave the thread, so holding them costs little).
+   */
+  async upsertResultChunks(
+    table: string,
+    chunks: Iterable<readonly ResultRow[]>,
+    now = Date.now(),
+  ): Promise<{ inserted: number; updated: number }> {
     checkTableName(table);
+    const batches: ResultRow[][] = [];
+    for (const rows of chunks) if (rows.length > 0) batches.push(lastOfEachIdSorted(rows));
     if (!this.#known.has(table)) await this.ensureResultTable(table);
-    if (rows.length === 0) return { inserted: 0, updated: 0 };
-    const unique = lastOfEachIdSorted(rows);
-    const values = [...columnArrays(unique), Math.round(now)];
+    if (batches.length === 0) return { inserted: 0, updated: 0 };
     const sql = upsertSql(table);
-    let r;
+    const params = batches.map((unique) => [...columnArrays(unique), Math.round(now)]);
+    const write = async (): Promise<number> => {
+      if (params.length === 1) {
+        return (await this.#db.query<{ inserted: number }>(sql, params[0])).rows[0]!.inserted;
+      }
+      return this.#db.transaction(async (client) => {
+        let inserted = 0;
+        for (const values of params) {
+          inserted += (await client.query<{ inserted: number }>(sql, values)).rows[0]!.inserted;
+        }
+        return inserted;
+      });
+    };
+    let inserted;
     try {
-      r = await this.#db.query<{ inserted: number }>(sql, values);
+      inserted = await write();
     } catch (err) {
       if (sqlState((err as Error).cause) !== UNDEFINED_TABLE) throw err;
       // Dropped since this handle created it: create it again.
       await this.ensureResultTable(table);
-      r = await this.#db.query<{ inserted: number }>(sql, values);
+      inserted = await write();
     }
-    const inserted = r.rows[0]!.inserted;
-    return { inserted, updated: unique.length - inserted };
+    const written = batches.reduce((n, unique) => n + unique.length, 0);
+    return { inserted, updated: written - inserted };
   }
 
   /** Runs a read of result table `table`; `empty` when the table does not exist. */

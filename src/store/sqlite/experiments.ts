@@ -101,7 +101,7 @@ function experimentOf(row: ExperimentRow): ExperimentRecord {
 }
 
 /** The experiment part of {@link SqliteStore}: each call is one transaction. */
-export class SqliteExperiments implements Omit<ExperimentStore, 'close'> {
+export class SqliteExperiments implements ExperimentStore {
   readonly #db: Database.Database;
   readonly #stmts;
 

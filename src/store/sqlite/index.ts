@@ -1,10 +1,8 @@
 import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
-import { ErrorCode, QtuneError } from '../../protocol/errors.js';
-import { CompositeStore } from '../composite.js';
-import { DEFAULT_STORE_PATH } from '../contract.js';
-import type { ResultRow } from '../results.js';
+import { ErrorCode, QtuneError, StoreError } from '../../protocol/errors.js';
+import { DEFAULT_STORE_PATH, type Store } from '../contract.js';
 import { EXPERIMENT_DDL, SqliteExperiments } from './experiments.js';
 import { JOB_DDL, JOB_ITEMS_TO_ROWID, SqliteJobs } from './jobs.js';
 import { SqliteResults } from './results.js';
@@ -34,8 +32,8 @@ export interface SqliteStoreOptions {
 function schemaVersion(db: Database.Database): number {
   const version = Number(db.pragma('user_version', { simple: true }));
   if (version > SCHEMA_VERSION) {
-    throw new QtuneError(
-      ErrorCode.BrokerState,
+    throw new StoreError(
+      ErrorCode.StoreState,
       `store "${db.name}": schema version ${version} is newer than this qtune supports (${SCHEMA_VERSION})`,
     );
   }
@@ -78,13 +76,9 @@ function openDatabase(path: string, busyTimeoutMs: number): Database.Database {
     return db;
   } catch (err) {
     if (err instanceof QtuneError) throw err;
-    throw new QtuneError(
-      ErrorCode.BrokerUnavailable,
-      `store "${path}": ${(err as Error).message}`,
-      {
-        cause: err,
-      },
-    );
+    throw new StoreError(ErrorCode.StoreUnavailable, `store "${path}": ${(err as Error).message}`, {
+      cause: err,
+    });
   }
 }
 
@@ -93,29 +87,22 @@ function openDatabase(path: string, busyTimeoutMs: number): Database.Database {
  * sink, and the `experiment`/`job` commands. Each call is one transaction, committed before
  * its promise resolves.
  */
-export class SqliteStore extends CompositeStore {
+export class SqliteStore implements Store {
   readonly kind = 'sqlite';
   readonly location: string;
+  readonly experiments: SqliteExperiments;
+  readonly jobs: SqliteJobs;
+  readonly results: SqliteResults;
   readonly #db: Database.Database;
-  readonly #results: SqliteResults;
 
   constructor(options: SqliteStoreOptions = {}) {
     const path = resolve(options.path ?? DEFAULT_STORE_PATH);
     const db = openDatabase(path, options.busyTimeoutMs ?? 10_000);
-    const results = new SqliteResults(db);
-    super({ experiments: new SqliteExperiments(db), jobs: new SqliteJobs(db), results });
     this.#db = db;
-    this.#results = results;
     this.location = path;
-  }
-
-  /** See SqliteResults.upsertResultChunks: one transaction, one chunk of rows alive at a time. */
-  upsertResultChunks(
-    table: string,
-    chunks: Iterable<readonly ResultRow[]>,
-    now?: number,
-  ): Promise<{ inserted: number; updated: number }> {
-    return this.#results.upsertResultChunks(table, chunks, now);
+    this.experiments = new SqliteExperiments(db);
+    this.jobs = new SqliteJobs(db);
+    this.results = new SqliteResults(db);
   }
 
   async close(): Promise<void> {

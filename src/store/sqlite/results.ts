@@ -152,6 +152,8 @@ function prepare(db: Database.Database, table: string) {
 
 /** The result-table part of {@link SqliteStore}: each call is one transaction. */
 export class SqliteResults implements ResultStore {
+  /** better-sqlite3 runs every statement on the calling thread. */
+  readonly writesBlock = true;
   readonly #db: Database.Database;
   readonly #tables = new Map<string, Statements>();
 
@@ -199,11 +201,9 @@ export class SqliteResults implements ResultStore {
   }
 
   /**
-   * Writes chunks of rows in one transaction, each chunk as upsertResults writes a batch. The
-   * chunks are taken one at a time, so a caller that decodes them lazily (a generator) never
+   * The chunks are taken one at a time, so a caller that decodes them lazily (a generator) never
    * holds more than one chunk's rows: they die young, which spares the garbage collector
-   * copying a whole batch. An id repeated in two chunks is upserted twice, by the same rule,
-   * and counts as updated the second time.
+   * copying a whole batch.
    */
   async upsertResultChunks(
     table: string,
