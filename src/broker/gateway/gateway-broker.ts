@@ -3,7 +3,6 @@ import { isUtf8 } from 'node:buffer';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BrokerError, ErrorCode, InputError, toError } from '../../protocol/errors.js';
 import type { Headers } from '../../protocol/envelope.js';
-import { redact } from '../../protocol/redact.js';
 import { parseNetworkUrl } from '../../protocol/target-url.js';
 import type { WorkerReport } from '../../protocol/worker-report.js';
 import { BrokerEventSource } from '../events.js';
