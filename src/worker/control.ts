@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Broker, Consumer } from '../broker/contract.js';
 import { ackEach } from '../broker/contract.js';
-import { redact } from '../broker/open.js';
+import { redact } from '../protocol/redact.js';
 import { decode, encode } from '../protocol/codec.js';
 import { createEnvelope, MessageType } from '../protocol/envelope.js';
 import { printable } from '../protocol/names.js';

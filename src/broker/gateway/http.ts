@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { z } from 'zod';
 import { BrokerError, ErrorCode, InputError, QtuneError, toError } from '../../protocol/errors.js';
-import { redact } from '../open.js';
+import { redact } from '../../protocol/redact.js';
 import { errorResponseSchema } from './wire.js';
 
 /** What the connection state machine reports: a request failed to connect, or got through. */

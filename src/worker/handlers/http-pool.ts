@@ -1,4 +1,4 @@
-import { redact } from '../../broker/open.js';
+import { redact } from '../../protocol/redact.js';
 import { ErrorCode, InputError, TaskError } from '../../protocol/errors.js';
 import { printable } from '../../protocol/names.js';
 import {
