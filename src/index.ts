@@ -20,6 +20,15 @@ export {
   DEAD_LETTER_QUEUE_HEADER,
   DEAD_LETTER_DELIVERIES_HEADER,
 } from './broker/contract.js';
+export { envelopeMessage, envelopeRoutingOf } from './broker/envelope-message.js';
+export type { EnvelopeMessage, EnvelopeRouting } from './broker/envelope-message.js';
+export { replyAddressOf, replyChannelsOf } from './broker/reply-channel.js';
+export type {
+  ReplyChannel,
+  ReplyChannelDelivery,
+  ReplyChannels,
+  ReplyMessage,
+} from './broker/reply-channel.js';
 export { topicMatches, assertTopicPattern } from './broker/topic.js';
 export { openBroker, parseBrokerUrl, DEFAULT_EMBEDDED_PATH } from './broker/open.js';
 export type { BrokerTarget, OpenBrokerOptions } from './broker/open.js';

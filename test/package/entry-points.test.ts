@@ -89,6 +89,8 @@ describe('package entry points', () => {
         'parseStoreUrl',
         'QUEUE_DEFAULTS',
         'declareQueueOrKeep',
+        'replyChannelsOf',
+        'envelopeMessage',
         'Requester',
         'serveRequests',
         'submitTasks',
