@@ -20,7 +20,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { envelopeMessage } from '../dist/broker/contract.js';
+import { envelopeMessage } from '../dist/broker/envelope-message.js';
 import { openBroker } from '../dist/broker/open.js';
 import { resultQueueOf } from '../dist/patterns/work-queue.js';
 import { createEnvelope, MessageType } from '../dist/protocol/envelope.js';

@@ -1,6 +1,5 @@
-import { encode } from '../protocol/codec.js';
 import { ErrorCode, QtuneError } from '../protocol/errors.js';
-import type { Envelope, Headers } from '../protocol/envelope.js';
+import type { Headers } from '../protocol/envelope.js';
 
 /** Policy of a queue, fixed when it is first declared. */
 export interface QueueOptions {
@@ -21,12 +20,6 @@ export interface QueueOptions {
    * reply queues and subscriptions.
    */
   temporary?: boolean;
-  /**
-   * RabbitMQ queue type: replicated `quorum` queues, or `classic` ones (needed for priorities on
-   * RabbitMQ 3.x). Other brokers ignore it (default: 'quorum', or 'classic' when `priorities`
-   * is given or `durable` is false).
-   */
-  type?: 'quorum' | 'classic';
 }
 
 /** A message to publish. The body is opaque bytes to the broker (qtune puts JSON envelopes). */
@@ -39,18 +32,6 @@ export interface OutgoingMessage {
   /** Deliver no earlier than this many ms from now (default: 0). */
   delayMs?: number;
   headers?: Headers;
-  /**
-   * The type, correlation id and reply-to of the envelope in `body`, when the publisher has the
-   * envelope at hand (see {@link envelopeMessage}). A broker that mirrors them into transport
-   * properties (RabbitMQ) takes them from here instead of parsing the body again. Must agree
-   * with the body.
-   */
-  envelope?: Pick<Envelope, 'type' | 'correlationId' | 'replyTo'>;
-}
-
-/** The message carrying `env`: its id, its encoded body, and its routing fields. */
-export function envelopeMessage(env: Envelope): OutgoingMessage & { id: string } {
-  return { id: env.id, body: encode(env), envelope: env };
 }
 
 /** One delivery of a message to a consumer, holding a lease until settled. */
@@ -84,31 +65,6 @@ export interface Delivery {
   deadLetter(reason: string): Promise<void>;
   /** Extends the lease to `ms` from now (default: the queue's leaseMs). */
   extendLease(ms?: number): Promise<void>;
-  /**
-   * Where a reply to this message goes when the transport rewrote the sender's reply address
-   * (RabbitMQ's direct reply-to): it takes precedence over the envelope's `replyTo`. Unset
-   * otherwise.
-   */
-  readonly replyTo?: string;
-}
-
-/** A reply that arrived on a {@link ReplyChannel}. */
-export interface ReplyMessage {
-  readonly id: string;
-  readonly body: Buffer;
-}
-
-/**
- * Requests sent through it get their replies straight back to it, with no reply queue (see
- * {@link Broker.openReplyChannel}). Replies in flight when the connection drops are lost: a
- * request waiting for one times out.
- */
-export interface ReplyChannel {
-  /** The reply address to put in the requests' envelopes. */
-  readonly replyTo: string;
-  /** Publishes requests; resolves once the broker has them. */
-  publish(queue: string, messages: readonly OutgoingMessage[]): Promise<void>;
-  close(): Promise<void>;
 }
 
 export interface ConsumeOptions {
@@ -202,6 +158,11 @@ export interface BrokerCapabilities {
    * (RabbitMQ has no verb that stops a queue's deliveries to every consumer while keeping them).
    */
   pause: boolean;
+  /**
+   * Implements the reply-channel extension (src/broker/reply-channel.ts): replies come straight
+   * back to the requester without a reply queue (default: false).
+   */
+  replyChannel?: boolean;
 }
 
 export type BrokerStatus = 'connected' | 'reconnecting' | 'closed';
@@ -263,12 +224,6 @@ export interface Broker {
   off<E extends keyof BrokerEvents>(event: E, listener: BrokerEvents[E]): this;
   /** Stops consumers, waits for handler calls in progress, then closes. Idempotent. */
   close(): Promise<void>;
-  /**
-   * Opens a channel whose requests are answered straight back to `onReply`, without a reply
-   * queue (RabbitMQ's direct reply-to). Brokers without such a path leave it out, and
-   * requesters use a temporary reply queue.
-   */
-  openReplyChannel?(onReply: (reply: ReplyMessage) => void): Promise<ReplyChannel>;
 }
 
 /**

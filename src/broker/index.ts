@@ -7,6 +7,15 @@ export {
   DEAD_LETTER_QUEUE_HEADER,
   DEAD_LETTER_DELIVERIES_HEADER,
 } from './contract.js';
+export { envelopeMessage, envelopeRoutingOf } from './envelope-message.js';
+export type { EnvelopeMessage, EnvelopeRouting } from './envelope-message.js';
+export { replyAddressOf, replyChannelsOf } from './reply-channel.js';
+export type {
+  ReplyChannel,
+  ReplyChannelDelivery,
+  ReplyChannels,
+  ReplyMessage,
+} from './reply-channel.js';
 export { topicMatches, assertTopicPattern } from './topic.js';
 export { openBroker, parseBrokerUrl, DEFAULT_EMBEDDED_PATH } from './open.js';
 export { redact } from '../protocol/redact.js';
@@ -16,6 +25,6 @@ export { MemoryBroker, MemoryBus, sharedMemoryBus } from './memory/index.js';
 export { EmbeddedBroker } from './embedded/index.js';
 export type { EmbeddedBrokerOptions } from './embedded/index.js';
 export { AmqpBroker, parseAmqpUrl } from './amqp/index.js';
-export type { AmqpBrokerOptions } from './amqp/index.js';
+export type { AmqpBrokerOptions, AmqpQueueOptions } from './amqp/index.js';
 export { GatewayBroker } from './gateway/index.js';
-export type { GatewayBrokerOptions } from './gateway/index.js';
+export type { GatewayBrokerOptions, GatewayQueueOptions } from './gateway/index.js';

@@ -3,7 +3,7 @@
  * array, or NDJSON with one payload per line, and turns the payloads into task messages. The
  * whole body is checked before anything is published.
  */
-import type { OutgoingMessage } from '../broker/contract.js';
+import type { EnvelopeMessage } from '../broker/envelope-message.js';
 import { createTaskEnvelope } from '../patterns/work-queue.js';
 import { envelopeSchema } from '../protocol/envelope.js';
 import { GatewayErrorCode, HttpError } from './errors.js';
@@ -161,9 +161,9 @@ export function taskMessages(
   keys: readonly string[] | undefined,
   ids: readonly string[] | undefined,
   where: string,
-): OutgoingMessage[] {
+): EnvelopeMessage[] {
   const payloads = parsed.payloads;
-  const out = new Array<OutgoingMessage>(payloads.length);
+  const out = new Array<EnvelopeMessage>(payloads.length);
   for (let i = 0; i < payloads.length; i++) {
     const env = createTaskEnvelope(
       {

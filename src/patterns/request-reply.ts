@@ -1,12 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import {
-  envelopeMessage,
-  type Broker,
-  type Consumer,
-  type Delivery,
-  type QueueOptions,
-  type ReplyChannel,
-} from '../broker/contract.js';
+import type { Broker, Consumer, Delivery, QueueOptions } from '../broker/contract.js';
+import { envelopeMessage } from '../broker/envelope-message.js';
+import { replyAddressOf, replyChannelsOf, type ReplyChannel } from '../broker/reply-channel.js';
 import { decode, encode } from '../protocol/codec.js';
 import {
   assertEnvelope,
@@ -88,14 +83,15 @@ export class Requester {
    */
   static async create(broker: Broker, options: RequesterOptions = {}): Promise<Requester> {
     const timeoutMs = options.timeoutMs ?? 30_000;
+    const replyChannels = replyChannelsOf(broker);
     if (
-      broker.openReplyChannel !== undefined &&
+      replyChannels !== undefined &&
       options.replyQueue === undefined &&
       options.directReply !== false
     ) {
       // No reply can come before the first request, which needs the requester.
       const to: { handle?: (body: Buffer) => void } = {};
-      const channel = await broker.openReplyChannel((reply) => to.handle?.(reply.body));
+      const channel = await replyChannels.openReplyChannel((reply) => to.handle?.(reply.body));
       const requester = new Requester(broker, channel.replyTo, timeoutMs);
       requester.#replyChannel = channel;
       to.handle = (body) => requester.#onReplyBody(body);
@@ -306,7 +302,8 @@ export async function sendReply(
   request: Envelope,
   outcome: ReplyOutcome,
 ): Promise<void> {
-  const replyTo = delivery.replyTo ?? request.replyTo;
+  // RabbitMQ's direct reply-to rewrites the address on the way: the transport's one wins.
+  const replyTo = replyAddressOf(delivery, request.replyTo);
   if (replyTo === undefined) return;
   const reply = outcome.ok
     ? createEnvelope({ type: MessageType.Reply, payload: outcome.value, correlationId: request.id })

@@ -1,11 +1,6 @@
 import { z } from 'zod';
-import {
-  envelopeMessage,
-  type Broker,
-  type Consumer,
-  type Delivery,
-  type OutgoingMessage,
-} from '../broker/contract.js';
+import type { Broker, Consumer, Delivery, OutgoingMessage } from '../broker/contract.js';
+import { envelopeMessage } from '../broker/envelope-message.js';
 import { decode } from '../protocol/codec.js';
 import {
   assertEnvelope,

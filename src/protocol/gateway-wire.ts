@@ -95,7 +95,10 @@ export const ingestResponseSchema = z.object({
 });
 export type IngestResponse = z.infer<typeof ingestResponseSchema>;
 
-/** `PUT /v1/queues/:queue`: the Broker contract's QueueOptions. */
+/**
+ * `PUT /v1/queues/:queue`: the Broker contract's QueueOptions, plus `type`, RabbitMQ's queue type
+ * (AmqpQueueOptions), which the gateway hands to its broker and other brokers ignore.
+ */
 export const queueOptionsSchema = z.object({
   durable: z.boolean().optional(),
   maxDeliveries: z.number().int().positive().optional(),

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Broker, Consumer } from '../broker/contract.js';
 import { ackEach } from '../broker/contract.js';
+import { replyAddressOf } from '../broker/reply-channel.js';
 import { redact } from '../protocol/redact.js';
 import { decode, encode } from '../protocol/codec.js';
 import { createEnvelope, MessageType } from '../protocol/envelope.js';
@@ -90,7 +91,7 @@ export async function serveStatusRequests(
     async (d) => {
       try {
         const req = decode(d.body, { source: `topic "${CONTROL_STATUS_TOPIC}"` });
-        const replyTo = d.replyTo ?? req.replyTo;
+        const replyTo = replyAddressOf(d, req.replyTo);
         if (replyTo) {
           const replies = [report()].flat().map((payload) => {
             const reply = createEnvelope({

@@ -6,6 +6,7 @@ import type {
   OutgoingMessage,
   QueueOptions,
 } from '../broker/contract.js';
+import { replyAddressOf } from '../broker/reply-channel.js';
 import { Ticker } from '../broker/ticker.js';
 import { publishEvent } from '../patterns/pubsub.js';
 import { deadReason, resultMessage, resultQueueOf } from '../patterns/work-queue.js';
@@ -651,7 +652,7 @@ export class Worker {
   }
 
   #replyTo(h: Held): string {
-    return h.delivery.replyTo ?? h.envelope.replyTo ?? this.#resultQueue;
+    return replyAddressOf(h.delivery, h.envelope.replyTo) ?? this.#resultQueue;
   }
 
   #progress(h: Held, info: unknown): void {

@@ -22,10 +22,9 @@ import type {
   OutgoingMessage,
   QueueOptions,
   QueueStats,
-  ReplyChannel,
-  ReplyMessage,
   SubscribeOptions,
 } from '../contract.js';
+import type { ReplyChannel, ReplyChannels, ReplyMessage } from '../reply-channel.js';
 import {
   DEAD_LETTER_DELIVERIES_HEADER,
   DEAD_LETTER_QUEUE_HEADER,
@@ -109,6 +108,16 @@ export interface AmqpBrokerOptions {
   heartbeatSeconds?: number;
 }
 
+/** Queue options of {@link AmqpBroker.declareQueue}: the contract's, plus RabbitMQ's own. */
+export interface AmqpQueueOptions extends QueueOptions {
+  /**
+   * RabbitMQ queue type: replicated `quorum` queues, or `classic` ones (needed for priorities on
+   * RabbitMQ 3.x) (default: 'quorum', or 'classic' when `priorities` is given or `durable` is
+   * false).
+   */
+  type?: 'quorum' | 'classic';
+}
+
 interface Policy {
   type: 'quorum' | 'classic';
   durable: boolean;
@@ -130,7 +139,7 @@ type HandleState = 'open' | 'closing' | 'closed';
  * A broker handle on RabbitMQ (AMQP 0-9-1): one connection for publishing (confirms, bounded
  * window) and one for consuming, both recovering by themselves. See docs/brokers/amqp.md.
  */
-export class AmqpBroker extends BrokerEventSource implements Broker {
+export class AmqpBroker extends BrokerEventSource implements Broker, ReplyChannels {
   readonly kind = 'amqp';
   readonly capabilities: BrokerCapabilities;
   readonly #pubLink: Link;
@@ -168,6 +177,7 @@ export class AmqpBroker extends BrokerEventSource implements Broker {
       purge: true,
       // RabbitMQ has no verb that holds a queue's deliveries from every consumer and resumes them.
       pause: false,
+      replyChannel: true,
     });
     this.#host = this.#makeHost();
     pubLink.onUp((conn) => this.#pubUp(conn));
@@ -221,7 +231,7 @@ export class AmqpBroker extends BrokerEventSource implements Broker {
     return broker;
   }
 
-  async declareQueue(name: string, options: QueueOptions = {}): Promise<void> {
+  async declareQueue(name: string, options: AmqpQueueOptions = {}): Promise<void> {
     this.#assertUsable(`declareQueue "${name}"`);
     assertQueueName(name);
     const policy = resolvePolicy(name, options);
@@ -737,7 +747,7 @@ async function declareTemporary(conn: ChannelModel, name: string, policy: Policy
   await ch.close().catch(() => undefined);
 }
 
-function resolvePolicy(name: string, o: QueueOptions): Policy {
+function resolvePolicy(name: string, o: AmqpQueueOptions): Policy {
   if (o.deadLetterQueue !== undefined) {
     assertName('dead-letter queue', o.deadLetterQueue, { maxBytes: MAX_BROKER_QUEUE_NAME_BYTES });
   }

@@ -4,7 +4,8 @@ import type { Headers } from '../../protocol/envelope.js';
 import { Ticker } from '../ticker.js';
 import { AckBatcher } from './acks.js';
 import { isDirectReplyAddress } from './direct-reply.js';
-import type { Consumer, Delivery, DeliveryHandler, OutgoingMessage } from '../contract.js';
+import type { Consumer, DeliveryHandler, OutgoingMessage } from '../contract.js';
+import type { ReplyChannelDelivery } from '../reply-channel.js';
 import { ackEach } from '../contract.js';
 
 /** What a consumer needs from its broker handle. */
@@ -309,8 +310,11 @@ interface DeliveryInit {
   maxDeliveries: number;
 }
 
-/** One delivery holding an emulated lease. */
-export class AmqpDelivery implements Delivery {
+/**
+ * One delivery holding an emulated lease. `replyTo` is set on a request from a direct reply-to
+ * requester (see ReplyChannelDelivery).
+ */
+export class AmqpDelivery implements ReplyChannelDelivery {
   readonly id: string;
   readonly queue: string;
   readonly body: Buffer;

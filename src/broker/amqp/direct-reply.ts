@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { ChannelModel, ConfirmChannel } from 'amqplib';
 import { BrokerError, ErrorCode } from '../../protocol/errors.js';
-import type { OutgoingMessage, ReplyChannel, ReplyMessage } from '../contract.js';
+import type { OutgoingMessage } from '../contract.js';
+import type { ReplyChannel, ReplyMessage } from '../reply-channel.js';
 import type { Link } from './link.js';
 import { publishOptions, toBuffer } from './properties.js';
 

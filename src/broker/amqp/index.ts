@@ -1,2 +1,2 @@
 export { AmqpBroker, parseAmqpUrl } from './amqp-broker.js';
-export type { AmqpBrokerOptions } from './amqp-broker.js';
+export type { AmqpBrokerOptions, AmqpQueueOptions } from './amqp-broker.js';

@@ -1,5 +1,6 @@
 import type { Options } from 'amqplib';
 import type { OutgoingMessage } from '../contract.js';
+import { envelopeRoutingOf } from '../envelope-message.js';
 
 /** The AMQP properties of an outgoing message: id, persistence, and the envelope's routing fields. */
 export function publishOptions(
@@ -16,7 +17,7 @@ export function publishOptions(
   };
   if (m.headers !== undefined && Object.keys(m.headers).length > 0)
     options.headers = { ...m.headers };
-  const envelope = m.envelope ?? envelopeFields(toBuffer(m.body));
+  const envelope = envelopeRoutingOf(m) ?? envelopeFields(toBuffer(m.body));
   if (envelope) {
     options.contentType = 'application/json';
     if (envelope.correlationId !== undefined) options.correlationId = envelope.correlationId;

@@ -46,6 +46,15 @@ export interface GatewayBrokerOptions {
   retryTimeoutMs?: number;
 }
 
+/** Queue options of {@link GatewayBroker.declareQueue}: the contract's, plus what the gateway hands on. */
+export interface GatewayQueueOptions extends QueueOptions {
+  /**
+   * RabbitMQ queue type, for a gateway in front of RabbitMQ (see AmqpQueueOptions); the
+   * gateway's broker ignores it otherwise (default: the one that broker picks).
+   */
+  type?: 'quorum' | 'classic';
+}
+
 /** Messages per `POST /messages` request. */
 const PUBLISH_CHUNK = 1_000;
 /** How long cancel() waits for the poll in flight to come back before aborting it, in ms. */
@@ -129,7 +138,7 @@ export class GatewayBroker extends BrokerEventSource implements Broker {
     return this.#http.base;
   }
 
-  async declareQueue(name: string, options: QueueOptions = {}): Promise<void> {
+  async declareQueue(name: string, options: GatewayQueueOptions = {}): Promise<void> {
     this.#assertUsable(`declareQueue "${name}"`);
     await this.#http.request('PUT', `/v1/queues/${enc(name)}`, options);
     if (options.temporary === true) this.#temporary.add(name);

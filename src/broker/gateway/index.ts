@@ -1,2 +1,2 @@
 export { GatewayBroker } from './gateway-broker.js';
-export type { GatewayBrokerOptions } from './gateway-broker.js';
+export type { GatewayBrokerOptions, GatewayQueueOptions } from './gateway-broker.js';

@@ -7,12 +7,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Command, Option } from 'commander';
 import type { Logger } from 'pino';
 import { openBroker } from '../../broker/open.js';
-import {
-  deadLetterQueueOf,
-  envelopeMessage,
-  type Broker,
-  type Delivery,
-} from '../../broker/contract.js';
+import { deadLetterQueueOf, type Broker, type Delivery } from '../../broker/contract.js';
+import { envelopeMessage } from '../../broker/envelope-message.js';
 import { resultQueueOf } from '../../patterns/work-queue.js';
 import { decode } from '../../protocol/codec.js';
 import { createEnvelope, MessageType } from '../../protocol/envelope.js';
