@@ -19,7 +19,6 @@ import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Broker, Consumer, Delivery } from '../broker/contract.js';
 import { DEAD_LETTER_REASON_HEADER, declareQueueOrKeep } from '../broker/contract.js';
-import { replyAddressOf } from '../broker/reply-channel.js';
 import type { FinishedTrial, PendingTrial, Pruner, Sampler } from '../automl/contract.js';
 import { SearchSpace } from '../automl/space.js';
 import { publishEvent } from '../patterns/pubsub.js';
