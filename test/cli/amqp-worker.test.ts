@@ -4,16 +4,14 @@ import { AmqpBroker } from '../../src/broker/amqp/index.js';
 import { consumeResults } from '../../src/patterns/work-queue.js';
 import type { TaskResult } from '../../src/protocol/result.js';
 import { startRabbit, type RabbitNode } from '../support/rabbitmq.mjs';
+import { workerCrashSuite } from '../worker/crash-suite.js';
 import {
   FIXTURES,
   assertBuilt,
-  exited,
   killAll,
   publishPayloads,
-  readResults,
   runCli,
   startCli,
-  startedMarks,
   tempBroker,
   waitFor,
 } from './helpers.js';
@@ -68,48 +66,6 @@ describe('qtune bench on RabbitMQ', () => {
 });
 
 describe('qtune worker on RabbitMQ under faults', () => {
-  it(
-    'completes on another worker the tasks of a worker killed with SIGKILL mid-task',
-    { timeout: 90_000 },
-    async () => {
-      env = tempBroker();
-      const q = 'amqp-killed';
-      const a = worker(q, '--concurrency', '2', '--prefetch', '2');
-      await publishTasks(q, 6, 1500);
-      await waitFor(
-        () => startedMarks(env.marks).some((m) => m.pid === a.pid),
-        30_000,
-        'A to start a task',
-      );
-      a.kill('SIGKILL');
-      await exited(a);
-      const killed = startedMarks(env.marks)
-        .filter((m) => m.pid === a.pid)
-        .map((m) => m.taskId);
-      expect(killed.length).toBeGreaterThan(0);
-
-      const b = worker(q, '--concurrency', '6');
-      const results: TaskResult<{ id: number; pid: number }>[] = [];
-      await waitFor(
-        async () => {
-          results.push(...(await readResults<{ id: number; pid: number }>(q, node!.url)));
-          return new Set(results.map((r) => r.key)).size === 6;
-        },
-        60_000,
-        'all six results',
-      );
-      expect(results.every((r) => r.ok)).toBe(true);
-      for (const taskId of killed) {
-        const r = results.find((x) => x.taskId === taskId);
-        expect(r, `result of killed task ${taskId}`).toBeDefined();
-        expect(r!.worker.pid).toBe(b.pid);
-        expect(r!.attempt).toBeGreaterThanOrEqual(2);
-      }
-      const dlq = await runCli(['dlq', q, '--json', '--broker', node!.url]);
-      expect(dlq.stdout.trim()).toBe('');
-    },
-  );
-
   it(
     'three qtune worker processes resume by themselves after a broker restart in the middle of 10,000 tasks, and every result arrives',
     { timeout: 300_000 },
@@ -167,3 +123,8 @@ describe('qtune worker on RabbitMQ under faults', () => {
     },
   );
 });
+
+workerCrashSuite('RabbitMQ', async () => ({
+  brokerUrl: node!.url,
+  workerArgs: ['--broker', node!.url],
+}));

@@ -9,10 +9,10 @@ import {
   readResults,
   runCli,
   startCli,
-  startedMarks,
   tempBroker,
   waitFor,
 } from '../cli/helpers.js';
+import { workerCrashSuite } from '../worker/crash-suite.js';
 import { TOKENS, TOKENS_ENV, call } from './helpers.js';
 
 const SLEEPY = join(FIXTURES, 'handlers/sleepy.mjs');
@@ -30,7 +30,9 @@ afterEach(() => {
 });
 
 /** Starts `qtune serve` on a free port over the temp dir's embedded broker; resolves its URL. */
-async function serve(e: Env): Promise<{ url: string; child: ReturnType<typeof startCli> }> {
+async function serve(e: {
+  url: string;
+}): Promise<{ url: string; child: ReturnType<typeof startCli> }> {
   const child = startCli(['serve', '--port', '0', '--broker', e.url], { QTUNE_TOKENS: TOKENS_ENV });
   children.push(child);
   const url = await waitFor(
@@ -58,7 +60,7 @@ async function consumers(url: string, queue: string): Promise<number> {
   return (res.json as { consumers?: number } | undefined)?.consumers ?? 0;
 }
 
-async function submit(url: string, queue: string, payloads: unknown[]): Promise<string[]> {
+async function submit(url: string, queue: string, payloads: readonly unknown[]): Promise<string[]> {
   const res = await call(url, 'POST', `/v1/queues/${queue}/tasks?key=id`, {
     token: TOKENS.producer,
     json: payloads,
@@ -118,49 +120,20 @@ describe('qtune serve', () => {
     expect(child.stderrText()).toContain('gateway stopped');
     for (const secret of Object.values(TOKENS)) expect(child.stderrText()).not.toContain(secret);
   });
+});
 
-  it('redelivers to another gateway worker the tasks of one killed with SIGKILL mid-task', async () => {
-    env = tempBroker();
-    const e = env;
-    const { url } = await serve(e);
-    const q = 'killed-through-gateway';
-    const a = gatewayWorker(e, url, q, '--concurrency', '2', '--prefetch', '2', '--lease', '1s');
-    await waitFor(async () => (await consumers(url, q)) >= 1, 20_000, 'worker A to poll');
-    await submit(
-      url,
-      q,
-      Array.from({ length: 6 }, (_, i) => ({ id: i, ms: 1500 })),
-    );
-    await waitFor(
-      () => startedMarks(e.marks).some((m) => m.pid === a.pid),
-      20_000,
-      'A to start a task',
-    );
-    a.kill('SIGKILL');
-    await exited(a);
-    const killedTasks = startedMarks(e.marks)
-      .filter((m) => m.pid === a.pid)
-      .map((m) => m.taskId);
-    expect(killedTasks.length).toBeGreaterThan(0);
-
-    const b = gatewayWorker(e, url, q, '--concurrency', '6');
-    const results: TaskResult<{ id: number; pid: number }>[] = [];
-    await waitFor(
-      async () => {
-        results.push(...(await readResults<{ id: number; pid: number }>(q, e.url)));
-        return new Set(results.map((r) => r.key)).size === 6;
-      },
-      45_000,
-      'all six results',
-    );
-    expect(results.every((r) => r.ok)).toBe(true);
-    for (const taskId of killedTasks) {
-      const r = results.find((x) => x.taskId === taskId);
-      expect(r, `result of killed task ${taskId}`).toBeDefined();
-      expect(r!.worker.pid).toBe(b.pid);
-      expect(r!.attempt).toBeGreaterThanOrEqual(2);
-    }
-    const dlq = await runCli(['dlq', q, '--json', '--broker', e.url]);
-    expect(dlq.stdout.trim()).toBe('');
-  });
+workerCrashSuite('the gateway (qtune serve over the embedded broker)', async ({ dir }) => {
+  const brokerUrl = join(dir, 'broker.db');
+  const { url, child } = await serve({ url: brokerUrl });
+  return {
+    brokerUrl,
+    workerArgs: ['--gateway', url, '--token', TOKENS.worker, '--lease', '1s'],
+    workerEnv: { QTUNE_BROKER: '' },
+    submit: async (queue, payloads) => void (await submit(url, queue, payloads)),
+    consumers: (queue) => consumers(url, queue),
+    close: async () => {
+      child.kill('SIGKILL');
+      await exited(child);
+    },
+  };
 });
