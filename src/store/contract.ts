@@ -1,7 +1,7 @@
 /**
  * The Store contract: everything qtune keeps outside the broker — experiments and their
  * trials, batch jobs and their items, and result tables. Implementations sit side by side
- * (`sqlite/`, `postgres/`) and pass one conformance suite (`conformance/suite.ts`).
+ * (`sqlite/`, `postgres/`) and pass one conformance suite (`test/store/conformance/suite.ts`).
  */
 
 import { join, resolve } from 'node:path';

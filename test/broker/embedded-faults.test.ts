@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { runInNewContext } from 'node:vm';
 import { setFlagsFromString } from 'node:v8';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { onJsonLines, waitFor } from '../../src/broker/conformance/suite.js';
+import { onJsonLines, waitFor } from './conformance/suite.js';
 import type { Delivery } from '../../src/broker/contract.js';
 import { EmbeddedBroker } from '../../src/broker/embedded/index.js';
 import { BrokerError } from '../../src/protocol/errors.js';

@@ -3,7 +3,7 @@ import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { BrokerError, ErrorCode, NotFoundError } from '../../protocol/errors.js';
+import { BrokerError, ErrorCode, NotFoundError } from '../../../src/protocol/errors.js';
 import type {
   Broker,
   BrokerStatus,
@@ -11,13 +11,13 @@ import type {
   Consumer,
   Delivery,
   QueueStats,
-} from '../contract.js';
+} from '../../../src/broker/contract.js';
 import {
   DEAD_LETTER_DELIVERIES_HEADER,
   DEAD_LETTER_QUEUE_HEADER,
   DEAD_LETTER_REASON_HEADER,
   deadLetterQueueOf,
-} from '../contract.js';
+} from '../../../src/broker/contract.js';
 
 /** A Broker implementation under test. */
 export interface ConformanceTarget {
@@ -43,7 +43,7 @@ const QUIET_MS = 300;
 const WAIT_MS = 10_000;
 
 const FIXTURE = fileURLToPath(
-  new URL('../../../test/fixtures/conformance-consumer.mjs', import.meta.url),
+  new URL('../../fixtures/conformance-consumer.mjs', import.meta.url),
 );
 
 /** Resolves after `ms` milliseconds. */
