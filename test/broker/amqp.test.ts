@@ -7,7 +7,8 @@ import { envelopeMessage, type Delivery } from '../../src/broker/contract.js';
 import { encode } from '../../src/protocol/codec.js';
 import { createEnvelope, MessageType } from '../../src/protocol/envelope.js';
 import { RemoteError, Requester, serveRequests } from '../../src/patterns/request-reply.js';
-import { brokerConformanceSuite, waitFor } from './conformance/suite.js';
+import { waitFor } from '../support/wait.js';
+import { brokerConformanceSuite } from './conformance/suite.js';
 import { freePort, startRabbit } from '../support/rabbitmq.mjs';
 import type { RabbitNode } from '../support/rabbitmq.mjs';
 

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { BrokerError } from '../../src/protocol/errors.js';
-import { brokerConformanceSuite, sleep, waitFor } from './conformance/suite.js';
+import { sleep, waitFor } from '../support/wait.js';
+import { brokerConformanceSuite } from './conformance/suite.js';
 import type { Delivery } from '../../src/broker/contract.js';
 import { MemoryBroker, MemoryBus, sharedMemoryBus } from '../../src/broker/memory/index.js';
 import { openBroker } from '../../src/broker/open.js';

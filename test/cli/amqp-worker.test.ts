@@ -15,8 +15,8 @@ import {
   startCli,
   startedMarks,
   tempBroker,
-  waitFor,
 } from './helpers.js';
+import { waitFor } from '../support/wait.js';
 
 const SLEEPY = join(FIXTURES, 'handlers/sleepy.mjs');
 let node: RabbitNode | undefined;

@@ -10,8 +10,8 @@ import {
   runCli,
   startCli,
   tempBroker,
-  waitFor,
 } from './helpers.js';
+import { waitFor } from '../support/wait.js';
 
 const GPUS = [
   { index: 0, name: 'NVIDIA H100 80GB HBM3', uuid: 'GPU-0a1b2c3d-0000-4000-8000-000000000000' },

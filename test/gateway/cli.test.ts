@@ -11,8 +11,8 @@ import {
   startCli,
   startedMarks,
   tempBroker,
-  waitFor,
 } from '../cli/helpers.js';
+import { waitFor } from '../support/wait.js';
 import { TOKENS, TOKENS_ENV, call } from './helpers.js';
 
 const SLEEPY = join(FIXTURES, 'handlers/sleepy.mjs');

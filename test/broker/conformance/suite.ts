@@ -18,6 +18,8 @@ import {
   DEAD_LETTER_REASON_HEADER,
   deadLetterQueueOf,
 } from '../../../src/broker/contract.js';
+import { onJsonLines } from '../../support/json-lines.js';
+import { sleep, WAIT_MS, waitFor } from '../../support/wait.js';
 
 /** A Broker implementation under test. */
 export interface ConformanceTarget {
@@ -39,52 +41,8 @@ export interface ConformanceTarget {
 const LEASE_MS = 400;
 /** How long a test watches for something that must not happen. */
 const QUIET_MS = 300;
-/** Generous bound for something that must happen, so slow brokers still pass. */
-const WAIT_MS = 10_000;
 
-const FIXTURE = fileURLToPath(
-  new URL('../../fixtures/conformance-consumer.mjs', import.meta.url),
-);
-
-/** Resolves after `ms` milliseconds. */
-/** Calls `onValue` with each JSON value printed one per line on `stream` (a child's stdout). */
-export function onJsonLines(
-  stream: NodeJS.ReadableStream & { setEncoding(enc: BufferEncoding): unknown },
-  onValue: (value: unknown) => void,
-): void {
-  let buffer = '';
-  stream.setEncoding('utf8');
-  stream.on('data', (chunk: string) => {
-    buffer += chunk;
-    let nl: number;
-    while ((nl = buffer.indexOf('\n')) >= 0) {
-      const line = buffer.slice(0, nl).trim();
-      buffer = buffer.slice(nl + 1);
-      if (line !== '') onValue(JSON.parse(line));
-    }
-  });
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/**
- * Polls `condition` every 20 ms until it holds; rejects naming `what` after `timeoutMs`
- * (default: 10000).
- */
-export async function waitFor(
-  condition: () => boolean | Promise<boolean>,
-  timeoutMs = WAIT_MS,
-  what = 'condition',
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await condition()) return;
-    if (Date.now() > deadline) throw new Error(`waitFor: ${what} not met within ${timeoutMs} ms`);
-    await sleep(20);
-  }
-}
+const FIXTURE = fileURLToPath(new URL('../../fixtures/conformance-consumer.mjs', import.meta.url));
 
 function deferred(): { promise: Promise<void>; resolve: () => void } {
   let resolve!: () => void;
