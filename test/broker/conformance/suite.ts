@@ -492,13 +492,11 @@ export function brokerConformanceSuite(target: ConformanceTarget): void {
         // Far past the original lease and past the seconds a broker's statistics may lag, so
         // that only a lost extension (not a slow stats check) can bring the task back.
         await held.extendLease(LEASE_MS * 75);
-        // A third consumer, so that the canary finds free slots; it would also take the task back.
-        boxes.push(await collect(a, queue, 'none', { prefetch: 2 }));
-        await leasesTakenBeforeExpired(a, queue, boxes);
+        await sleep(LEASE_MS * 3);
         expect(total()).toBe(1);
         await statsMatch(a, queue, { inFlight: 1, ready: 0 });
         await held.ack();
-        await leasesTakenBeforeExpired(a, queue, boxes);
+        await sleep(LEASE_MS * 2);
         expect(total()).toBe(1);
         await statsMatch(a, queue, { inFlight: 0, ready: 0 });
       });
