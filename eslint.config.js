@@ -28,4 +28,23 @@ export default tseslint.config(
       '@typescript-eslint/consistent-type-imports': 'error',
     },
   },
+  {
+    // src/ is what ships in dist/: test code (suites, helpers, fixtures) lives under test/.
+    files: ['src/**/*.ts'],
+    ignores: ['src/**/*.test.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          paths: [{ name: 'vitest', message: 'src/ ships in dist/; test code belongs in test/.' }],
+          patterns: [
+            {
+              group: ['vitest/*', '@vitest/*'],
+              message: 'src/ ships in dist/; test code belongs in test/.',
+            },
+          ],
+        },
+      ],
+    },
+  },
 );

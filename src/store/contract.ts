@@ -2,7 +2,7 @@
  * The Store contract: everything qtune keeps outside the broker — experiments and their
  * trials, batch jobs and their items, and result tables — as three parts, each its own
  * contract (`experiments.ts`, `jobs.ts`, `results.ts`). Implementations sit side by side
- * (`sqlite/`, `postgres/`) and pass one conformance suite (`conformance/suite.ts`); `open.ts`
+ * (`sqlite/`, `postgres/`) and pass one conformance suite (`test/store/conformance/suite.ts`); `open.ts`
  * picks one by URL.
  */
 

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AmqpBroker } from '../../src/broker/amqp/index.js';
-import { waitFor } from '../../src/broker/conformance/suite.js';
+import { waitFor } from '../support/wait.js';
 import type { Broker } from '../../src/broker/contract.js';
 import { startCluster, type RabbitNode } from '../support/rabbitmq.mjs';
 

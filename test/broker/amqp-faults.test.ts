@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AmqpBroker } from '../../src/broker/amqp/index.js';
-import { sleep, waitFor } from '../../src/broker/conformance/suite.js';
+import { sleep, waitFor } from '../support/wait.js';
 import type { Broker, BrokerStatus } from '../../src/broker/contract.js';
 import { startRabbit } from '../support/rabbitmq.mjs';
 import type { RabbitNode } from '../support/rabbitmq.mjs';

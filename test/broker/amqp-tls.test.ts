@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AmqpBroker } from '../../src/broker/amqp/index.js';
-import { waitFor } from '../../src/broker/conformance/suite.js';
+import { waitFor } from '../support/wait.js';
 import { BrokerError, ErrorCode } from '../../src/protocol/errors.js';
 import { freePort, startRabbit, type RabbitNode } from '../support/rabbitmq.mjs';
 

@@ -7,6 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Broker, Delivery } from '../../src/broker/contract.js';
 import { EmbeddedBroker } from '../../src/broker/embedded/index.js';
 import { INLINE_BODY_BYTES, SCHEMA_VERSION } from '../../src/broker/embedded/schema.js';
+import { waitFor } from '../support/wait.js';
 
 // Bodies longer than INLINE_BODY_BYTES live in their own table. These tests check, on a real
 // SQLite file, that such bodies come back byte for byte on every path a message takes, and that
@@ -45,11 +46,7 @@ function storedBodies(): number {
 async function take(b: Broker, queue: string, n: number): Promise<Delivery[]> {
   const got: Delivery[] = [];
   const consumer = await b.consume(queue, async (d) => void got.push(d), { prefetch: n });
-  const until = Date.now() + 10_000;
-  while (got.length < n) {
-    if (Date.now() > until) throw new Error(`only ${got.length} of ${n} deliveries`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
+  await waitFor(() => got.length >= n, 10_000, `${n} deliveries of "${queue}"`);
   await consumer.cancel();
   return got;
 }

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll } from 'vitest';
-import { brokerConformanceSuite } from '../../src/broker/conformance/suite.js';
+import { brokerConformanceSuite } from './conformance/suite.js';
 import { EmbeddedBroker } from '../../src/broker/embedded/index.js';
 
 // One database file for the suite; every test uses its own queue names. Child processes of the

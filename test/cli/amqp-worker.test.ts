@@ -13,8 +13,8 @@ import {
   runCli,
   startCli,
   tempBroker,
-  waitFor,
 } from './helpers.js';
+import { waitFor } from '../support/wait.js';
 
 const SLEEPY = join(FIXTURES, 'handlers/sleepy.mjs');
 let node: RabbitNode | undefined;

@@ -1,15 +1,8 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import {
-  FIXTURES,
-  assertBuilt,
-  killAll,
-  runCli,
-  startCli,
-  tempBroker,
-  waitFor,
-} from './helpers.js';
+import { FIXTURES, assertBuilt, killAll, runCli, startCli, tempBroker } from './helpers.js';
+import { waitFor } from '../support/wait.js';
 
 let env: ReturnType<typeof tempBroker> | undefined;
 const children: ReturnType<typeof startCli>[] = [];

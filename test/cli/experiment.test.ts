@@ -16,6 +16,7 @@ import {
   startCli,
   tempBroker,
 } from './helpers.js';
+import { waitFor } from '../support/wait.js';
 
 beforeAll(assertBuilt);
 
@@ -86,13 +87,14 @@ async function waitFinished(
   n: number,
   timeoutMs = 30_000,
 ): Promise<number> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const c = await finishedCount(store, name);
-    if (c >= n) return c;
-    if (Date.now() > until) throw new Error(`only ${c} of ${n} trials finished in time`);
-    await sleep(25);
-  }
+  return waitFor(
+    async () => {
+      const c = await finishedCount(store, name);
+      return c >= n ? c : undefined;
+    },
+    timeoutMs,
+    `${n} finished trials of "${name}"`,
+  );
 }
 
 /** PIDs of processes whose command line mentions `text` (our temp dir). */
@@ -126,8 +128,11 @@ describe('qtune experiment', () => {
       run.kill('SIGKILL');
       await exited(run);
       // Its local workers see their stdin close and stop by themselves.
-      const until = Date.now() + 15_000;
-      while (processesMentioning(env.dir).length > 0 && Date.now() < until) await sleep(100);
+      await waitFor(
+        () => processesMentioning(env.dir).length === 0,
+        15_000,
+        'the local workers to stop',
+      );
       expect(processesMentioning(env.dir)).toEqual([]);
     }
     const before = await finishedCount(store, 'crashy');
@@ -204,9 +209,11 @@ describe('qtune experiment', () => {
       workerEnv,
     );
     // Wait until worker a is in the middle of a trial, then kill it.
-    const until = Date.now() + 20_000;
-    while (!readdirSync(marks).some((m) => m.split('-')[1] === String(a.pid)) && Date.now() < until)
-      await sleep(20);
+    await waitFor(
+      () => readdirSync(marks).some((m) => m.split('-')[1] === String(a.pid)),
+      20_000,
+      'worker a to start a trial',
+    );
     a.kill('SIGKILL');
     const killed = readdirSync(marks)
       .filter((m) => m.split('-')[1] === String(a.pid))
@@ -268,8 +275,7 @@ describe('qtune experiment', () => {
   it('stop --wait gives up with exit code 1 when no scheduler runs', async () => {
     const { specPath, store, args, storeArgs } = setup({ name: 'orphan', maxTrials: 2 });
     const run = spawnCli([...args, 'experiment', ...storeArgs, 'run', specPath, '--workers', '0']);
-    const until = Date.now() + 10_000;
-    while (!(await experimentExists(store, 'orphan')) && Date.now() < until) await sleep(50);
+    await waitFor(() => experimentExists(store, 'orphan'), 10_000, 'the experiment to be stored');
     run.kill('SIGKILL');
     await exited(run);
     const stop = await runCli([

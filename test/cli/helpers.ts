@@ -2,7 +2,6 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { TaskResult } from '../../src/protocol/result.js';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
@@ -128,20 +127,6 @@ export function exited(
     return Promise.resolve({ code: child.exitCode, signal: child.signalCode });
   }
   return new Promise((r) => child.once('exit', (code, signal) => r({ code, signal })));
-}
-
-export async function waitFor<T>(
-  fn: () => T | Promise<T>,
-  timeoutMs = 20_000,
-  what = 'condition',
-): Promise<NonNullable<T>> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v as NonNullable<T>;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
 }
 
 /** Marker files written by the sleepy fixture: `started-<pid>-<taskId>`. */

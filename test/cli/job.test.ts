@@ -13,9 +13,9 @@ import {
   runCli,
   startCli,
   tempBroker,
-  waitFor,
   type RunResult,
 } from './helpers.js';
+import { waitFor } from '../support/wait.js';
 import type { ChildProcess } from 'node:child_process';
 
 const FLAKY = join(FIXTURES, 'job/flaky.mjs');

@@ -11,9 +11,9 @@ import {
   runCli,
   startCli,
   tempBroker,
-  waitFor,
   type RunResult,
 } from './helpers.js';
+import { waitFor } from '../support/wait.js';
 
 const SLEEPY = join(FIXTURES, 'handlers/sleepy.mjs');
 

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { postgresAvailable, startPostgres, type PostgresServer } from '../support/postgres.mjs';
 import { EmbeddedBroker } from '../../src/broker/embedded/index.js';
-import { FIXTURES, assertBuilt, exited, runCli, startCli, waitFor } from './helpers.js';
+import { FIXTURES, assertBuilt, exited, runCli, startCli } from './helpers.js';
+import { waitFor } from '../support/wait.js';
 
 // The commands that use the store, pointed at a real PostgreSQL server with --store.
 const available = postgresAvailable();

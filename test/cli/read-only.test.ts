@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
-import { CLI, assertBuilt, exited, runProcess, waitFor, type RunResult } from './helpers.js';
+import { CLI, assertBuilt, exited, runProcess, type RunResult } from './helpers.js';
+import { waitFor } from '../support/wait.js';
 
 let dirs: string[] = [];
 beforeAll(() => assertBuilt());

@@ -10,9 +10,9 @@ import {
   runCli,
   startCli,
   tempBroker,
-  waitFor,
 } from './helpers.js';
 import { parseSamples } from '../support/prometheus.js';
+import { waitFor } from '../support/wait.js';
 
 const GPUS = [
   { index: 0, name: 'NVIDIA H100 80GB HBM3', uuid: 'GPU-0a1b2c3d-0000-4000-8000-000000000000' },

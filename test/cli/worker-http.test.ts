@@ -11,8 +11,8 @@ import {
   runCli,
   startCli,
   tempBroker,
-  waitFor,
 } from './helpers.js';
+import { waitFor } from '../support/wait.js';
 
 /** A model server answering every request with `status` (and the request body on a 200). */
 async function modelServer(status: number): Promise<{ url: string; server: Server }> {

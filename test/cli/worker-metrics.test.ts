@@ -11,8 +11,8 @@ import {
   runCli,
   startCli,
   tempBroker,
-  waitFor,
 } from './helpers.js';
+import { waitFor } from '../support/wait.js';
 import { parseSamples, valueOf, type Sample } from '../support/prometheus.js';
 
 let env: ReturnType<typeof tempBroker> | undefined;

@@ -4,15 +4,8 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { TaskResult } from '../../src/protocol/result.js';
-import {
-  assertBuilt,
-  killAll,
-  readResults,
-  runCli,
-  startCli,
-  tempBroker,
-  waitFor,
-} from './helpers.js';
+import { assertBuilt, killAll, readResults, runCli, startCli, tempBroker } from './helpers.js';
+import { waitFor } from '../support/wait.js';
 
 /** A completion server that records every body it is sent and answers with the prompt's length. */
 interface CompletionServer {

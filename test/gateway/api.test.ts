@@ -8,6 +8,7 @@ import { loadTokenFile, tokenDigest } from '../../src/gateway/auth.js';
 import { serveStatusRequests } from '../../src/worker/control.js';
 import { decode } from '../../src/protocol/codec.js';
 import type { Envelope } from '../../src/protocol/envelope.js';
+import { sleep, waitFor } from '../support/wait.js';
 import { FaultBroker } from './fault-broker.js';
 import {
   TOKENS,
@@ -48,15 +49,18 @@ async function drain(broker: Broker, queue: string, expected: number): Promise<E
     },
     { prefetch: 500 },
   );
-  const deadline = Date.now() + 15_000;
-  while (got.length < expected && Date.now() < deadline) await sleep(20);
-  await sleep(100);
+  await waitFor(() => got.length >= expected, 15_000, `${expected} messages of "${queue}"`);
+  // Every message acked and none left: nothing more can arrive.
+  await waitFor(
+    async () => {
+      const stats = await broker.stats(queue);
+      return stats.ready === 0 && stats.inFlight === 0 && stats.delayed === 0;
+    },
+    15_000,
+    `"${queue}" to be empty`,
+  );
   await consumer.cancel();
   return got;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
 
 describe('gateway: authentication and roles', () => {

@@ -10,9 +10,9 @@ import {
   runCli,
   startCli,
   tempBroker,
-  waitFor,
 } from '../cli/helpers.js';
 import { workerCrashSuite } from '../worker/crash-suite.js';
+import { waitFor } from '../support/wait.js';
 import { TOKENS, TOKENS_ENV, call } from './helpers.js';
 
 const SLEEPY = join(FIXTURES, 'handlers/sleepy.mjs');

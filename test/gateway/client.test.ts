@@ -6,7 +6,7 @@ import { GatewayBroker } from '../../src/broker/gateway/index.js';
 import { openBroker } from '../../src/broker/open.js';
 import { BrokerError, ErrorCode } from '../../src/protocol/errors.js';
 import { gatherWorkerReports, serveStatusRequests } from '../../src/worker/control.js';
-import { waitFor } from '../cli/helpers.js';
+import { waitFor } from '../support/wait.js';
 import { FaultBroker } from './fault-broker.js';
 import { TOKENS, startGateway, type TestGateway } from './helpers.js';
 
@@ -86,8 +86,7 @@ describe('GatewayBroker', () => {
       published = true;
       return ids;
     });
-    const until = Date.now() + 10_000;
-    while (!statuses.includes('reconnecting') && Date.now() < until) await sleep(20);
+    await waitFor(() => statuses.includes('reconnecting'), 10_000, '"reconnecting"');
     expect(statuses).toEqual(['reconnecting']);
     expect(published).toBe(false);
     fault!.setStatus('connected');
@@ -167,7 +166,3 @@ describe('GatewayBroker', () => {
     );
   });
 });
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}

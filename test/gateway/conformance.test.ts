@@ -1,5 +1,5 @@
 import { afterAll, beforeAll } from 'vitest';
-import { brokerConformanceSuite } from '../../src/broker/conformance/suite.js';
+import { brokerConformanceSuite } from '../broker/conformance/suite.js';
 import { GatewayBroker } from '../../src/broker/gateway/index.js';
 import { TOKENS, startGateway, type TestGateway } from './helpers.js';
 

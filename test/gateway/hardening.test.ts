@@ -14,6 +14,7 @@ import {
 } from '../../src/worker/control.js';
 import { decode } from '../../src/protocol/codec.js';
 import { BrokerError, ErrorCode } from '../../src/protocol/errors.js';
+import { waitFor } from '../support/wait.js';
 import { FaultBroker } from './fault-broker.js';
 import {
   TOKENS,
@@ -267,8 +268,7 @@ describe('gateway: ingest that fails part way', () => {
       },
       { prefetch: 1000 },
     );
-    const until = Date.now() + 15_000;
-    while (seen.length < 8000 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    await waitFor(() => seen.length >= 8000, 15_000, 'the 8000 stored messages');
     await consumer.cancel();
     expect(seen.sort()).toEqual([...storedIds].sort());
     expect(await count(g.broker, q)).toBe(0);
@@ -501,13 +501,15 @@ describe('gateway: workers that pull through it', () => {
     };
     const control = await serveStatusRequests(client, () => report);
     try {
-      const until = Date.now() + 10_000;
-      let workers: WorkerReport[] = [];
-      while (Date.now() < until) {
-        const res = await call(g.url, 'GET', '/v1/workers?waitMs=200', { token: TOKENS.admin });
-        workers = (res.json as { workers: WorkerReport[] }).workers;
-        if (workers.length > 0) break;
-      }
+      const workers = await waitFor(
+        async () => {
+          const res = await call(g.url, 'GET', '/v1/workers?waitMs=200', { token: TOKENS.admin });
+          const listed = (res.json as { workers: WorkerReport[] }).workers;
+          return listed.length > 0 ? listed : undefined;
+        },
+        10_000,
+        'a worker report',
+      );
       expect(workers).toEqual([report]);
       // What `qtune status` does on the broker itself.
       expect(await gatherWorkerReports(g.broker, 300)).toEqual([report]);

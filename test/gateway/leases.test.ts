@@ -9,6 +9,7 @@ import {
   type CallResult,
   type TestGateway,
 } from './helpers.js';
+import { sleep, waitFor } from '../support/wait.js';
 
 interface Lease {
   leaseId: string;
@@ -34,20 +35,6 @@ async function gateway(overrides: Parameters<typeof startGateway>[0] = {}): Prom
 let seq = 0;
 function queueName(label: string): string {
   return `lease.${label}.${process.pid}.${++seq}`;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-async function waitFor<T>(fn: () => Promise<T> | T, what: string, timeoutMs = 15_000): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
 }
 
 async function publish(g: TestGateway, queue: string, bodies: string[], leaseMs?: number) {
@@ -101,7 +88,7 @@ describe('gateway pull-consume', () => {
     const stats = await call(g.url, 'GET', `/v1/queues/${q}`, { token: TOKENS.worker });
     expect(stats.json).toMatchObject({ ready: 0, inFlight: 1 });
     expect((await settle(g, l!.leaseId, 'ack')).status).toBe(204);
-    await waitFor(async () => (await g.broker.stats(q)).inFlight === 0, 'the ack');
+    await waitFor(async () => (await g.broker.stats(q)).inFlight === 0, 15_000, 'the ack');
     expect(await g.broker.stats(q)).toMatchObject({ ready: 0, inFlight: 0 });
     expect(await lease(g, q, { max: 1, waitMs: 200 })).toEqual([]);
   });
@@ -116,7 +103,11 @@ describe('gateway pull-consume', () => {
       publish: { queue: `${q}.results`, messages: [{ id: 'r1', body: 'result' }] },
     });
     expect(res.status).toBe(204);
-    await waitFor(async () => (await g.broker.stats(`${q}.results`)).ready === 1, 'the result');
+    await waitFor(
+      async () => (await g.broker.stats(`${q}.results`)).ready === 1,
+      15_000,
+      'the result',
+    );
     expect((await g.broker.stats(q)).inFlight).toBe(0);
   });
 
@@ -129,7 +120,7 @@ describe('gateway pull-consume', () => {
     const [second] = await lease(g, q, { max: 1, waitMs: 5_000 });
     expect(second).toMatchObject({ messageId: first!.messageId, deliveryCount: 2 });
     expect((await settle(g, second!.leaseId, 'nack', { delayMs: 60_000 })).status).toBe(204);
-    await waitFor(async () => (await g.broker.stats(q)).delayed === 1, 'the delayed retry');
+    await waitFor(async () => (await g.broker.stats(q)).delayed === 1, 15_000, 'the delayed retry');
     expect(await lease(g, q, { max: 1, waitMs: 300 })).toEqual([]);
   });
 
@@ -176,7 +167,7 @@ describe('gateway pull-consume', () => {
     // Its second lease expires too: past maxDeliveries, dead-lettered with the gateway's reason.
     await g.broker.declareQueue(`${q}.dead`);
     const dead = await takeDirect(g.broker, `${q}.dead`);
-    await waitFor(() => dead.got.length === 1, 'the dead letter');
+    await waitFor(() => dead.got.length === 1, 15_000, 'the dead letter');
     expect(String(dead.got[0]!.headers[DEAD_LETTER_REASON_HEADER])).toContain('LEASE_EXPIRED');
     await dead.stop();
   });
@@ -245,10 +236,10 @@ describe('gateway pull-consume', () => {
     const done = await ackMany([ids[0], 'no-such-lease', ...ids, ids[2]]);
     expect(done.status, done.text).toBe(200);
     expect(done.json).toEqual({ acked: 3, gone: ['no-such-lease', ids[0], ids[2]] });
-    await waitFor(async () => (await g.broker.stats(q)).inFlight === 1, 'the acks');
+    await waitFor(async () => (await g.broker.stats(q)).inFlight === 1, 15_000, 'the acks');
     // Acked for good; the admin's lease is still held, and acked by its owner.
     expect((await ackMany([theirs!.leaseId], TOKENS.admin)).json).toEqual({ acked: 1, gone: [] });
-    await waitFor(async () => (await g.broker.stats(q)).inFlight === 0, 'the last ack');
+    await waitFor(async () => (await g.broker.stats(q)).inFlight === 0, 15_000, 'the last ack');
     expect(await lease(g, q, { max: 4, waitMs: 200 })).toEqual([]);
   });
 
@@ -262,7 +253,11 @@ describe('gateway pull-consume', () => {
     const stats = await call(g.url, 'GET', `/v1/queues/${q}`, { token: TOKENS.worker });
     expect(stats.json).toMatchObject({ ready: 2, inFlight: 1 });
     const direct = await takeDirect(g.broker, q);
-    await waitFor(() => direct.got.length === 2, 'the parked deliveries back at the broker');
+    await waitFor(
+      () => direct.got.length === 2,
+      15_000,
+      'the parked deliveries back at the broker',
+    );
     expect(direct.got.map((d) => d.body.toString()).sort()).toEqual(
       ['a', 'b', 'c'].filter((b) => b !== l!.body),
     );
@@ -286,7 +281,7 @@ describe('gateway pull-consume', () => {
     expect(await polling).toEqual([]);
     expect(Date.now() - closing).toBeLessThan(20_000);
     const direct = await takeDirect(g.broker, q);
-    await waitFor(() => direct.got.length === 3, 'all three back at the broker');
+    await waitFor(() => direct.got.length === 3, 15_000, 'all three back at the broker');
     expect(direct.got.map((d) => d.deliveryCount)).toEqual([1, 1, 1]);
     await Promise.all(direct.got.map((d) => d.ack()));
     await direct.stop();

@@ -13,8 +13,8 @@ import {
   runCli,
   runProcess,
   startCli,
-  waitFor,
 } from '../cli/helpers.js';
+import { waitFor } from '../support/wait.js';
 import { rabbitAvailable, startRabbit, type RabbitNode } from '../support/rabbitmq.mjs';
 
 const PYTHON = '/usr/bin/python3';

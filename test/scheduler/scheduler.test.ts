@@ -15,6 +15,7 @@ import { parseExperimentSpec, type ExperimentSpecInput } from '../../src/schedul
 import { SqliteStore } from '../../src/store/sqlite/index.js';
 import { startWorker, type Worker } from '../../src/worker/runtime.js';
 import { trialHandler, type TrialRun } from '../../src/worker/trial/trial-handler.js';
+import { WAIT_MS, waitFor } from '../support/wait.js';
 import { memoryBroker, takeMessages } from '../worker/helpers.js';
 
 const hostInfo: WorkerInfo = { host: 'test-host', pid: 4242, id: 'test-host:4242:abcd' };
@@ -430,7 +431,7 @@ describe('Scheduler', () => {
     const scheduler = await Scheduler.start({ broker, store: counted, spec: s, stopPollMs: 5 });
     const atStart = calls.getExperiment;
     await worker(broker, s.name, async () => {
-      while (calls.experimentStatus < 5) await new Promise((r) => setTimeout(r, 5));
+      await waitFor(() => calls.experimentStatus >= 5, WAIT_MS, 'five status reads');
       return 1;
     });
     expect((await scheduler.done).status).toBe('done');

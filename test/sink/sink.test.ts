@@ -11,6 +11,7 @@ import type { TaskResult } from '../../src/protocol/result.js';
 import * as fromSource from '../../src/sink/sink.js';
 import { SqliteStore } from '../../src/store/sqlite/index.js';
 import { assertBuilt, ROOT } from '../cli/helpers.js';
+import { waitFor } from '../support/wait.js';
 
 /** The dead letters of `queue`, read and left in place. */
 async function deadLetters(broker: EmbeddedBroker, queue: string, n: number) {
@@ -20,8 +21,7 @@ async function deadLetters(broker: EmbeddedBroker, queue: string, n: number) {
     seen.set(d.id, deadLetterView(d, queue));
     held.push(d);
   });
-  const until = Date.now() + 10_000;
-  while (seen.size < n && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+  await waitFor(() => seen.size >= n, 10_000, `${n} dead letters of "${queue}"`);
   await consumer.cancel();
   await Promise.all(held.map((d) => d.release()));
   return [...seen.values()];
@@ -92,9 +92,11 @@ describe.each(writers)('Sink writing %s', (_, sinkModule, options) => {
 
   async function drain(broker: EmbeddedBroker, store: SqliteStore, expected: number, extra = {}) {
     const sink = await start(broker, store, extra);
-    const until = Date.now() + 20_000;
-    while (sink.stats.stored + sink.stats.invalid < expected && Date.now() < until)
-      await new Promise((r) => setTimeout(r, 10));
+    await waitFor(
+      () => sink.stats.stored + sink.stats.invalid >= expected,
+      20_000,
+      `${expected} results stored or set aside`,
+    );
     await sink.stop();
     return sink;
   }
@@ -197,18 +199,14 @@ describe.each(writers)('Sink writing %s', (_, sinkModule, options) => {
     });
     const errors: Error[] = [];
     sink.on('error', (e) => errors.push(e));
-    const failing = Date.now() + 20_000;
-    while (sink.stats.failedWrites < 2 && Date.now() < failing)
-      await new Promise((r) => setTimeout(r, 10));
+    await waitFor(() => sink.stats.failedWrites >= 2, 20_000, 'two failed writes');
     expect(sink.stats.failedWrites).toBeGreaterThanOrEqual(2);
     expect(errors[0]?.message).toMatch(/disk on fire/);
     expect(await store.results.resultCounts('rows')).toEqual({ total: 0, ok: 0, failed: 0 });
 
     db.exec('DROP TRIGGER boom');
     db.close();
-    const until = Date.now() + 20_000;
-    while (sink.stats.stored < 1400 && Date.now() < until)
-      await new Promise((r) => setTimeout(r, 10));
+    await waitFor(() => sink.stats.stored >= 1400, 20_000, '1400 results stored');
     await sink.stop();
     expect(await store.results.resultCounts('rows')).toEqual({ total: 1400, ok: 1400, failed: 0 });
     const rows = await store.results.listResults('rows', { limit: 2000 });
@@ -245,8 +243,7 @@ describe.each(writers)('Sink writing %s', (_, sinkModule, options) => {
     );
     // A batch of 50 that never fills and a flushMs of a minute: only the idle flush writes it.
     const sink = await start(broker, store, { flushMs: 60_000 });
-    const until = Date.now() + 20_000;
-    while (sink.stats.stored < 3 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+    await waitFor(() => sink.stats.stored >= 3, 20_000, 'three results stored');
     expect(sink.stats).toMatchObject({ stored: 3, batches: 1 });
     await sink.stop();
     expect(await store.results.resultCounts('rows')).toEqual({ total: 3, ok: 3, failed: 0 });
@@ -283,8 +280,7 @@ it('a writer thread that cannot open the store fails start with its reason, and 
 
   setVersion(2);
   const sink = await fromBuild.Sink.start({ ...options, retryDelayMs: 50 });
-  const until = Date.now() + 20_000;
-  while (sink.stats.stored < 3 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+  await waitFor(() => sink.stats.stored >= 3, 20_000, 'three results stored');
   await sink.stop();
   expect(await store.results.resultCounts('rows')).toEqual({ total: 3, ok: 3, failed: 0 });
 });

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCode, InputError, QtuneError } from '../../src/protocol/errors.js';
-import { storeConformance } from '../../src/store/conformance/suite.js';
+import { storeConformance } from './conformance/suite.js';
 import { openStore } from '../../src/store/open.js';
 import type { Store } from '../../src/store/contract.js';
 import { PostgresStore } from '../../src/store/postgres/index.js';

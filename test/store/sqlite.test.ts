@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { storeConformance } from '../../src/store/conformance/suite.js';
+import { storeConformance } from './conformance/suite.js';
 import { SqliteStore } from '../../src/store/sqlite/index.js';
 
 // One database file for the suite (every test uses its own names); each handle is a separate

@@ -9,6 +9,16 @@
  */
 import { spawn } from 'node:child_process';
 
+const registry = /** @type {Record<symbol, Set<number> | undefined>} */ (
+  /** @type {unknown} */ (globalThis)
+);
+/**
+ * Pids of the cleanup shells this process started and has not cancelled. They outlive what they
+ * guard by design, so the leak guard (leaks.ts) does not count them. One set per process, even
+ * if this module is loaded twice.
+ */
+export const reaperPids = (registry[Symbol.for('qtune.test.reaperPids')] ??= new Set());
+
 /**
  * Runs `script` (sh) once this process has exited, however it exits, unless `cancel()` was
  * called first. The script sees `env` (default: this process's environment).
@@ -25,6 +35,8 @@ export function reapOnExit(script, env = process.env) {
     detached: true,
   });
   child.unref();
+  const pid = /** @type {number} */ (child.pid);
+  reaperPids.add(pid);
   const stdin = /** @type {import('node:net').Socket} */ (/** @type {unknown} */ (child.stdin));
   stdin.on('error', () => {});
   // The open pipe must not keep this process alive.
@@ -34,8 +46,9 @@ export function reapOnExit(script, env = process.env) {
     cancel() {
       if (cancelled) return;
       cancelled = true;
+      reaperPids.delete(pid);
       try {
-        process.kill(/** @type {number} */ (child.pid), 'SIGKILL');
+        process.kill(pid, 'SIGKILL');
       } catch {
         // already gone
       }

@@ -2,9 +2,9 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
+import { sleep, waitFor } from './wait.js';
 
 const REAPER = pathToFileURL(join(import.meta.dirname, 'reaper.mjs')).href;
 const dirs: string[] = [];
@@ -40,15 +40,6 @@ async function child(marker: string, then: string) {
   return { p, exited };
 }
 
-async function appears(path: string, withinMs: number): Promise<boolean> {
-  const deadline = Date.now() + withinMs;
-  while (Date.now() < deadline) {
-    if (existsSync(path)) return true;
-    await sleep(25);
-  }
-  return existsSync(path);
-}
-
 function marker(): string {
   const dir = mkdtempSync(join(tmpdir(), 'qtune-reaper-'));
   dirs.push(dir);
@@ -62,7 +53,7 @@ describe('reapOnExit (test support)', () => {
     expect(existsSync(m)).toBe(false);
     p.kill('SIGKILL');
     await exited;
-    expect(await appears(m, 5_000)).toBe(true);
+    await waitFor(() => existsSync(m), 5_000, 'the cleanup to run');
   });
 
   it('does not keep its process alive, and cleans up after a normal exit', async () => {
@@ -70,7 +61,7 @@ describe('reapOnExit (test support)', () => {
     const { exited } = await child(m, '');
     // Nothing else holds the event loop: the child ends by itself.
     expect(await exited).toBe(0);
-    expect(await appears(m, 5_000)).toBe(true);
+    await waitFor(() => existsSync(m), 5_000, 'the cleanup to run');
   });
 
   it('runs nothing once cancelled', async () => {
@@ -78,6 +69,7 @@ describe('reapOnExit (test support)', () => {
     const { exited } = await child(m, 'reaper.cancel();');
     expect(await exited).toBe(0);
     // A reaper that was not cancelled fires within milliseconds of the exit (test above).
-    expect(await appears(m, 1_000)).toBe(false);
+    await sleep(1_000);
+    expect(existsSync(m)).toBe(false);
   });
 });

@@ -19,7 +19,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { waitFor } from '../../src/broker/conformance/suite.js';
+import { waitFor } from '../support/wait.js';
 import type { Broker } from '../../src/broker/contract.js';
 import { openBroker } from '../../src/broker/open.js';
 import type { TaskResult } from '../../src/protocol/result.js';

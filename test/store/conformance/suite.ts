@@ -1,11 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { InputError } from '../../protocol/errors.js';
-import type { Store } from '../contract.js';
-import type { TrialFinish } from '../experiments.js';
-import type { NewJob, NewJobItem } from '../jobs.js';
-import type { ResultRow, StoredResultRow } from '../results.js';
-import { MAX_TABLE_NAME } from '../results.js';
+import { InputError } from '../../../src/protocol/errors.js';
+import type { Store } from '../../../src/store/contract.js';
+import type { TrialFinish } from '../../../src/store/experiments.js';
+import type { NewJob, NewJobItem } from '../../../src/store/jobs.js';
+import type { ResultRow, StoredResultRow } from '../../../src/store/results.js';
+import { MAX_TABLE_NAME } from '../../../src/store/results.js';
 
 /** A name no other test uses: letters, digits and `_`, so it is also a valid table name. */
 function uniqueName(label: string): string {

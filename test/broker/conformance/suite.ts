@@ -3,7 +3,7 @@ import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { BrokerError, ErrorCode, NotFoundError } from '../../protocol/errors.js';
+import { BrokerError, ErrorCode, NotFoundError } from '../../../src/protocol/errors.js';
 import type {
   Broker,
   BrokerStatus,
@@ -11,13 +11,15 @@ import type {
   Consumer,
   Delivery,
   QueueStats,
-} from '../contract.js';
+} from '../../../src/broker/contract.js';
 import {
   DEAD_LETTER_DELIVERIES_HEADER,
   DEAD_LETTER_QUEUE_HEADER,
   DEAD_LETTER_REASON_HEADER,
   deadLetterQueueOf,
-} from '../contract.js';
+} from '../../../src/broker/contract.js';
+import { onJsonLines } from '../../support/json-lines.js';
+import { sleep, WAIT_MS, waitFor } from '../../support/wait.js';
 
 /** A Broker implementation under test. */
 export interface ConformanceTarget {
@@ -39,52 +41,8 @@ export interface ConformanceTarget {
 const LEASE_MS = 400;
 /** How long a test watches for something that must not happen. */
 const QUIET_MS = 300;
-/** Generous bound for something that must happen, so slow brokers still pass. */
-const WAIT_MS = 10_000;
 
-const FIXTURE = fileURLToPath(
-  new URL('../../../test/fixtures/conformance-consumer.mjs', import.meta.url),
-);
-
-/** Resolves after `ms` milliseconds. */
-/** Calls `onValue` with each JSON value printed one per line on `stream` (a child's stdout). */
-export function onJsonLines(
-  stream: NodeJS.ReadableStream & { setEncoding(enc: BufferEncoding): unknown },
-  onValue: (value: unknown) => void,
-): void {
-  let buffer = '';
-  stream.setEncoding('utf8');
-  stream.on('data', (chunk: string) => {
-    buffer += chunk;
-    let nl: number;
-    while ((nl = buffer.indexOf('\n')) >= 0) {
-      const line = buffer.slice(0, nl).trim();
-      buffer = buffer.slice(nl + 1);
-      if (line !== '') onValue(JSON.parse(line));
-    }
-  });
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/**
- * Polls `condition` every 20 ms until it holds; rejects naming `what` after `timeoutMs`
- * (default: 10000).
- */
-export async function waitFor(
-  condition: () => boolean | Promise<boolean>,
-  timeoutMs = WAIT_MS,
-  what = 'condition',
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await condition()) return;
-    if (Date.now() > deadline) throw new Error(`waitFor: ${what} not met within ${timeoutMs} ms`);
-    await sleep(20);
-  }
-}
+const FIXTURE = fileURLToPath(new URL('../../fixtures/conformance-consumer.mjs', import.meta.url));
 
 function deferred(): { promise: Promise<void>; resolve: () => void } {
   let resolve!: () => void;
@@ -101,6 +59,8 @@ type Settle = 'ack' | 'none';
 /** A consumer that records every delivery and settles it as told. */
 interface Inbox {
   readonly deliveries: Delivery[];
+  /** Deliveries of canaries (see `leasesTakenBeforeExpired`), kept apart and never settled. */
+  readonly canaries: Delivery[];
   readonly consumer: Consumer;
   ids(): string[];
   bodies(): string[];
@@ -113,15 +73,17 @@ async function collect(
   options: ConsumeOptions = {},
 ): Promise<Inbox> {
   const deliveries: Delivery[] = [];
+  const canaries: Delivery[] = [];
   const consumer = await broker.consume(
     queue,
     async (d) => {
+      if (d.headers[CANARY_HEADER] === true) return void canaries.push(d);
       deliveries.push(d);
       if (settle === 'ack') await d.ack();
     },
     options,
   );
-  return inbox(deliveries, consumer);
+  return inbox(deliveries, consumer, canaries);
 }
 
 async function subscribeInbox(broker: Broker, pattern: string): Promise<Inbox> {
@@ -133,13 +95,40 @@ async function subscribeInbox(broker: Broker, pattern: string): Promise<Inbox> {
   return inbox(deliveries, consumer);
 }
 
-function inbox(deliveries: Delivery[], consumer: Consumer): Inbox {
+function inbox(deliveries: Delivery[], consumer: Consumer, canaries: Delivery[] = []): Inbox {
   return {
     deliveries,
+    canaries,
     consumer,
     ids: () => deliveries.map((d) => d.id),
     bodies: () => deliveries.map((d) => d.body.toString('utf8')),
   };
+}
+
+/** Header that marks a canary message; `collect` keeps canaries apart and never settles them. */
+const CANARY_HEADER = 'conformance-canary';
+
+/**
+ * Resolves once every lease on `queue` taken before the call has expired, as a positive signal
+ * instead of a fixed sleep: a canary published now, taken by one of `boxes` and never settled,
+ * comes back when its lease (the queue's `leaseMs`) ends, and leases end in the order they were
+ * taken. So a message that would wrongly come back after its lease has done so by then, even
+ * on a machine too loaded for a sleep to be long enough. The canary is then acked, leaving the
+ * queue as it was; `boxes` need two free prefetch slots between them (a consumer may count a
+ * delivery whose lease expired against its prefetch until it is settled).
+ */
+async function leasesTakenBeforeExpired(
+  broker: Broker,
+  queue: string,
+  boxes: readonly Inbox[],
+): Promise<void> {
+  const [id] = await broker.publish(queue, [
+    { body: 'canary', headers: { [CANARY_HEADER]: true } },
+  ]);
+  const seen = () => boxes.flatMap((box) => box.canaries).filter((d) => d.id === id);
+  await waitFor(() => seen().length >= 2, WAIT_MS, `the canary on "${queue}" back after its lease`);
+  // The live delivery first; the stale one's ack is ignored but frees its consumer's slot.
+  for (const d of seen().reverse()) await d.ack();
 }
 
 async function statsMatch(
@@ -281,7 +270,7 @@ export function brokerConformanceSuite(target: ConformanceTarget): void {
         const box = await collect(broker, queue, 'ack');
         await waitFor(() => box.deliveries.length === 1, WAIT_MS, 'one delivery');
         await statsMatch(broker, queue, { ready: 0, inFlight: 0, delayed: 0 });
-        await sleep(LEASE_MS * 2);
+        await leasesTakenBeforeExpired(broker, queue, [box]);
         expect(box.deliveries).toHaveLength(1);
         await statsMatch(broker, queue, { ready: 0, inFlight: 0, delayed: 0 });
       });
@@ -390,7 +379,7 @@ export function brokerConformanceSuite(target: ConformanceTarget): void {
         await expect(d.nack({ error: 'late' })).resolves.toBeUndefined();
         await expect(d.release()).resolves.toBeUndefined();
         await expect(d.deadLetter('late')).resolves.toBeUndefined();
-        await sleep(LEASE_MS * 2);
+        await leasesTakenBeforeExpired(broker, queue, [box]);
         expect(box.deliveries).toHaveLength(1);
         await statsMatch(broker, queue, { ready: 0, inFlight: 0, delayed: 0, deadLettered: 0 });
         // The queue still works.
@@ -421,7 +410,7 @@ export function brokerConformanceSuite(target: ConformanceTarget): void {
         expect(again.deliveryCount).toBe(2);
         await box.consumer.ackAll([again]);
         await box.consumer.ackAll([]);
-        await sleep(LEASE_MS * 2);
+        await leasesTakenBeforeExpired(broker, queue, [box]);
         expect(box.deliveries).toHaveLength(7);
         await statsMatch(broker, queue, { ready: 0, inFlight: 0, delayed: 0, deadLettered: 0 });
       });
@@ -435,7 +424,10 @@ export function brokerConformanceSuite(target: ConformanceTarget): void {
         await waitFor(() => box.deliveries.length === 2, WAIT_MS, 'two deliveries');
         await box.consumer.cancel();
         await box.consumer.ackAll(box.deliveries);
-        await sleep(LEASE_MS * 2);
+        // A new consumer would receive whatever came back after its lease.
+        const watcher = await collect(broker, queue, 'none');
+        await leasesTakenBeforeExpired(broker, queue, [watcher]);
+        expect(watcher.deliveries).toEqual([]);
         await statsMatch(broker, queue, { ready: 0, inFlight: 0, delayed: 0, deadLettered: 0 });
       });
     });
@@ -535,7 +527,8 @@ export function brokerConformanceSuite(target: ConformanceTarget): void {
         expect(String(d.headers[DEAD_LETTER_REASON_HEADER])).toContain('boom-3');
         expect(d.headers[DEAD_LETTER_QUEUE_HEADER]).toBe(queue);
         expect(Number(d.headers[DEAD_LETTER_DELIVERIES_HEADER])).toBe(3);
-        await sleep(QUIET_MS);
+        // Nothing is left in the queue that could be delivered a fourth time.
+        await statsMatch(broker, queue, { ready: 0, inFlight: 0, delayed: 0 });
         expect(counts).toHaveLength(3);
       });
 
@@ -591,14 +584,13 @@ export function brokerConformanceSuite(target: ConformanceTarget): void {
         );
         const box = await collect(broker, queue, 'none', { prefetch: 3 });
         await waitFor(() => box.deliveries.length === 3, WAIT_MS, '3 deliveries');
-        await sleep(QUIET_MS);
-        expect(box.deliveries).toHaveLength(3);
+        // The broker's own count: the other 7 stay ready, none is leased beyond the 3.
         await statsMatch(broker, queue, { ready: 7, inFlight: 3, consumers: 1 });
+        expect(box.deliveries).toHaveLength(3);
         await box.deliveries[0]!.ack();
         await waitFor(() => box.deliveries.length === 4, WAIT_MS, 'a 4th delivery after one ack');
-        await sleep(QUIET_MS);
-        expect(box.deliveries).toHaveLength(4);
         await statsMatch(broker, queue, { ready: 6, inFlight: 3 });
+        expect(box.deliveries).toHaveLength(4);
       });
 
       it('shares a queue between two consumers without duplicates', async () => {
@@ -638,9 +630,9 @@ export function brokerConformanceSuite(target: ConformanceTarget): void {
         await waitFor(() => box.deliveries.length === 1, WAIT_MS, 'first delivery');
         await box.consumer.cancel();
         await broker.publish(queue, [{ body: 'after' }]);
-        await sleep(QUIET_MS);
+        // The broker holds the message ready with no consumer: nobody took it.
+        await statsMatch(broker, queue, { ready: 1, inFlight: 0, consumers: 0 });
         expect(box.bodies()).toEqual(['before']);
-        await statsMatch(broker, queue, { ready: 1, consumers: 0 });
       });
 
       it('on close, waits for handler calls in progress, lands their acks and hands back the rest', async () => {
@@ -678,10 +670,10 @@ export function brokerConformanceSuite(target: ConformanceTarget): void {
         expect(rest.length).toBeGreaterThan(0);
         const box = await collect(b, queue, 'ack');
         await waitFor(() => box.deliveries.length === rest.length, WAIT_MS, 'the handed-back rest');
-        await sleep(QUIET_MS);
+        // Everything acked and nothing left: no further delivery can come.
+        await statsMatch(b, queue, { ready: 0, inFlight: 0 });
         expect(sorted(box.ids())).toEqual(sorted(rest));
         expect(box.deliveries.map((d) => d.deliveryCount)).toEqual(rest.map(() => 1));
-        await statsMatch(b, queue, { ready: 0, inFlight: 0 });
       });
     });
 
@@ -724,6 +716,11 @@ export function brokerConformanceSuite(target: ConformanceTarget): void {
           `other${p}.a.x`,
         ];
         for (const topic of topics) await pub.publishTopic(topic, [{ body: topic }]);
+        // Fences published last: between them they match every pattern, and a subscription
+        // delivers in publish order, so once each has its fence it has had everything routed to it.
+        const fences = [`${p}.a.z`, `${p}end`];
+        for (const topic of fences) await pub.publishTopic(topic, [{ body: `fence ${topic}` }]);
+        const isFence = (body: string) => body.startsWith('fence ');
         const expected: Record<keyof typeof patterns, string[]> = {
           star: [`${p}.a.x`, `${p}.a.z`],
           hashEnd: [`${p}.a`, `${p}.a.x`, `${p}.a.x.y`, `${p}.a.z`],
@@ -734,13 +731,14 @@ export function brokerConformanceSuite(target: ConformanceTarget): void {
         };
         const keys = Object.keys(patterns) as (keyof typeof patterns)[];
         await waitFor(
-          () => keys.every((k) => boxes[k].deliveries.length >= expected[k].length),
+          () => keys.every((k) => boxes[k].bodies().some(isFence)),
           WAIT_MS,
-          'every subscription to receive its topics',
+          'every subscription to receive a fence',
         );
-        await sleep(QUIET_MS);
-        for (const k of keys)
-          expect({ [k]: sorted(boxes[k].bodies()) }).toEqual({ [k]: sorted(expected[k]) });
+        for (const k of keys) {
+          const routed = boxes[k].bodies().filter((body) => !isFence(body));
+          expect({ [k]: sorted(routed) }).toEqual({ [k]: sorted(expected[k]) });
+        }
       });
 
       it('stops delivering to a cancelled subscription', async (ctx) => {
@@ -949,14 +947,14 @@ export function brokerConformanceSuite(target: ConformanceTarget): void {
         await b.pauseQueue(queue); // idempotent
         await statsMatch(a, queue, { paused: true, inFlight: 1 });
         expect(await b.publish(queue, [{ body: 'p1' }, { body: 'p2' }])).toHaveLength(2);
-        await statsMatch(b, queue, { ready: 2, paused: true });
-        await sleep(QUIET_MS);
+        // The broker holds both ready while the consumer with free slots is attached.
+        await statsMatch(b, queue, { ready: 2, inFlight: 1, paused: true });
         expect(box.bodies()).toEqual(['before']);
         // The delivery in flight still settles while paused.
         await box.deliveries[0]!.ack();
         await statsMatch(a, queue, { ready: 2, inFlight: 0 });
         const late = await collect(b, queue, 'none');
-        await sleep(QUIET_MS);
+        await statsMatch(a, queue, { ready: 2, inFlight: 0, paused: true });
         expect(late.deliveries).toHaveLength(0);
         await b.resumeQueue(queue);
         await statsMatch(a, queue, { paused: false });
