@@ -62,6 +62,7 @@ import {
 } from './ingest.js';
 import { jsonErrorPosition } from './json-position.js';
 import { manageRoutes } from './manage.js';
+import { dashboardRoutes, type DashboardOptions } from './routes/dashboard.js';
 import { openApiDocument } from './openapi.js';
 import { PullHub, type LeaseEntry } from './pull.js';
 
@@ -119,6 +120,8 @@ export interface GatewayOptions {
   jobs?: GatewayJobs;
   /** A queue nobody polled for this long stops its broker consumer, in ms (default: 10000). */
   pullIdleMs?: number;
+  /** The web dashboard's store and sampler (default: no store, queues and workers only). */
+  dashboard?: Omit<DashboardOptions, 'broker'>;
 }
 
 /** Defaults of {@link GatewayOptions}. */
@@ -147,7 +150,7 @@ declare module 'fastify' {
   }
 }
 
-const ANY_ROLE: readonly Role[] = [Role.Producer, Role.Worker, Role.Admin];
+const ANY_ROLE: readonly Role[] = [Role.Producer, Role.Worker, Role.Viewer, Role.Admin];
 
 /**
  * Creates the HTTP gateway (a fastify app, not yet listening): bulk ingest, raw publish, queue
@@ -849,6 +852,7 @@ export function createGateway(options: GatewayOptions): FastifyInstance {
     );
   });
   void app.register(manageRoutes, { broker, ...(options.status && { status: options.status }) });
+  void app.register(dashboardRoutes, { broker, ...options.dashboard });
 
   return app;
 }

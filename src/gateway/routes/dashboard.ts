@@ -1,0 +1,450 @@
+/**
+ * The web dashboard: its static page (`/`, `/dashboard/*`, public: the page holds no data and
+ * no token) and the JSON endpoints it reads (`/v1/dashboard/*`, any role, `viewer` included),
+ * plus its two actions (retry a job's failed items: producer; stop an experiment: admin).
+ *
+ * Queue rates come from a sampler that reads every queue's statistics every `sampleMs` into a
+ * bounded ring buffer (one hour at the default period): rate in/out over time is derived from
+ * the changes of ready + delayed + in flight and of dead letters between samples, since the
+ * Broker contract has no publish or ack counters. Big data stays on the server: plots get at
+ * most {@link MAX_POINTS} points, tables a page at a time.
+ */
+
+import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { extname, join, normalize } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { FastifyPluginAsync, FastifyReply } from 'fastify';
+import type { Broker, QueueStats } from '../../broker/contract.js';
+import { retryFailed } from '../../job/retry.js';
+import { jobStatus } from '../../job/status.js';
+import { NotFoundError } from '../../protocol/errors.js';
+import type { Store } from '../../store/contract.js';
+import type { TrialRecord } from '../../store/experiments.js';
+import { gatherWorkerReports } from '../../worker/control.js';
+import { Role } from '../auth.js';
+import { GatewayErrorCode, HttpError } from '../errors.js';
+
+export interface DashboardOptions {
+  broker: Broker;
+  /** Opens the store (undefined when there is none yet): jobs and experiments. Default: none. */
+  store?: () => Promise<Store | undefined>;
+  /** Period of the queue-statistics sampler in ms (default: 2000). */
+  sampleMs?: number;
+  /** Samples kept per queue (default: 1800, one hour at 2 s). */
+  samples?: number;
+}
+
+/** Most points a plot series gets; longer series are downsampled on the server. */
+export const MAX_POINTS = 500;
+/** Most rows a table page holds. */
+const MAX_PAGE = 200;
+/** Learning curves sent for an experiment: the best trials' and the latest trials'. */
+const CURVES = 20;
+/** How long the overview waits for worker status replies (ms). */
+const WORKERS_WAIT_MS = 300;
+
+const READ = { config: { roles: [Role.Viewer, Role.Producer, Role.Worker] } } as const;
+const ASSETS = fileURLToPath(new URL('../../dashboard/', import.meta.url));
+const UPLOT = join(createRequire(import.meta.url).resolve('uplot'), '..');
+const TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+};
+
+interface Sample {
+  at: number;
+  /** ready + delayed + in flight. */
+  open: number;
+  deadLettered: number;
+}
+
+/** Per-queue ring buffers of statistics samples. */
+class QueueSampler {
+  readonly #series = new Map<string, Sample[]>();
+  readonly #last = new Map<string, QueueStats>();
+  readonly #max: number;
+  constructor(max: number) {
+    this.#max = max;
+  }
+
+  add(stats: readonly QueueStats[], at: number): void {
+    const seen = new Set<string>();
+    for (const s of stats) {
+      seen.add(s.queue);
+      let ring = this.#series.get(s.queue);
+      if (!ring) this.#series.set(s.queue, (ring = []));
+      ring.push({ at, open: s.ready + s.delayed + s.inFlight, deadLettered: s.deadLettered });
+      if (ring.length > this.#max) ring.splice(0, ring.length - this.#max);
+      this.#last.set(s.queue, s);
+    }
+    for (const q of [...this.#series.keys()]) {
+      if (!seen.has(q)) {
+        this.#series.delete(q);
+        this.#last.delete(q);
+      }
+    }
+  }
+
+  latest(): QueueStats[] {
+    return [...this.#last.values()];
+  }
+
+  /** Net change per second of open and dead-lettered messages over the last two samples. */
+  rates(queue: string): { growth: number; deadPerS: number } {
+    const ring = this.#series.get(queue) ?? [];
+    const a = ring.at(-2);
+    const b = ring.at(-1);
+    if (!a || !b || b.at <= a.at) return { growth: 0, deadPerS: 0 };
+    const dt = (b.at - a.at) / 1000;
+    return { growth: (b.open - a.open) / dt, deadPerS: (b.deadLettered - a.deadLettered) / dt };
+  }
+
+  series(queue: string): Sample[] {
+    return this.#series.get(queue) ?? [];
+  }
+}
+
+/** Every `step`-th element (and the last), so that at most `max` remain. */
+export function downsample<T>(rows: readonly T[], max = MAX_POINTS): T[] {
+  if (rows.length <= max) return [...rows];
+  const step = rows.length / max;
+  const out: T[] = [];
+  for (let i = 0; i < max - 1; i++) out.push(rows[Math.floor(i * step)]!);
+  out.push(rows.at(-1)!);
+  return out;
+}
+
+function intQuery(raw: unknown, name: string, dflt: number, min: number, max: number): number {
+  if (raw === undefined || raw === '') return dflt;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw new HttpError(
+      400,
+      GatewayErrorCode.BadInput,
+      `query "${name}" must be an integer ${min}..${max}, got ${JSON.stringify(raw)}`,
+    );
+  }
+  return n;
+}
+
+function notFound(what: string, name: string): HttpError {
+  return new HttpError(404, GatewayErrorCode.NotFound, `no ${what} named "${name}"`);
+}
+
+/** The objective's direction of an experiment spec (default: minimize). */
+function direction(spec: unknown): 'minimize' | 'maximize' {
+  const d = (spec as { objective?: { direction?: unknown } } | null)?.objective?.direction;
+  return d === 'maximize' ? 'maximize' : 'minimize';
+}
+
+/** Finished trials with a value in number order, with the best value so far after each. */
+function history(
+  trials: readonly TrialRecord[],
+  dir: 'minimize' | 'maximize',
+): { number: number; value: number; best: number; status: string }[] {
+  const out: { number: number; value: number; best: number; status: string }[] = [];
+  let best: number | undefined;
+  for (const t of trials) {
+    if (t.value === undefined || t.status !== 'complete') continue;
+    if (best === undefined || (dir === 'minimize' ? t.value < best : t.value > best))
+      best = t.value;
+    out.push({ number: t.number, value: t.value, best, status: t.status });
+  }
+  return out;
+}
+
+/** The fastify plugin; register it on the gateway app after its auth hooks. */
+export const dashboardRoutes: FastifyPluginAsync<DashboardOptions> = async (api, options) => {
+  const { broker } = options;
+  const sampleMs = options.sampleMs ?? 2_000;
+  const sampler = new QueueSampler(options.samples ?? 1_800);
+
+  const sample = async (): Promise<void> => {
+    if (!broker.capabilities.listQueues) return;
+    const names = await broker.listQueues();
+    const stats = await Promise.all(names.map((n) => broker.stats(n).catch(() => undefined)));
+    sampler.add(
+      stats.filter((s): s is QueueStats => s !== undefined),
+      Date.now(),
+    );
+  };
+  let sampling: Promise<void> = Promise.resolve();
+  const timer = setInterval(() => {
+    sampling = sampling.then(sample).catch(() => undefined);
+  }, sampleMs);
+  timer.unref();
+  api.addHook('onClose', async () => {
+    clearInterval(timer);
+    await sampling;
+  });
+
+  const store = async (): Promise<Store | undefined> => options.store?.();
+  const needStore = async (what: string, name: string): Promise<Store> => {
+    const s = await store();
+    if (!s) throw notFound(what, name);
+    return s;
+  };
+  const job = async (name: string) => {
+    const s = await needStore('job', name);
+    const j = await s.getJob(name);
+    if (!j) throw notFound('job', name);
+    return { s, j };
+  };
+  const experiment = async (name: string) => {
+    const s = await needStore('experiment', name);
+    const e = await s.getExperiment(name);
+    if (!e) throw notFound('experiment', name);
+    return { s, e };
+  };
+
+  // --- static page ---------------------------------------------------------------------------
+
+  const sendFile = async (reply: FastifyReply, dir: string, file: string): Promise<unknown> => {
+    const path = normalize(join(dir, file));
+    if (!path.startsWith(dir)) throw new HttpError(404, GatewayErrorCode.NotFound, 'no such file');
+    let body: Buffer;
+    try {
+      body = await readFile(path);
+    } catch {
+      throw new HttpError(404, GatewayErrorCode.NotFound, `no dashboard file "${file}"`);
+    }
+    return reply
+      .type(TYPES[extname(path)] ?? 'application/octet-stream')
+      .header('cache-control', 'no-cache')
+      .send(body);
+  };
+  const PUBLIC = { config: { public: true, rateLimit: false } } as const;
+  api.get('/', PUBLIC, async (_req, reply) => sendFile(reply, ASSETS, 'index.html'));
+  api.get('/dashboard/uplot/:file', PUBLIC, async (req, reply) => {
+    const file = (req.params as { file: string }).file;
+    if (file !== 'uPlot.esm.js' && file !== 'uPlot.min.css') {
+      throw new HttpError(404, GatewayErrorCode.NotFound, `no dashboard file "${file}"`);
+    }
+    return sendFile(reply, UPLOT, file);
+  });
+  api.get('/dashboard/:file', PUBLIC, async (req, reply) =>
+    sendFile(reply, ASSETS, (req.params as { file: string }).file),
+  );
+
+  // --- overview ------------------------------------------------------------------------------
+
+  api.get('/v1/dashboard/overview', READ, async () => {
+    if (sampler.latest().length === 0) await sample().catch(() => undefined);
+    else {
+      // Fresh statistics at each poll, so an event shows within one poll.
+      await sample().catch(() => undefined);
+    }
+    const queues = sampler.latest().map((q) => ({ ...q, ...sampler.rates(q.queue) }));
+    queues.sort((a, b) => (a.queue < b.queue ? -1 : a.queue > b.queue ? 1 : 0));
+    const workers = await gatherWorkerReports(broker, WORKERS_WAIT_MS).catch(() => []);
+    const s = await store();
+    const jobs = s
+      ? await Promise.all(
+          (await s.listJobs()).map((j) => jobStatus(broker, s, j.name).catch(() => undefined)),
+        )
+      : [];
+    const experiments = s
+      ? await Promise.all(
+          (await s.listExperiments()).map(async (e) => {
+            const counts = await s.counts(e.name);
+            const dir = direction(e.spec);
+            const best = (await s.listTrials(e.name, ['complete'])).reduce<number | undefined>(
+              (b, t) =>
+                t.value === undefined
+                  ? b
+                  : b === undefined || (dir === 'minimize' ? t.value < b : t.value > b)
+                    ? t.value
+                    : b,
+              undefined,
+            );
+            return {
+              name: e.name,
+              status: e.status,
+              direction: dir,
+              counts,
+              best: best ?? null,
+              updatedAt: e.updatedAt,
+            };
+          }),
+        )
+      : [];
+    return {
+      at: Date.now(),
+      sampleMs,
+      queues,
+      workers,
+      jobs: jobs.filter((j) => j !== undefined),
+      experiments,
+    };
+  });
+
+  api.get<{ Params: { queue: string } }>(
+    '/v1/dashboard/queues/:queue/series',
+    READ,
+    async (req) => {
+      const rows = downsample(sampler.series(req.params.queue));
+      return { queue: req.params.queue, sampleMs, points: rows };
+    },
+  );
+
+  // --- jobs ----------------------------------------------------------------------------------
+
+  api.get<{ Params: { name: string } }>('/v1/dashboard/jobs/:name', READ, async (req) => {
+    const { s, j } = await job(req.params.name);
+    const status = await jobStatus(broker, s, j.name);
+    // Finished items per minute over the job's life (at most 40 buckets, from the store's
+    // index on finish time).
+    const now = Date.now();
+    const buckets = 40;
+    const width = Math.max(60_000, Math.ceil((now - j.createdAt) / buckets / 1000) * 1000);
+    const start = now - width * buckets;
+    const bounds = Array.from({ length: buckets + 1 }, (_, i) => start + i * width);
+    const since = await Promise.all(bounds.map((t) => s.countFinishedSince(j.table, t)));
+    const rate = bounds.slice(1).map((t, i) => ({
+      at: t,
+      perS: (since[i]! - since[i + 1]!) / (width / 1000),
+    }));
+    const firstNonZero = rate.findIndex((r) => r.perS > 0);
+    return {
+      ...status,
+      rateSeries: firstNonZero < 0 ? [] : rate.slice(Math.max(0, firstNonZero - 1)),
+    };
+  });
+
+  api.get<{
+    Params: { name: string };
+    Querystring: { after?: string; limit?: string; ok?: string };
+  }>('/v1/dashboard/jobs/:name/results', READ, async (req) => {
+    const { s, j } = await job(req.params.name);
+    const limit = intQuery(req.query.limit, 'limit', 20, 1, MAX_PAGE);
+    const ok = req.query.ok === 'true' ? true : req.query.ok === 'false' ? false : undefined;
+    const rows = await s.listResults(j.table, {
+      limit: limit + 1,
+      ...(req.query.after !== undefined && req.query.after !== '' && { afterId: req.query.after }),
+      ...(ok !== undefined && { ok }),
+    });
+    const more = rows.length > limit;
+    return { rows: rows.slice(0, limit), next: more ? rows[limit - 1]!.id : null };
+  });
+
+  api.get<{ Params: { name: string; id: string } }>(
+    '/v1/dashboard/jobs/:name/items/:id',
+    READ,
+    async (req) => {
+      const { s, j } = await job(req.params.name);
+      const id = req.params.id;
+      const [item] = await s.getJobItems(j.name, [id]);
+      const [result] = await s.getResults(j.table, [id]);
+      if (!item && !result) {
+        throw new HttpError(404, GatewayErrorCode.NotFound, `job "${j.name}" has no item "${id}"`);
+      }
+      return { id, item: item ?? null, result: result ?? null };
+    },
+  );
+
+  api.post<{ Params: { name: string } }>(
+    '/v1/dashboard/jobs/:name/retry',
+    { config: { roles: [Role.Producer] } },
+    async (req) => {
+      const { s, j } = await job(req.params.name);
+      try {
+        return { job: j.name, ...(await retryFailed(broker, s, j.name)) };
+      } catch (err) {
+        if (err instanceof NotFoundError) throw notFound('job', j.name);
+        throw err;
+      }
+    },
+  );
+
+  // --- experiments ---------------------------------------------------------------------------
+
+  api.get<{ Params: { name: string } }>('/v1/dashboard/experiments/:name', READ, async (req) => {
+    const { s, e } = await experiment(req.params.name);
+    const dir = direction(e.spec);
+    const [counts, trials] = await Promise.all([s.counts(e.name), s.listTrials(e.name)]);
+    const hist = history(trials, dir);
+    const ranked = [...hist].sort((a, b) =>
+      dir === 'minimize' ? a.value - b.value : b.value - a.value,
+    );
+    const chosen = new Set<number>([
+      ...ranked.slice(0, CURVES / 2).map((t) => t.number),
+      ...trials.slice(-CURVES / 2).map((t) => t.number),
+    ]);
+    const curves = await Promise.all(
+      [...chosen]
+        .sort((a, b) => a - b)
+        .map(async (n) => ({
+          number: n,
+          status: trials.find((t) => t.number === n)?.status ?? 'unknown',
+          points: downsample(await s.reports(e.name, n), 100).map((r) => [r.step, r.value]),
+        })),
+    );
+    return {
+      name: e.name,
+      status: e.status,
+      direction: dir,
+      spec: e.spec,
+      createdAt: e.createdAt,
+      updatedAt: e.updatedAt,
+      counts,
+      best: ranked[0] ?? null,
+      history: downsample(hist),
+      curves,
+    };
+  });
+
+  api.get<{
+    Params: { name: string };
+    Querystring: {
+      offset?: string;
+      limit?: string;
+      sort?: string;
+      order?: string;
+      status?: string;
+    };
+  }>('/v1/dashboard/experiments/:name/trials', READ, async (req) => {
+    const { s, e } = await experiment(req.params.name);
+    const offset = intQuery(req.query.offset, 'offset', 0, 0, Number.MAX_SAFE_INTEGER);
+    const limit = intQuery(req.query.limit, 'limit', 20, 1, MAX_PAGE);
+    const sort = req.query.sort ?? 'number';
+    if (sort !== 'number' && sort !== 'value') {
+      throw new HttpError(
+        400,
+        GatewayErrorCode.BadInput,
+        `query "sort" must be number or value, got "${sort}"`,
+      );
+    }
+    const desc = req.query.order === 'desc';
+    let trials = await s.listTrials(e.name);
+    if (req.query.status) trials = trials.filter((t) => t.status === req.query.status);
+    if (sort === 'value') {
+      // Trials without a value go last either way.
+      trials.sort((a, b) => {
+        if (a.value === undefined) return b.value === undefined ? a.number - b.number : 1;
+        if (b.value === undefined) return -1;
+        return desc ? b.value - a.value : a.value - b.value;
+      });
+    } else if (desc) trials.reverse();
+    return { total: trials.length, offset, trials: trials.slice(offset, offset + limit) };
+  });
+
+  api.post<{ Params: { name: string } }>(
+    '/v1/dashboard/experiments/:name/stop',
+    { config: { roles: [Role.Admin] } },
+    async (req) => {
+      const { s, e } = await experiment(req.params.name);
+      if (e.status === 'done' || e.status === 'stopped') {
+        throw new HttpError(
+          409,
+          GatewayErrorCode.BrokerState,
+          `experiment "${e.name}" is already ${e.status}`,
+        );
+      }
+      // As `qtune experiment stop`: the scheduler sees the status and winds down.
+      await s.setExperimentStatus(e.name, 'stopping');
+      return { experiment: e.name, status: 'stopping' };
+    },
+  );
+};
