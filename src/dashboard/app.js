@@ -29,6 +29,7 @@ function h(tag, attrs = {}, ...children) {
 function fmt(n, digits = 2) {
   if (n === undefined || n === null || Number.isNaN(n)) return '–';
   if (Number.isInteger(n)) return n.toLocaleString('en-US');
+  if (n !== 0 && Math.abs(n) < 0.01) return Number(n).toPrecision(3);
   return Number(n).toLocaleString('en-US', { maximumFractionDigits: digits });
 }
 
@@ -786,6 +787,7 @@ function experimentPage(main, name) {
 
 function route() {
   const main = $('#main');
+  $('#toast').className = '';
   const [, kind, name] = /^#\/(job|experiment)\/(.+)$/.exec(location.hash) ?? [];
   for (const p of plots.values()) p.destroy();
   plots.clear();
