@@ -527,7 +527,30 @@ function jobPage(main, name) {
     );
   }
 
+  async function loadWorkers() {
+    const r = await api(`${base}/workers`);
+    $('#job-cost').textContent = r.cost?.perThousand != null ? fmt(r.cost.perThousand, 4) : '–';
+    $('#job-workers').replaceChildren(
+      table(
+        ['host', 'worker', 'GPU', 'done', 'failed', 'rate /s'],
+        r.workers.map((w) =>
+          h(
+            'tr',
+            {},
+            h('td', {}, w.host),
+            h('td', {}, w.workerId),
+            h('td', {}, w.gpu ?? '–'),
+            h('td', { class: 'num' }, fmt(w.done)),
+            h('td', { class: 'num' }, fmt(w.failed)),
+            h('td', { class: 'num' }, fmt(w.rate, 1)),
+          ),
+        ),
+      ),
+    );
+  }
+
   let first = true;
+  let polls = 0;
   return {
     async refresh() {
       const j = await api(base);
@@ -541,25 +564,8 @@ function jobPage(main, name) {
       set('job-dead', fmt(j.deadLettered));
       set('job-rate', fmt(j.rate, 1));
       set('job-eta', duration(j.etaSeconds));
-      set('job-cost', j.cost?.perThousand != null ? fmt(j.cost.perThousand, 4) : '–');
+
       $('#progress').style.width = `${j.items ? ((j.done + j.failed) / j.items) * 100 : 0}%`;
-      $('#job-workers').replaceChildren(
-        table(
-          ['host', 'worker', 'GPU', 'done', 'failed', 'rate /s'],
-          j.workers.map((w) =>
-            h(
-              'tr',
-              {},
-              h('td', {}, w.host),
-              h('td', {}, w.workerId),
-              h('td', {}, w.gpu ?? '–'),
-              h('td', { class: 'num' }, fmt(w.done)),
-              h('td', { class: 'num' }, fmt(w.failed)),
-              h('td', { class: 'num' }, fmt(w.rate, 1)),
-            ),
-          ),
-        ),
-      );
       const xs = j.rateSeries.map((p) => p.at / 1000);
       plot($('#rate-plot'), 'job-rate', {
         series: ['items/s'],
@@ -571,6 +577,8 @@ function jobPage(main, name) {
         first = false;
         await loadResults();
       }
+      // Per-worker aggregates read every result row: every 5th poll.
+      if (polls++ % 5 === 0) loadWorkers().catch(() => undefined);
     },
   };
 }

@@ -233,6 +233,9 @@ describe('the web dashboard in Chromium', () => {
     await page.click('#lookup button');
     await page.waitForSelector('#item-result');
     expect(await text('#item-result')).toContain('cannot describe company-');
+    const workers = await withStore((s) => s.workerStats('co'));
+    await page.waitForSelector('#job-workers tbody tr');
+    expect(await page.locator('#job-workers tbody tr').count()).toBe(workers.length);
     await shot('job');
 
     // A viewer reads the page but cannot retry: 403 shown, nothing requeued.

@@ -126,7 +126,7 @@ describe('gateway: authentication and roles', () => {
         ).toBe(true);
       }
     }
-    expect(operations).toBe(31);
+    expect(operations).toBe(32);
   });
 
   it('accepts tokens stored as sha256 in a tokens file and applies per-token rate limits (429 with Retry-After)', async () => {

@@ -47,7 +47,11 @@ export function dashboardOpenApiPaths(): Record<string, Json> {
       false,
     ),
     '/v1/dashboard/jobs/{name}': get(
-      'job status (as GET /v1/jobs/{name}) with rateSeries: finished items per second over time, at most 40 buckets (any role)',
+      'job status (as GET /v1/jobs/{name}, without workers and cost) with rateSeries: finished items per second over time, at most 30 buckets; kept for a second or more (any role)',
+      [path('name')],
+    ),
+    '/v1/dashboard/jobs/{name}/workers': get(
+      "the job's workers (done, failed, rate, GPU) and cost, from every result row: { workers, cost? } (any role)",
       [path('name')],
     ),
     '/v1/dashboard/jobs/{name}/results': get(

@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import type { Broker, QueueStats } from '../../broker/contract.js';
 import { retryFailed } from '../../job/retry.js';
-import { jobStatus } from '../../job/status.js';
+import { jobStatus, type JobStatus } from '../../job/status.js';
 import { NotFoundError } from '../../protocol/errors.js';
 import type { Store } from '../../store/contract.js';
 import type { TrialRecord } from '../../store/experiments.js';
@@ -41,6 +41,8 @@ export const MAX_POINTS = 500;
 const MAX_PAGE = 200;
 /** Learning curves sent for an experiment: the best trials' and the latest trials'. */
 const CURVES = 20;
+/** Buckets of a job's rate-over-time series. */
+const RATE_BUCKETS = 30;
 /** How long the overview waits for worker status replies (ms). */
 const WORKERS_WAIT_MS = 300;
 
@@ -181,6 +183,26 @@ export const dashboardRoutes: FastifyPluginAsync<DashboardOptions> = async (api,
   });
 
   const store = async (): Promise<Store | undefined> => options.store?.();
+
+  /**
+   * Job statuses without per-worker aggregates, kept for at least a second and for three times
+   * as long as they took to compute, so that polling pages do not read a big job's rows
+   * back to back.
+   */
+  const statuses = new Map<string, { at: number; ttl: number; value: Promise<JobStatus> }>();
+  const cachedStatus = (s: Store, name: string): Promise<JobStatus> => {
+    const now = Date.now();
+    const hit = statuses.get(name);
+    if (hit && now - hit.at < hit.ttl) return hit.value;
+    const value = jobStatus(broker, s, name, now, { workers: false });
+    const entry = { at: now, ttl: 1_000, value };
+    statuses.set(name, entry);
+    value.then(
+      () => (entry.ttl = Math.max(1_000, 3 * (Date.now() - now))),
+      () => statuses.delete(name),
+    );
+    return value;
+  };
   const needStore = async (what: string, name: string): Promise<Store> => {
     const s = await store();
     if (!s) throw notFound(what, name);
@@ -242,7 +264,7 @@ export const dashboardRoutes: FastifyPluginAsync<DashboardOptions> = async (api,
     const s = await store();
     const jobs = s
       ? await Promise.all(
-          (await s.listJobs()).map((j) => jobStatus(broker, s, j.name).catch(() => undefined)),
+          (await s.listJobs()).map((j) => cachedStatus(s, j.name).catch(() => undefined)),
         )
       : [];
     const experiments = s
@@ -293,12 +315,12 @@ export const dashboardRoutes: FastifyPluginAsync<DashboardOptions> = async (api,
 
   api.get<{ Params: { name: string } }>('/v1/dashboard/jobs/:name', READ, async (req) => {
     const { s, j } = await job(req.params.name);
-    const status = await jobStatus(broker, s, j.name);
-    // Finished items per minute over the job's life (at most 40 buckets, from the store's
+    const status = await cachedStatus(s, j.name);
+    // Finished items per second over the job's life (RATE_BUCKETS buckets, from the store's
     // index on finish time).
     const now = Date.now();
-    const buckets = 40;
-    const width = Math.max(60_000, Math.ceil((now - j.createdAt) / buckets / 1000) * 1000);
+    const buckets = RATE_BUCKETS;
+    const width = Math.max(1_000, Math.ceil((now - j.createdAt) / buckets / 1000) * 1000);
     const start = now - width * buckets;
     const bounds = Array.from({ length: buckets + 1 }, (_, i) => start + i * width);
     const since = await Promise.all(bounds.map((t) => s.countFinishedSince(j.table, t)));
@@ -357,6 +379,12 @@ export const dashboardRoutes: FastifyPluginAsync<DashboardOptions> = async (api,
       }
     },
   );
+
+  api.get<{ Params: { name: string } }>('/v1/dashboard/jobs/:name/workers', READ, async (req) => {
+    const { s, j } = await job(req.params.name);
+    const status = await jobStatus(broker, s, j.name);
+    return { workers: status.workers, ...(status.cost && { cost: status.cost }) };
+  });
 
   // --- experiments ---------------------------------------------------------------------------
 
