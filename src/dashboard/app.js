@@ -28,6 +28,7 @@ function h(tag, attrs = {}, ...children) {
 
 function fmt(n, digits = 2) {
   if (n === undefined || n === null || Number.isNaN(n)) return '–';
+  if (typeof n !== 'number') return String(n);
   if (Number.isInteger(n)) return n.toLocaleString('en-US');
   if (n !== 0 && Math.abs(n) < 0.01) return Number(n).toPrecision(3);
   return Number(n).toLocaleString('en-US', { maximumFractionDigits: digits });
@@ -641,6 +642,18 @@ function experimentPage(main, name) {
         h('h2', {}, 'Intermediate values (best and latest trials)'),
         h('div', { id: 'curves-plot' }),
       ),
+      h(
+        'section',
+        { class: 'plot' },
+        h('h2', {}, 'Parameter importance (main-effect share of variance)'),
+        h('div', { id: 'importance' }),
+      ),
+      h(
+        'section',
+        { class: 'plot' },
+        h('h2', {}, 'Parallel coordinates (params and value)'),
+        h('canvas', { id: 'parallel-plot', width: 840, height: 260 }),
+      ),
     ),
     h(
       'section',
@@ -757,7 +770,7 @@ function experimentPage(main, name) {
       set('exp-complete', fmt(e.counts.complete));
       set('exp-pruned', fmt(e.counts.pruned));
       set('exp-failed', fmt(e.counts.failed));
-      set('exp-best', e.best ? String(e.best.value) : '–');
+      set('exp-best', e.best ? String(Number(e.best.value.toPrecision(6))) : '–');
       set('exp-best-trial', e.best ? `#${e.best.number}` : '–');
       $('#stop').disabled = e.status === 'done' || e.status === 'stopped';
       plot($('#history-plot'), 'history', {
@@ -783,12 +796,96 @@ function experimentPage(main, name) {
         data: [steps, ...ys],
         xLabel: 'step',
       });
+      $('#importance').replaceChildren(
+        ...e.importance.map((r) =>
+          h(
+            'div',
+            { class: 'imp', 'data-param': r.param },
+            h('span', {}, r.param),
+            h(
+              'div',
+              { class: 'bar' },
+              h('div', { style: `width:${(r.importance * 100).toFixed(1)}%` }),
+            ),
+            h('span', { class: 'num' }, `${(r.importance * 100).toFixed(1)} %`),
+          ),
+        ),
+      );
+      parallel($('#parallel-plot'), e.parallel, e.direction);
       if (first) {
         first = false;
         await loadTrials();
       }
     },
   };
+}
+
+/**
+ * Parallel coordinates on a canvas: one vertical axis per param (numbers scaled to their range,
+ * categories spread evenly) and one for the value; one line per trial, the best in dark blue.
+ */
+function parallel(canvas, trials, direction) {
+  const ctx = canvas.getContext('2d');
+  const W = canvas.width;
+  const H = canvas.height;
+  ctx.clearRect(0, 0, W, H);
+  canvas.dataset.lines = String(trials.length);
+  if (trials.length === 0) return;
+  const names = [...new Set(trials.flatMap((t) => Object.keys(t.params)))].sort();
+  const axes = [
+    ...names.map((n) => ({ name: n, get: (t) => t.params[n] })),
+    { name: 'value', get: (t) => t.value },
+  ];
+  const scales = axes.map((a) => {
+    const vs = trials.map(a.get).filter((v) => v !== undefined);
+    if (vs.every((v) => typeof v === 'number')) {
+      const lo = Math.min(...vs);
+      const hi = Math.max(...vs);
+      return (v) => (hi === lo ? 0.5 : (v - lo) / (hi - lo));
+    }
+    const cats = [...new Set(vs.map(String))].sort();
+    return (v) => (cats.length === 1 ? 0.5 : cats.indexOf(String(v)) / (cats.length - 1));
+  });
+  const pad = 30;
+  const x = (i) => pad + (i * (W - 2 * pad)) / Math.max(1, axes.length - 1);
+  const y = (f) => H - pad - f * (H - 2 * pad);
+  const values = trials.map((t) => t.value);
+  const lo = Math.min(...values);
+  const hi = Math.max(...values);
+  // Better trials drawn last, so they stay on top.
+  const goodness = (v) =>
+    hi === lo ? 1 : direction === 'minimize' ? (hi - v) / (hi - lo) : (v - lo) / (hi - lo);
+  const order = trials.slice().sort((a, b) => goodness(a.value) - goodness(b.value));
+  for (const t of order) {
+    const g = goodness(t.value);
+    ctx.strokeStyle = `rgba(${Math.round(230 - 180 * g)}, ${Math.round(120 - 30 * g)}, ${Math.round(60 + 160 * g)}, ${0.25 + 0.6 * g})`;
+    ctx.beginPath();
+    axes.forEach((a, i) => {
+      const v = a.get(t);
+      const py = y(v === undefined ? 0.5 : scales[i](v));
+      if (i === 0) ctx.moveTo(x(i), py);
+      else ctx.lineTo(x(i), py);
+    });
+    ctx.stroke();
+  }
+  ctx.strokeStyle = '#1d2330';
+  ctx.fillStyle = '#1d2330';
+  ctx.font = '12px system-ui, sans-serif';
+  ctx.textAlign = 'center';
+  axes.forEach((a, i) => {
+    ctx.beginPath();
+    ctx.moveTo(x(i), pad);
+    ctx.lineTo(x(i), H - pad);
+    ctx.stroke();
+    ctx.fillText(a.name, x(i), H - 10);
+    // Category names next to their place on the axis.
+    const vs = trials.map(a.get).filter((v) => v !== undefined);
+    if (!vs.every((v) => typeof v === 'number')) {
+      ctx.textAlign = 'left';
+      for (const c of new Set(vs.map(String))) ctx.fillText(c, x(i) + 4, y(scales[i](c)) + 4);
+      ctx.textAlign = 'center';
+    }
+  });
 }
 
 // --- shell --------------------------------------------------------------------------------------

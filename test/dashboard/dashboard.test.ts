@@ -72,7 +72,10 @@ function spec(name: string, maxTrials: number): string {
     JSON.stringify({
       name,
       objective: { metric: 'loss', direction: 'minimize' },
-      space: { x: { type: 'float', low: 0, high: 1 } },
+      space: {
+        x: { type: 'float', low: 0, high: 1 },
+        k: { type: 'categorical', choices: ['a', 'b'] },
+      },
       sampler: { name: 'random', seed: 5 },
       maxTrials,
       concurrency: 2,
@@ -131,7 +134,7 @@ beforeAll(async () => {
   expect((await q(['sink', 'co'])).code).toBe(0);
 
   // An experiment run to its end, and one left running without workers.
-  const done = await q(['experiment', 'run', spec('done', 12), '--workers', '1']);
+  const done = await q(['experiment', 'run', spec('done', 16), '--workers', '1']);
   expect(done.code, done.stderr).toBe(0);
   running = startCli([
     'experiment',
@@ -269,13 +272,23 @@ describe('the web dashboard in Chromium', () => {
       'total',
     );
     const values = trials.filter((t) => t.status === 'complete').map((t) => t.value!);
-    expect(await text('#exp-best')).toBe(String(Math.min(...values)));
+    // The best value shown with 6 significant digits.
+    expect(await text('#exp-best')).toBe(String(Number(Math.min(...values).toPrecision(6))));
     await page.waitForSelector('#history-plot canvas');
     expect(await page.getAttribute('#history-plot', 'data-series')).toBe('2');
     await page.waitForSelector('#curves-plot canvas');
-    expect(Number(await page.getAttribute('#curves-plot', 'data-series'))).toBe(
-      Math.min(trials.length, 20),
-    );
+    // Curves of the 10 best complete trials and of the 10 latest trials.
+    const best10 = trials
+      .filter((t) => t.status === 'complete')
+      .sort((a, b) => a.value! - b.value!)
+      .slice(0, 10)
+      .map((t) => t.number);
+    const curves = new Set([...best10, ...trials.slice(-10).map((t) => t.number)]);
+    expect(Number(await page.getAttribute('#curves-plot', 'data-series'))).toBe(curves.size);
+    expect(await page.getAttribute('#parallel-plot', 'data-lines')).toBe(String(values.length));
+    // The fixture's loss depends on x alone.
+    await page.waitForSelector('#importance [data-param="x"]');
+    expect(await page.getAttribute('#importance .imp:first-child', 'data-param')).toBe('x');
     expect(await page.locator('#trials-table tbody tr').count()).toBe(trials.length);
     await page.click('#sort-value');
     await waitFor(

@@ -72,7 +72,7 @@ export function dashboardOpenApiPaths(): Record<string, Json> {
       },
     },
     '/v1/dashboard/experiments/{name}': get(
-      'experiment with counts, best trial, history (value and best so far per finished trial, at most 500 points) and learning curves of the 10 best and 10 latest trials (any role)',
+      'experiment with counts, best trial, history (value and best so far per finished trial, at most 500 points) and learning curves of the 10 best and 10 latest trials, importance (main-effect variance share per param) and parallel (params and value of at most 500 complete trials) (any role)',
       [path('name')],
     ),
     '/v1/dashboard/experiments/{name}/trials': get(

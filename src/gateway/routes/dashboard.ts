@@ -16,6 +16,7 @@ import { extname, join, normalize } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import type { Broker, QueueStats } from '../../broker/contract.js';
+import { paramImportance } from '../../automl/importance.js';
 import { retryFailed } from '../../job/retry.js';
 import { jobStatus, type JobStatus } from '../../job/status.js';
 import { NotFoundError } from '../../protocol/errors.js';
@@ -393,6 +394,9 @@ export const dashboardRoutes: FastifyPluginAsync<DashboardOptions> = async (api,
     const dir = direction(e.spec);
     const [counts, trials] = await Promise.all([s.counts(e.name), s.listTrials(e.name)]);
     const hist = history(trials, dir);
+    const complete = trials
+      .filter((t) => t.status === 'complete' && t.value !== undefined)
+      .map((t) => ({ number: t.number, params: t.params, value: t.value! }));
     const ranked = [...hist].sort((a, b) =>
       dir === 'minimize' ? a.value - b.value : b.value - a.value,
     );
@@ -420,6 +424,13 @@ export const dashboardRoutes: FastifyPluginAsync<DashboardOptions> = async (api,
       best: ranked[0] ?? null,
       history: downsample(hist),
       curves,
+      importance: paramImportance(complete),
+      // Params against the objective for a parallel-coordinates plot: at most MAX_POINTS trials.
+      parallel: downsample(complete).map((t) => ({
+        number: t.number,
+        params: t.params,
+        value: t.value,
+      })),
     };
   });
 
