@@ -171,7 +171,13 @@ function table(headers, rows, attrs = {}) {
 function overviewPage(main) {
   main.replaceChildren(
     h('h1', {}, 'Overview'),
-    h('section', {}, h('h2', {}, 'Queues'), h('div', { id: 'queues' })),
+    h(
+      'section',
+      {},
+      h('h2', {}, 'Queues'),
+      h('div', { id: 'totals-plot', class: 'plot' }),
+      h('div', { id: 'queues' }),
+    ),
     h('section', {}, h('h2', {}, 'Workers'), h('div', { id: 'workers' })),
     h('section', {}, h('h2', {}, 'Jobs'), h('div', { id: 'jobs' })),
     h('section', {}, h('h2', {}, 'Experiments'), h('div', { id: 'experiments' })),
@@ -179,6 +185,16 @@ function overviewPage(main) {
   return {
     async refresh() {
       const o = await api('/v1/dashboard/overview');
+      plot($('#totals-plot'), 'totals', {
+        series: ['open (ready + delayed + in flight)', 'dead letters'],
+        data: [
+          o.totals.map((p) => p.at / 1000),
+          o.totals.map((p) => p.open),
+          o.totals.map((p) => p.deadLettered),
+        ],
+        xTime: true,
+        yLabel: 'messages, all queues',
+      });
       $('#queues').replaceChildren(
         table(
           [

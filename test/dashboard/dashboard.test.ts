@@ -154,6 +154,11 @@ beforeAll(async () => {
     'experiment "waiting" to run',
   );
 
+  // A live worker on a queue of its own, for the overview's workers table.
+  children.push(
+    startCli(['worker', 'idle', '--module', join(FIXTURES, 'job/flaky.mjs'), '--broker', env.url]),
+  );
+
   const serve = startCli(['serve', '--port', '0', '--broker', env.url, '--store', store], {
     QTUNE_TOKENS: TOKENS_ENV,
   });
@@ -209,6 +214,24 @@ describe('the web dashboard in Chromium', () => {
       String(counts.complete),
     );
     expect(await text('tr[data-experiment="waiting"] [data-field=status]')).toBe('running');
+    await page.waitForSelector('#totals-plot canvas');
+    expect(await page.getAttribute('#totals-plot', 'data-series')).toBe('2');
+    await page.waitForSelector('#workers tr[data-worker]');
+    expect(await text('#workers tr[data-worker] td:nth-child(3)')).toBe('idle');
+    // A few samples in the plot before the screenshot (the gateway samples every 2 s).
+    await waitFor(
+      async () => {
+        const res = await fetch(`${url}/v1/dashboard/overview`, {
+          headers: { authorization: `Bearer ${TOKENS.admin}` },
+        });
+        return ((await res.json()) as { totals: unknown[] }).totals.length >= 3;
+      },
+      20_000,
+      'three samples',
+    );
+    // The page's next poll draws them.
+    const polled = await text('#live');
+    await waitFor(async () => (await text('#live')) !== polled, 10_000, 'next poll');
     await shot('overview');
   });
 

@@ -37,7 +37,7 @@ const page = [query('limit', { type: 'integer', minimum: 1, maximum: 200, defaul
 export function dashboardOpenApiPaths(): Record<string, Json> {
   return {
     '/v1/dashboard/overview': get(
-      'queues (statistics and net rate from the sampler), live workers, jobs with status, experiments with trial counts and best value (any role)',
+      'queues (statistics and net rate from the sampler; totals: open and dead-lettered messages of all queues over the last hour, at most 500 points), live workers, jobs with status, experiments with trial counts and best value (any role)',
       [],
       false,
     ),

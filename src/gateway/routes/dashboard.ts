@@ -67,27 +67,34 @@ interface Sample {
 class QueueSampler {
   readonly #series = new Map<string, Sample[]>();
   readonly #last = new Map<string, QueueStats>();
+  /** Sums over every queue, one per sample. */
+  readonly #totals: Sample[] = [];
   readonly #max: number;
   constructor(max: number) {
     this.#max = max;
   }
 
-  add(stats: readonly QueueStats[], at: number): void {
+  /** Keeps `stats` as the latest; `record` also appends them to the ring buffers. */
+  add(stats: readonly QueueStats[], at: number, record: boolean): void {
     const seen = new Set<string>();
     for (const s of stats) {
       seen.add(s.queue);
+      this.#last.set(s.queue, s);
+      if (!record) continue;
       let ring = this.#series.get(s.queue);
       if (!ring) this.#series.set(s.queue, (ring = []));
       ring.push({ at, open: s.ready + s.delayed + s.inFlight, deadLettered: s.deadLettered });
       if (ring.length > this.#max) ring.splice(0, ring.length - this.#max);
-      this.#last.set(s.queue, s);
     }
-    for (const q of [...this.#series.keys()]) {
-      if (!seen.has(q)) {
-        this.#series.delete(q);
-        this.#last.delete(q);
-      }
-    }
+    for (const q of [...this.#last.keys()]) if (!seen.has(q)) this.#last.delete(q);
+    if (!record) return;
+    this.#totals.push({
+      at,
+      open: stats.reduce((n, q) => n + q.ready + q.delayed + q.inFlight, 0),
+      deadLettered: stats.reduce((n, q) => n + q.deadLettered, 0),
+    });
+    if (this.#totals.length > this.#max) this.#totals.splice(0, this.#totals.length - this.#max);
+    for (const q of [...this.#series.keys()]) if (!seen.has(q)) this.#series.delete(q);
   }
 
   latest(): QueueStats[] {
@@ -102,6 +109,10 @@ class QueueSampler {
     if (!a || !b || b.at <= a.at) return { growth: 0, deadPerS: 0 };
     const dt = (b.at - a.at) / 1000;
     return { growth: (b.open - a.open) / dt, deadPerS: (b.deadLettered - a.deadLettered) / dt };
+  }
+
+  totals(): Sample[] {
+    return this.#totals;
   }
 
   series(queue: string): Sample[] {
@@ -164,18 +175,20 @@ export const dashboardRoutes: FastifyPluginAsync<DashboardOptions> = async (api,
   const sampleMs = options.sampleMs ?? 2_000;
   const sampler = new QueueSampler(options.samples ?? 1_800);
 
-  const sample = async (): Promise<void> => {
+  /** Reads every queue's statistics; `record`: into the ring buffers too (the timer's samples). */
+  const sample = async (record: boolean): Promise<void> => {
     if (!broker.capabilities.listQueues) return;
     const names = await broker.listQueues();
     const stats = await Promise.all(names.map((n) => broker.stats(n).catch(() => undefined)));
     sampler.add(
       stats.filter((s): s is QueueStats => s !== undefined),
       Date.now(),
+      record,
     );
   };
-  let sampling: Promise<void> = Promise.resolve();
+  let sampling: Promise<void> = sample(true).catch(() => undefined);
   const timer = setInterval(() => {
-    sampling = sampling.then(sample).catch(() => undefined);
+    sampling = sampling.then(() => sample(true)).catch(() => undefined);
   }, sampleMs);
   timer.unref();
   api.addHook('onClose', async () => {
@@ -254,11 +267,8 @@ export const dashboardRoutes: FastifyPluginAsync<DashboardOptions> = async (api,
   // --- overview ------------------------------------------------------------------------------
 
   api.get('/v1/dashboard/overview', READ, async () => {
-    if (sampler.latest().length === 0) await sample().catch(() => undefined);
-    else {
-      // Fresh statistics at each poll, so an event shows within one poll.
-      await sample().catch(() => undefined);
-    }
+    // Fresh statistics at each poll, so an event shows within one poll.
+    await sample(false).catch(() => undefined);
     const queues = sampler.latest().map((q) => ({ ...q, ...sampler.rates(q.queue) }));
     queues.sort((a, b) => (a.queue < b.queue ? -1 : a.queue > b.queue ? 1 : 0));
     const workers = await gatherWorkerReports(broker, WORKERS_WAIT_MS).catch(() => []);
@@ -296,6 +306,7 @@ export const dashboardRoutes: FastifyPluginAsync<DashboardOptions> = async (api,
     return {
       at: Date.now(),
       sampleMs,
+      totals: downsample(sampler.totals()),
       queues,
       workers,
       jobs: jobs.filter((j) => j !== undefined),
