@@ -3,11 +3,11 @@
  * no token) and the JSON endpoints it reads (`/v1/dashboard/*`, any role, `viewer` included),
  * plus its two actions (retry a job's failed items: producer; stop an experiment: admin).
  *
- * Queue rates come from a sampler that reads every queue's statistics every `sampleMs` into a
- * bounded ring buffer (one hour at the default period): rate in/out over time is derived from
- * the changes of ready + delayed + in flight and of dead letters between samples, since the
- * Broker contract has no publish or ack counters. Big data stays on the server: plots get at
- * most {@link MAX_POINTS} points, tables a page at a time.
+ * Queue rates come from a sampler that, from the first dashboard request on, reads every
+ * queue's statistics every `sampleMs` into a bounded ring buffer (one hour at the default
+ * period). The Broker contract has no publish or ack counters, so what it gives is the net
+ * change per second of ready + delayed + in flight, and of dead letters, between samples. Big
+ * data stays on the server: plots get at most {@link MAX_POINTS} points, tables a page at a time.
  */
 
 import { readFile } from 'node:fs/promises';
@@ -186,12 +186,20 @@ export const dashboardRoutes: FastifyPluginAsync<DashboardOptions> = async (api,
       record,
     );
   };
-  let sampling: Promise<void> = sample(true).catch(() => undefined);
-  const timer = setInterval(() => {
-    sampling = sampling.then(() => sample(true)).catch(() => undefined);
-  }, sampleMs);
-  timer.unref();
+  // The sampler starts with the first dashboard request: a gateway nobody watches reads nothing.
+  let sampling: Promise<void> | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  let closed = false;
+  const startSampling = (): void => {
+    if (sampling || closed) return;
+    sampling = sample(true).catch(() => undefined);
+    timer = setInterval(() => {
+      sampling = sampling!.then(() => sample(true)).catch(() => undefined);
+    }, sampleMs);
+    timer.unref();
+  };
   api.addHook('onClose', async () => {
+    closed = true;
     clearInterval(timer);
     await sampling;
   });
@@ -267,6 +275,7 @@ export const dashboardRoutes: FastifyPluginAsync<DashboardOptions> = async (api,
   // --- overview ------------------------------------------------------------------------------
 
   api.get('/v1/dashboard/overview', READ, async () => {
+    startSampling();
     // Fresh statistics at each poll, so an event shows within one poll.
     await sample(false).catch(() => undefined);
     const queues = sampler.latest().map((q) => ({ ...q, ...sampler.rates(q.queue) }));
@@ -318,6 +327,7 @@ export const dashboardRoutes: FastifyPluginAsync<DashboardOptions> = async (api,
     '/v1/dashboard/queues/:queue/series',
     READ,
     async (req) => {
+      startSampling();
       const rows = downsample(sampler.series(req.params.queue));
       return { queue: req.params.queue, sampleMs, points: rows };
     },
