@@ -152,20 +152,12 @@ function plot(el, key, { series, data, xTime = false, xLabel = '', yLabel = '', 
 let current; // { refresh(): Promise<void> }
 
 function table(headers, rows, attrs = {}) {
-  return h(
-    'table',
-    attrs,
-    h(
-      'thead',
-      {},
-      h(
-        'tr',
-        {},
-        headers.map((x) => (x instanceof Node ? x : h('th', {}, x))),
-      ),
-    ),
-    h('tbody', {}, rows),
-  );
+  const ths = headers.map((x) => (x instanceof Node ? x : h('th', {}, x)));
+  // Headers of number columns align right like their cells.
+  [...(rows[0]?.children ?? [])].forEach((td, i) => {
+    if (td.classList.contains('num')) ths[i]?.classList.add('num');
+  });
+  return h('table', attrs, h('thead', {}, h('tr', {}, ths)), h('tbody', {}, rows));
 }
 
 function overviewPage(main) {

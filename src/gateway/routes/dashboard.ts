@@ -42,6 +42,8 @@ export const MAX_POINTS = 500;
 const MAX_PAGE = 200;
 /** Learning curves sent for an experiment: the best trials' and the latest trials'. */
 const CURVES = 20;
+/** Names of the temporary reply queues of `gatherWorkerReports`. */
+const STATUS_REPLY_PREFIX = 'qtune.status.';
 /** Buckets of a job's rate-over-time series. */
 const RATE_BUCKETS = 30;
 /** How long the overview waits for worker status replies (ms). */
@@ -278,7 +280,11 @@ export const dashboardRoutes: FastifyPluginAsync<DashboardOptions> = async (api,
     startSampling();
     // Fresh statistics at each poll, so an event shows within one poll.
     await sample(false).catch(() => undefined);
-    const queues = sampler.latest().map((q) => ({ ...q, ...sampler.rates(q.queue) }));
+    // Reply queues of status requests (this page's own among them) live for half a second.
+    const queues = sampler
+      .latest()
+      .filter((q) => !q.queue.startsWith(STATUS_REPLY_PREFIX))
+      .map((q) => ({ ...q, ...sampler.rates(q.queue) }));
     queues.sort((a, b) => (a.queue < b.queue ? -1 : a.queue > b.queue ? 1 : 0));
     const workers = await gatherWorkerReports(broker, WORKERS_WAIT_MS).catch(() => []);
     const s = await store();
