@@ -47,4 +47,19 @@ export default tseslint.config(
       ],
     },
   },
+  {
+    // The dashboard's browser code (src/dashboard/): plain ES modules run in the page.
+    files: ['src/dashboard/**/*.js'],
+    languageOptions: {
+      globals: {
+        document: 'readonly',
+        window: 'readonly',
+        location: 'readonly',
+        sessionStorage: 'readonly',
+        fetch: 'readonly',
+        Node: 'readonly',
+        URLSearchParams: 'readonly',
+      },
+    },
+  },
 );

@@ -23,6 +23,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   sink: async () => (await import('./commands/sink.js')).sinkCommand(),
   serve: async () => (await import('./commands/serve.js')).serveCommand(),
   queue: async () => (await import('./commands/queue.js')).queueCommand(),
+  dashboard: async () => (await import('./commands/dashboard.js')).dashboardCommand(),
 };
 
 /**

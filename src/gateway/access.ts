@@ -20,7 +20,7 @@ declare module 'fastify' {
 }
 
 /** Every role: a route any valid token may call. */
-export const ANY_ROLE: readonly Role[] = [Role.Producer, Role.Worker, Role.Admin];
+export const ANY_ROLE: readonly Role[] = [Role.Producer, Role.Worker, Role.Viewer, Role.Admin];
 
 type Limiter = ReturnType<FastifyInstance['createRateLimit']>;
 

@@ -4,10 +4,14 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { InputError, toError } from '../protocol/errors.js';
 
-/** What a token may do: `producer` submits work, `worker` pulls it, `admin` does everything. */
+/**
+ * What a token may do: `producer` submits work, `worker` pulls it, `viewer` reads statistics and
+ * status (the dashboard) and changes nothing, `admin` does everything.
+ */
 export const Role = {
   Producer: 'producer',
   Worker: 'worker',
+  Viewer: 'viewer',
   Admin: 'admin',
 } as const;
 export type Role = (typeof Role)[keyof typeof Role];
@@ -49,7 +53,7 @@ const fileSchema = z.object({
       z
         .object({
           name: z.string().regex(NAME, 'letters, digits, "_", ".", "@" or "-", 1 to 64'),
-          role: z.enum(['producer', 'worker', 'admin']),
+          role: z.enum(['producer', 'worker', 'viewer', 'admin']),
           token: z.string().min(16, 'at least 16 characters').optional(),
           sha256: z
             .string()
@@ -97,7 +101,7 @@ export function parseTokenList(value: string, source = 'QTUNE_TOKENS'): TokenEnt
     }
     if (!isRole(role)) {
       throw new InputError(
-        `${source}: token "${name}" has role ${shown(role)}, expected producer, worker or admin (entries are "name:role:token")`,
+        `${source}: token "${name}" has role ${shown(role)}, expected producer, worker, viewer or admin (entries are "name:role:token")`,
       );
     }
     if (token.length < 16) {
@@ -164,7 +168,12 @@ export function checkTokens(tokens: readonly TokenEntry[]): void {
 }
 
 function isRole(value: string): value is Role {
-  return value === Role.Producer || value === Role.Worker || value === Role.Admin;
+  return (
+    value === Role.Producer ||
+    value === Role.Worker ||
+    value === Role.Viewer ||
+    value === Role.Admin
+  );
 }
 
 /** The principal of a request when authentication is disabled. */

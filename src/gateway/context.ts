@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import type { Broker } from '../broker/contract.js';
 import { Admission } from './admission.js';
 import { GatewayMetrics, type MetricsSources } from './metrics.js';
+import type { DashboardOptions } from './routes/dashboard.js';
 import { ANONYMOUS, type AuthConfig, type Principal } from './auth.js';
 import { GatewayErrorCode, HttpError } from './errors.js';
 import { PullHub, type HubLogger } from './pull.js';
@@ -68,6 +69,8 @@ export interface GatewayOptions {
   pullIdleMs?: number;
   /** Jobs and experiments for `GET /metrics`, read on each scrape (default: queues only). */
   metrics?: MetricsSources;
+  /** The web dashboard's store and sampler (default: no store, queues and workers only). */
+  dashboard?: Omit<DashboardOptions, 'broker'>;
 }
 
 /** Defaults of {@link GatewayOptions}. */

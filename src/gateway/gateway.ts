@@ -17,6 +17,7 @@ import { gatewayLogger, logRequests } from './logging.js';
 import { experimentRoutes } from './routes/experiments.js';
 import { ingestRoutes } from './routes/ingest.js';
 import { jobRoutes } from './routes/jobs.js';
+import { dashboardRoutes } from './routes/dashboard.js';
 import { leaseRoutes } from './routes/leases.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { queueRoutes } from './routes/queues.js';
@@ -88,5 +89,6 @@ export function createGateway(options: GatewayOptions): FastifyInstance {
   void app.register(experimentRoutes, { ctx });
   void app.register(workerRoutes, { ctx });
   void app.register(metricsRoutes, { ctx });
+  void app.register(dashboardRoutes, { broker: ctx.broker, ...options.dashboard });
   return app;
 }

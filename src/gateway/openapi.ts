@@ -20,6 +20,7 @@ import {
   tokenInfoSchema,
   workerReportSchema,
 } from '../protocol/gateway-wire.js';
+import { dashboardOpenApiPaths } from './routes/dashboard-openapi.js';
 
 type Json = Record<string, unknown>;
 
@@ -352,6 +353,7 @@ export function openApiDocument(): Json {
           },
         },
       },
+      ...dashboardOpenApiPaths(),
     },
   };
 }

@@ -96,19 +96,24 @@ export async function getJobOrThrow(store: Store, name: string): Promise<JobReco
   return job;
 }
 
-/** Progress of a job from the store (items, result rows) and the broker (queue statistics). */
+/**
+ * Progress of a job from the store (items, result rows) and the broker (queue statistics).
+ * `options.workers: false` leaves out the per-worker aggregates (`workers` empty, no `cost`),
+ * which read every result row (default: true).
+ */
 export async function jobStatus(
   broker: Broker,
   store: Store,
   name: string,
   now = Date.now(),
+  options: { workers?: boolean } = {},
 ): Promise<JobStatus> {
   const job = await getJobOrThrow(store, name);
   const [items, counts, recent, workers, queue, results] = await Promise.all([
     store.jobs.jobItemCounts(name),
     store.results.resultCounts(job.table),
     store.results.countFinishedSince(job.table, now - RATE_WINDOW_MS),
-    store.results.workerStats(job.table),
+    options.workers === false ? [] : store.results.workerStats(job.table),
     broker.stats(job.queue),
     broker.stats(resultQueueOf(job.queue)),
   ]);

@@ -215,5 +215,5 @@ export const errorResponseSchema = z.object({
 /** `GET /v1/token`: who the bearer token belongs to. */
 export const tokenInfoSchema = z.object({
   name: z.string(),
-  role: z.enum(['producer', 'worker', 'admin']),
+  role: z.enum(['producer', 'worker', 'viewer', 'admin']),
 });

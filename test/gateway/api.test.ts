@@ -130,7 +130,7 @@ describe('gateway: authentication and roles', () => {
         ).toBe(true);
       }
     }
-    expect(operations).toBe(22);
+    expect(operations).toBe(32);
   });
 
   it('accepts tokens stored as sha256 in a tokens file and applies per-token rate limits (429 with Retry-After)', async () => {

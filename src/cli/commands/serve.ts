@@ -85,6 +85,8 @@ function storeProviders(
   providers: GatewayStatusProviders;
   jobs: GatewayJobs;
   metrics: MetricsSources;
+  /** The store for the dashboard; undefined while a SQLite file does not exist. */
+  open: () => Promise<Store | undefined>;
   close: () => Promise<void>;
 } {
   let opening: Promise<Store> | undefined;
@@ -149,6 +151,7 @@ function storeProviders(
     },
     // Adding items creates the store if needed, as `qtune job submit` does.
     jobs: storeJobs(broker, () => (opening ??= ctx.openStore())),
+    open: store,
     close: async () => {
       const s = await opening?.catch(() => undefined);
       await s?.close();
@@ -190,7 +193,7 @@ export function serveCommand(): Command {
     .addOption(connectTimeoutOption())
     .addHelpText(
       'after',
-      '\nTokens: QTUNE_TOKENS="name:role:token,..." and/or --tokens FILE; roles producer, worker, admin.\n' +
+      '\nTokens: QTUNE_TOKENS="name:role:token,..." and/or --tokens FILE; roles producer, worker, viewer (read-only: the dashboard), admin.\n' +
         'SIGTERM or SIGINT: stop accepting, finish requests in flight, hand back held deliveries, exit 0.\n' +
         'Exit codes: 0 stopped cleanly, 2 bad input (no tokens, --no-auth off loopback), 3 broker unavailable.',
     )
@@ -222,6 +225,7 @@ export function serveCommand(): Command {
           status: store.providers,
           jobs: store.jobs,
           metrics: store.metrics,
+          dashboard: { store: store.open },
         });
         ctx.logger.debug(
           {
