@@ -13,7 +13,7 @@ import {
   tempBroker,
 } from './helpers.js';
 import { waitFor } from '../support/wait.js';
-import { parseSamples, valueOf, type Sample } from '../support/prometheus.js';
+import { scrapeSamples, valueOf } from '../support/prometheus.js';
 
 let env: ReturnType<typeof tempBroker> | undefined;
 const children: ReturnType<typeof startCli>[] = [];
@@ -39,12 +39,7 @@ async function metricsUrl(worker: ReturnType<typeof startCli>): Promise<string> 
   );
 }
 
-async function scrape(url: string): Promise<Sample[]> {
-  const res = await fetch(url);
-  expect(res.status).toBe(200);
-  expect(res.headers.get('content-type')).toContain('text/plain');
-  return parseSamples(await res.text());
-}
+const scrape = (url: string) => scrapeSamples(url);
 
 describe('qtune worker --metrics-port', () => {
   it('counts tasks by outcome, times them and serves it on loopback, matching the run', async () => {

@@ -23,6 +23,7 @@ import {
   tempBroker,
 } from '../cli/helpers.js';
 import { waitFor } from '../support/wait.js';
+import { startServe } from '../gateway/helpers.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = join(ROOT, 'test-artifacts/dashboard');
@@ -159,18 +160,9 @@ beforeAll(async () => {
     startCli(['worker', 'idle', '--module', join(FIXTURES, 'job/flaky.mjs'), '--broker', env.url]),
   );
 
-  const serve = startCli(['serve', '--port', '0', '--broker', env.url, '--store', store], {
-    QTUNE_TOKENS: TOKENS_ENV,
-  });
-  children.push(serve);
-  url = await waitFor(
-    () => {
-      if (serve.exitCode !== null) throw new Error(`qtune serve exited: ${serve.stderrText()}`);
-      return /gateway listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(serve.stderrText())?.[1];
-    },
-    20_000,
-    'qtune serve to listen',
-  );
+  const serve = await startServe(['--broker', env.url, '--store', store], TOKENS_ENV);
+  children.push(serve.child);
+  url = serve.url;
 
   browser = await chromium.launch({
     executablePath: CHROMIUM,

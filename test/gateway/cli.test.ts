@@ -13,7 +13,7 @@ import {
 } from '../cli/helpers.js';
 import { workerCrashSuite } from '../worker/crash-suite.js';
 import { waitFor } from '../support/wait.js';
-import { TOKENS, TOKENS_ENV, call } from './helpers.js';
+import { TOKENS, call, startServe } from './helpers.js';
 
 const SLEEPY = join(FIXTURES, 'handlers/sleepy.mjs');
 
@@ -33,17 +33,9 @@ afterEach(() => {
 async function serve(e: {
   url: string;
 }): Promise<{ url: string; child: ReturnType<typeof startCli> }> {
-  const child = startCli(['serve', '--port', '0', '--broker', e.url], { QTUNE_TOKENS: TOKENS_ENV });
-  children.push(child);
-  const url = await waitFor(
-    () => {
-      if (child.exitCode !== null) throw new Error(`qtune serve exited: ${child.stderrText()}`);
-      return /gateway listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(child.stderrText())?.[1];
-    },
-    20_000,
-    'qtune serve to listen',
-  );
-  return { url, child };
+  const started = await startServe(['--broker', e.url]);
+  children.push(started.child);
+  return started;
 }
 
 function gatewayWorker(e: Env, url: string, queue: string, ...extra: string[]) {

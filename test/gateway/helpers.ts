@@ -6,6 +6,8 @@ import type { Broker } from '../../src/broker/contract.js';
 import { EmbeddedBroker } from '../../src/broker/embedded/index.js';
 import { parseTokenList, type TokenEntry } from '../../src/gateway/auth.js';
 import { createGateway, type GatewayOptions } from '../../src/gateway/gateway.js';
+import { startCli } from '../cli/helpers.js';
+import { waitFor } from '../support/wait.js';
 
 /** Test tokens by role; each at least 16 characters. */
 export const TOKENS = {
@@ -112,4 +114,30 @@ export function errorCodeOf(res: CallResult): string | undefined {
 /** The error message of an error answer. */
 export function errorMessageOf(res: CallResult): string {
   return (res.json as { error?: { message?: string } } | undefined)?.error?.message ?? '';
+}
+
+/**
+ * Starts `qtune serve --port 0` with `args` and `tokens` as QTUNE_TOKENS (default: the test
+ * tokens); resolves its URL
+ * once it listens, and the process (the caller stops it).
+ */
+export async function startServe(
+  args: readonly string[],
+  tokens: string = TOKENS_ENV,
+): Promise<{ url: string; child: ReturnType<typeof startCli> }> {
+  const child = startCli(['serve', '--port', '0', ...args], { QTUNE_TOKENS: tokens });
+  try {
+    const url = await waitFor(
+      () => {
+        if (child.exitCode !== null) throw new Error(`qtune serve exited: ${child.stderrText()}`);
+        return /gateway listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(child.stderrText())?.[1];
+      },
+      20_000,
+      'qtune serve to listen',
+    );
+    return { url, child };
+  } catch (err) {
+    child.kill('SIGKILL');
+    throw err;
+  }
 }

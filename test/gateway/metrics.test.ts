@@ -4,10 +4,10 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { assertBuilt, killAll, runCli, startCli, tempBroker } from '../cli/helpers.js';
 import { waitFor } from '../support/wait.js';
-import { documentedMetrics, parseSamples, valueOf } from '../support/prometheus.js';
+import { documentedMetrics, scrapeSamples, valueOf } from '../support/prometheus.js';
 import { parseExperimentSpec } from '../../src/scheduler/spec.js';
 import { SqliteStore } from '../../src/store/sqlite/index.js';
-import { TOKENS, TOKENS_ENV, call, startGateway } from './helpers.js';
+import { TOKENS, call, startGateway, startServe } from './helpers.js';
 
 type Env = ReturnType<typeof tempBroker>;
 let env: Env | undefined;
@@ -23,26 +23,12 @@ afterEach(() => {
 
 /** `qtune serve` on a free port over the temp dir's broker and store; resolves its URL. */
 async function serve(e: Env, store: string): Promise<string> {
-  const child = startCli(['serve', '--port', '0', '--broker', e.url, '--store', store], {
-    QTUNE_TOKENS: TOKENS_ENV,
-  });
+  const { url, child } = await startServe(['--broker', e.url, '--store', store]);
   children.push(child);
-  return waitFor(
-    () => {
-      if (child.exitCode !== null) throw new Error(`qtune serve exited: ${child.stderrText()}`);
-      return /gateway listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(child.stderrText())?.[1];
-    },
-    20_000,
-    'qtune serve to listen',
-  );
+  return url;
 }
 
-async function scrape(url: string, token: string) {
-  const res = await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${token}` } });
-  expect(res.status).toBe(200);
-  expect(res.headers.get('content-type')).toContain('text/plain');
-  return parseSamples(await res.text());
-}
+const scrape = (url: string, token: string) => scrapeSamples(`${url}/metrics`, token);
 
 describe('GET /metrics of qtune serve', () => {
   it('counts a real run: payloads, requests, auth failures, queues and jobs match what happened', async () => {

@@ -50,12 +50,26 @@ function pathOf(url: string): string {
 }
 
 describe('gateway route modules', () => {
-  it('refuses every route without a token (401) except /healthz and /openapi.json', async () => {
+  it("refuses every route without a token (401) except /healthz, /openapi.json and the dashboard's static files", async () => {
     const { app, routes } = await gatewayRoutes();
     expect(routes.length).toBeGreaterThan(20);
-    expect(routes.filter((r) => r.public).map((r) => r.url)).toEqual(['/healthz', '/openapi.json']);
+    expect(routes.filter((r) => r.public).map((r) => r.url)).toEqual([
+      '/healthz',
+      '/openapi.json',
+      '/',
+      '/dashboard/uplot/:file',
+      '/dashboard/:file',
+    ]);
+    // A real file for each static route: the page, its script, uPlot's script.
+    const FILES: Record<string, string> = {
+      '/dashboard/:file': '/dashboard/app.js',
+      '/dashboard/uplot/:file': '/dashboard/uplot/uPlot.esm.js',
+    };
     for (const r of routes) {
-      const res = await app.inject({ method: r.method as 'GET', url: pathOf(r.url) });
+      const res = await app.inject({
+        method: r.method as 'GET',
+        url: FILES[r.url] ?? pathOf(r.url),
+      });
       if (r.public) expect(res.statusCode, `${r.method} ${r.url}`).toBe(200);
       else {
         expect(res.statusCode, `${r.method} ${r.url}`).toBe(401);

@@ -38,6 +38,20 @@ export function valueOf(
   return found[0]!.value;
 }
 
+/**
+ * Scrapes a metrics URL (with a bearer token when given): expects 200 in Prometheus' text format
+ * and returns its samples.
+ */
+export async function scrapeSamples(url: string, token?: string): Promise<Sample[]> {
+  const res = await fetch(
+    url,
+    token === undefined ? {} : { headers: { authorization: `Bearer ${token}` } },
+  );
+  expect(res.status).toBe(200);
+  expect(res.headers.get('content-type')).toContain('text/plain');
+  return parseSamples(await res.text());
+}
+
 const DOC = join(import.meta.dirname, '../../docs/metrics.md');
 
 /** The rows of the table under `## <heading>` in docs/metrics.md: metric name → type. */

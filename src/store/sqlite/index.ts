@@ -53,9 +53,10 @@ function migrate(db: Database.Database): void {
 }
 
 function openDatabase(path: string, busyTimeoutMs: number): Database.Database {
+  let db: Database.Database | undefined;
   try {
     mkdirSync(dirname(path), { recursive: true });
-    const db = new Database(path);
+    db = new Database(path);
     db.pragma(`busy_timeout = ${busyTimeoutMs}`);
     // Takes effect only while the file is still empty: before the WAL switch writes its header.
     db.pragma(`page_size = ${NEW_FILE_PAGE_BYTES}`);
@@ -75,6 +76,8 @@ function openDatabase(path: string, busyTimeoutMs: number): Database.Database {
     migrate(db);
     return db;
   } catch (err) {
+    // A store that cannot be used is not left open (a newer schema, a failed migration).
+    if (db?.open) db.close();
     if (err instanceof QtuneError) throw err;
     throw new StoreError(ErrorCode.StoreUnavailable, `store "${path}": ${(err as Error).message}`, {
       cause: err,
