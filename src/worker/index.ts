@@ -4,6 +4,8 @@ export type {
   WorkerEvents,
   WorkerStats,
   TaskEvent,
+  TaskObserver,
+  TaskOutcome,
   StopOptions,
   BackoffOptions,
   SignalHandlerOptions,

@@ -12,18 +12,7 @@ import { redact } from '../protocol/redact.js';
 import type { TaskGpu, WorkerInfo } from '../protocol/result.js';
 import { BreakerState } from './handlers/circuit-breaker.js';
 import type { EndpointState } from './handlers/http-pool.js';
-import type { Worker } from './runtime.js';
-
-/** How a task's attempt ended, as the `outcome` label of `qtune_worker_tasks_total`. */
-export const TaskOutcome = {
-  /** Result published and task acked. */
-  Completed: 'completed',
-  /** Failed and handed back for a later attempt. */
-  Retried: 'retried',
-  /** Dead-lettered: failed for good, or a message that could not be decoded. */
-  DeadLettered: 'dead_lettered',
-} as const;
-export type TaskOutcome = (typeof TaskOutcome)[keyof typeof TaskOutcome];
+import type { TaskObserver, TaskOutcome, Worker } from './runtime.js';
 
 /** Handler duration buckets, in seconds: from a no-op task to a long training run. */
 const DURATION_BUCKETS = [
@@ -42,138 +31,154 @@ export function newRegistry(): Registry {
 export interface WorkerMetricsOptions {
   /** Where the metrics are registered (default: a new registry). */
   registry?: Registry;
+  /** The worker's queue, the `queue` label. */
+  queue: string;
   /** Host and worker id, as labels of `qtune_worker_info`; its GPUs when `gpus` is not given. */
   host: WorkerInfo;
   /** The worker's GPU slots (`--gpus`), as `qtune_worker_gpu_info`. */
   gpus?: readonly TaskGpu[];
   /** The HTTP endpoints' state, read on each scrape (workers with `--http`). */
   endpoints?: () => readonly EndpointState[];
-  /** Also register prom-client's process and Node.js metrics (`process_*`, `nodejs_*`; default: true). */
+  /**
+   * Also register prom-client's process and Node.js metrics (`process_*`, `nodejs_*`; default:
+   * false). They watch every garbage collection, which costs a worker of no-op tasks a few
+   * percent of its throughput (bench/metrics-overhead.mjs); tasks that run for seconds do not
+   * notice.
+   */
   processMetrics?: boolean;
   /** qtune's version, as a label of `qtune_worker_info`. */
   version?: string;
 }
 
 /**
- * Registers the worker's metrics and keeps them from its events: tasks by outcome, handler
- * duration and publish→start latency histograms; in flight, the HTTP endpoints' state and the
- * GPUs are read on scrape. Returns the registry.
+ * The worker's metrics: give it to {@link startWorker} as `observer` (it counts each attempt as
+ * it starts and ends, with no event object on the hot path), then {@link attach} the started
+ * worker for what is read on scrape (tasks in flight). Tasks by outcome, handler duration and
+ * publish→start latency histograms, the HTTP endpoints' state, the GPU slots.
  */
-export function instrumentWorker(worker: Worker, options: WorkerMetricsOptions): Registry {
-  const registry = options.registry ?? new Registry();
-  const queue = worker.queue;
-  const registers = [registry];
+export class WorkerMetrics implements TaskObserver {
+  readonly registry: Registry;
+  readonly #completed: { inc(n?: number): void };
+  readonly #retried: { inc(n?: number): void };
+  readonly #dead: { inc(n?: number): void };
+  readonly #duration: { observe(v: number): void };
+  readonly #wait: { observe(v: number): void };
+  #inFlight: () => number = () => 0;
 
-  new Gauge({
-    name: 'qtune_worker_info',
-    help: 'Always 1; the labels say which worker this is',
-    labelNames: ['queue', 'host', 'worker_id', 'version'],
-    registers,
-  }).set(
-    {
-      queue,
-      host: options.host.host,
-      worker_id: options.host.id,
-      version: options.version ?? '',
-    },
-    1,
-  );
-  const gpuInfo = new Gauge({
-    name: 'qtune_worker_gpu_info',
-    help: "Always 1 per GPU slot of the worker (--gpus), or per GPU of the worker's machine",
-    labelNames: ['index', 'name', 'uuid'],
-    registers,
-  });
-  const gpus: TaskGpu[] =
-    options.gpus !== undefined
-      ? [...options.gpus]
-      : (options.host.gpus ?? []).map((g, index) => ({ index, name: g.name }));
-  for (const gpu of gpus) {
-    gpuInfo.set({ index: String(gpu.index), name: gpu.name ?? '', uuid: gpu.uuid ?? '' }, 1);
-  }
+  constructor(options: WorkerMetricsOptions) {
+    const registry = (this.registry = options.registry ?? new Registry());
+    const queue = options.queue;
+    const registers = [registry];
 
-  const tasks = new Counter({
-    name: 'qtune_worker_tasks_total',
-    help: 'Task attempts finished by this worker, by outcome (completed, retried, dead_lettered)',
-    labelNames: ['queue', 'outcome'],
-    registers,
-  });
-  const completed = tasks.labels(queue, TaskOutcome.Completed);
-  const retried = tasks.labels(queue, TaskOutcome.Retried);
-  const dead = tasks.labels(queue, TaskOutcome.DeadLettered);
-  // Each outcome is exported from the start (a rate() then sees its first increase), counting
-  // what the worker did before it was instrumented.
-  const before = worker.stats();
-  completed.inc(before.done);
-  retried.inc(before.retried);
-  dead.inc(before.deadLettered);
-
-  const duration = new Histogram({
-    name: 'qtune_worker_task_duration_seconds',
-    help: 'Time the handler ran for one task attempt, whatever its outcome',
-    labelNames: ['queue'],
-    buckets: DURATION_BUCKETS,
-    registers,
-  }).labels(queue);
-  const wait = new Histogram({
-    name: 'qtune_worker_task_wait_seconds',
-    help: 'Time from publishing a task to a handler starting it (publish→start latency)',
-    labelNames: ['queue'],
-    buckets: WAIT_BUCKETS,
-    registers,
-  }).labels(queue);
-
-  new Gauge({
-    name: 'qtune_worker_tasks_in_flight',
-    help: 'Tasks this worker holds: running, or waiting for a slot',
-    labelNames: ['queue'],
-    registers,
-    collect() {
-      this.set({ queue }, worker.stats().inFlight);
-    },
-  });
-
-  const endpoints = options.endpoints;
-  if (endpoints !== undefined) {
-    const states = Object.values(BreakerState);
     new Gauge({
-      name: 'qtune_worker_endpoint_state',
-      help: 'An HTTP endpoint\'s circuit-breaker state: 1 for its current state ("up", "open" while cooling down, "half-open" while probed), 0 for the others',
-      labelNames: ['endpoint', 'state'],
+      name: 'qtune_worker_info',
+      help: 'Always 1; the labels say which worker this is',
+      labelNames: ['queue', 'host', 'worker_id', 'version'],
+      registers,
+    }).set(
+      {
+        queue,
+        host: options.host.host,
+        worker_id: options.host.id,
+        version: options.version ?? '',
+      },
+      1,
+    );
+    const gpuInfo = new Gauge({
+      name: 'qtune_worker_gpu_info',
+      help: "Always 1 per GPU slot of the worker (--gpus), or per GPU of the worker's machine",
+      labelNames: ['index', 'name', 'uuid'],
+      registers,
+    });
+    const gpus: TaskGpu[] =
+      options.gpus !== undefined
+        ? [...options.gpus]
+        : (options.host.gpus ?? []).map((g, index) => ({ index, name: g.name }));
+    for (const gpu of gpus) {
+      gpuInfo.set({ index: String(gpu.index), name: gpu.name ?? '', uuid: gpu.uuid ?? '' }, 1);
+    }
+
+    const tasks = new Counter({
+      name: 'qtune_worker_tasks_total',
+      help: 'Task attempts finished by this worker, by outcome (completed, retried, dead_lettered)',
+      labelNames: ['queue', 'outcome'],
+      registers,
+    });
+    this.#completed = tasks.labels(queue, 'completed');
+    this.#retried = tasks.labels(queue, 'retried');
+    this.#dead = tasks.labels(queue, 'dead_lettered');
+    // Each outcome is exported from the start, at 0, so a rate() sees its first increase.
+    for (const child of [this.#completed, this.#retried, this.#dead]) child.inc(0);
+
+    this.#duration = new Histogram({
+      name: 'qtune_worker_task_duration_seconds',
+      help: 'Time the handler ran for one task attempt (ms resolution), completed or failed',
+      labelNames: ['queue'],
+      buckets: DURATION_BUCKETS,
+      registers,
+    }).labels(queue);
+    this.#wait = new Histogram({
+      name: 'qtune_worker_task_wait_seconds',
+      help: 'Time from publishing a task to a handler starting it (publish→start latency)',
+      labelNames: ['queue'],
+      buckets: WAIT_BUCKETS,
+      registers,
+    }).labels(queue);
+
+    const inFlight = () => this.#inFlight();
+    new Gauge({
+      name: 'qtune_worker_tasks_in_flight',
+      help: 'Tasks this worker holds: running, or waiting for a slot',
+      labelNames: ['queue'],
       registers,
       collect() {
-        for (const e of endpoints()) {
-          const endpoint = redact(e.url);
-          for (const state of states) this.set({ endpoint, state }, e.state === state ? 1 : 0);
-        }
+        this.set({ queue }, inFlight());
       },
     });
-    new Gauge({
-      name: 'qtune_worker_endpoint_outstanding',
-      help: 'Requests sent to an HTTP endpoint and not yet answered',
-      labelNames: ['endpoint'],
-      registers,
-      collect() {
-        for (const e of endpoints()) this.set({ endpoint: redact(e.url) }, e.outstanding);
-      },
-    });
+
+    const endpoints = options.endpoints;
+    if (endpoints !== undefined) {
+      const states = Object.values(BreakerState);
+      new Gauge({
+        name: 'qtune_worker_endpoint_state',
+        help: 'An HTTP endpoint\'s circuit-breaker state: 1 for its current state ("up", "open" while cooling down, "half-open" while probed), 0 for the others',
+        labelNames: ['endpoint', 'state'],
+        registers,
+        collect() {
+          for (const e of endpoints()) {
+            const endpoint = redact(e.url);
+            for (const state of states) this.set({ endpoint, state }, e.state === state ? 1 : 0);
+          }
+        },
+      });
+      new Gauge({
+        name: 'qtune_worker_endpoint_outstanding',
+        help: 'Requests sent to an HTTP endpoint and not yet answered',
+        labelNames: ['endpoint'],
+        registers,
+        collect() {
+          for (const e of endpoints()) this.set({ endpoint: redact(e.url) }, e.outstanding);
+        },
+      });
+    }
+    if (options.processMetrics === true) collectDefaultMetrics({ register: registry });
   }
 
-  worker.on('task:started', (e) => {
-    if (e.createdAt !== undefined) wait.observe(Math.max(0, Date.now() - e.createdAt) / 1000);
-  });
-  worker.on('task:completed', (e) => {
-    duration.observe(e.result.durationMs / 1000);
-    completed.inc();
-  });
-  worker.on('task:failed', (e) => {
-    if (e.durationMs !== undefined) duration.observe(e.durationMs / 1000);
-    if (e.willRetry) retried.inc();
-  });
-  worker.on('task:dead', () => dead.inc());
+  /** Reads tasks in flight from `worker` on each scrape. */
+  attach(worker: Worker): void {
+    this.#inFlight = () => worker.stats().inFlight;
+  }
 
-  if (options.processMetrics !== false) collectDefaultMetrics({ register: registry });
-  return registry;
+  taskStarted(createdAt: number | undefined): void {
+    if (createdAt !== undefined) this.#wait.observe(Math.max(0, Date.now() - createdAt) / 1000);
+  }
+
+  taskFinished(outcome: TaskOutcome, durationMs: number | undefined): void {
+    if (durationMs !== undefined) this.#duration.observe(durationMs / 1000);
+    if (outcome === 'completed') this.#completed.inc();
+    else if (outcome === 'retried') this.#retried.inc();
+    else this.#dead.inc();
+  }
 }
 
 export interface MetricsServerOptions {

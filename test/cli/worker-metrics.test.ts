@@ -104,8 +104,8 @@ describe('qtune worker --metrics-port', () => {
     const info = samples.find((s) => s.name === 'qtune_worker_info')!;
     expect(info.labels).toMatchObject({ queue: 'work', version: expect.any(String) });
     expect(info.labels.worker_id).toMatch(/^.+:\d+:/u);
-    // Process metrics come with it; no task id or key is ever a label.
-    expect(samples.some((s) => s.name === 'process_cpu_seconds_total')).toBe(true);
+    // Process metrics only with --metrics-process; no task id or key is ever a label.
+    expect(samples.some((s) => s.name === 'process_cpu_seconds_total')).toBe(false);
     for (const s of samples) {
       expect(Object.keys(s.labels)).not.toContain('task_id');
       expect(Object.values(s.labels).some((v) => /^i\d+$/u.test(v))).toBe(false);
@@ -113,6 +113,38 @@ describe('qtune worker --metrics-port', () => {
 
     const other = await fetch(url.replace('/metrics', '/'));
     expect(other.status).toBe(404);
+  });
+
+  it("exports the process's CPU, memory and GC metrics with --metrics-process", async () => {
+    env = tempBroker();
+    const worker = startCli([
+      'worker',
+      'work',
+      '--broker',
+      env.url,
+      '--exec',
+      'cat',
+      '--metrics-port',
+      '0',
+      '--metrics-process',
+      '--log-format',
+      'json',
+    ]);
+    children.push(worker);
+    const samples = await scrape(await metricsUrl(worker));
+    for (const name of [
+      'process_cpu_seconds_total',
+      'process_resident_memory_bytes',
+      'nodejs_heap_size_used_bytes',
+    ]) {
+      expect(
+        samples.some((s) => s.name === name),
+        name,
+      ).toBe(true);
+    }
+    expect(
+      valueOf(samples, 'qtune_worker_tasks_total', { queue: 'work', outcome: 'completed' }),
+    ).toBe(0);
   });
 
   it("exports each HTTP endpoint's breaker state", async () => {
