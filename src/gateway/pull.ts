@@ -401,6 +401,27 @@ export class PullHub {
   }
 
   /**
+   * Purges the deliveries parked here for `queue` (ready as a client sees them, held from the
+   * broker): each is acked, so it is gone as a purge on the broker would make it. Resolves how
+   * many. Leases held by clients are not touched: they finish as in-flight messages do.
+   */
+  async purgeParked(queue: string): Promise<number> {
+    const pq = this.#queues.get(queue);
+    if (!pq) return 0;
+    const taken = pq.parked.splice(0);
+    await Promise.all(
+      taken.map((p) => {
+        clearTimeout(p.timer);
+        return p.delivery
+          .ack()
+          .catch((err: unknown) => this.#warn(err, p.delivery, 'ack (purge)'))
+          .finally(p.done);
+      }),
+    );
+    return taken.length;
+  }
+
+  /**
    * `stats` as a client of the gateway sees it: deliveries parked here count as ready rather than
    * in flight, and consumers are the live client consumers instead of the gateway's own.
    */

@@ -216,4 +216,9 @@ export const errorResponseSchema = z.object({
 export const tokenInfoSchema = z.object({
   name: z.string(),
   role: z.enum(['producer', 'worker', 'viewer', 'admin']),
+  /** What the broker behind the gateway can do (absent from gateways before this field). */
+  broker: z.object({ purge: z.boolean(), pause: z.boolean() }).optional(),
 });
+
+/** `POST /v1/queues/:queue/purge`. */
+export const purgeResponseSchema = z.object({ queue: z.string(), purged: z.number().int() });

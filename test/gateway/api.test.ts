@@ -106,7 +106,12 @@ describe('gateway: authentication and roles', () => {
     });
     expect(adminLease.status).toBe(200);
     const who = await call(g.url, 'GET', '/v1/token', { token: TOKENS.worker });
-    expect(who.json).toEqual({ name: 'wendy', role: 'worker' });
+    // With what the broker behind the gateway can do, for the GatewayBroker client's capabilities.
+    expect(who.json).toEqual({
+      name: 'wendy',
+      role: 'worker',
+      broker: { purge: true, pause: true },
+    });
   });
 
   it('serves /healthz and /openapi.json without a token, the document naming every route', async () => {

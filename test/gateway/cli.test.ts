@@ -79,6 +79,25 @@ describe('qtune serve', () => {
     expect(open.stderr).toContain('loopback');
   });
 
+  it('purges and pauses a queue with `qtune queue` through the gateway, for an admin token only', async () => {
+    env = tempBroker();
+    const { url } = await serve(env);
+    await submit(url, 'jobs', [{ id: 'a' }, { id: 'b' }, { id: 'c' }]);
+    const queueCmd = (token: string, ...args: string[]) =>
+      runCli(['queue', ...args, '--broker', url, '--json'], { env: { QTUNE_TOKEN: token } });
+    const refused = await queueCmd(TOKENS.producer, 'purge', 'jobs');
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain('403');
+    const paused = await queueCmd(TOKENS.admin, 'pause', 'jobs');
+    expect(paused.code, paused.stderr).toBe(0);
+    const purged = await queueCmd(TOKENS.admin, 'purge', 'jobs');
+    expect(purged.code, purged.stderr).toBe(0);
+    expect(JSON.parse(purged.stdout.trim())).toEqual({ queue: 'jobs', purged: 3 });
+    const missing = await queueCmd(TOKENS.admin, 'purge', 'jbos');
+    expect(missing.code).toBe(4);
+    expect(missing.stderr).toContain('did you mean "jobs"');
+  });
+
   it('runs tasks for a `qtune worker --gateway` child and stops cleanly on SIGTERM', async () => {
     env = tempBroker();
     const e = env;

@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { BrokerStatus, Delivery } from '../../src/broker/contract.js';
 import { GatewayBroker } from '../../src/broker/gateway/index.js';
 import { openBroker } from '../../src/broker/open.js';
-import { BrokerError, ErrorCode } from '../../src/protocol/errors.js';
+import { BrokerError, ErrorCode, NotFoundError } from '../../src/protocol/errors.js';
 import { gatherWorkerReports, serveStatusRequests } from '../../src/worker/control.js';
 import { waitFor } from '../support/wait.js';
 import { FaultBroker } from './fault-broker.js';
@@ -41,6 +41,33 @@ describe('GatewayBroker', () => {
       if (saved === undefined) delete process.env.QTUNE_TOKEN;
       else process.env.QTUNE_TOKEN = saved;
     }
+  });
+
+  it('purges, pauses and resumes through the gateway with an admin token, as its broker can; 403 for other roles', async () => {
+    const g = await startGateway();
+    gateways.push(g);
+    const admin = await open(g, TOKENS.admin);
+    const producer = await open(g, TOKENS.producer);
+    // The embedded broker behind the gateway can do both: the client says so.
+    expect([admin.capabilities.purge, admin.capabilities.pause]).toEqual([true, true]);
+    await admin.declareQueue('managed');
+    await producer.publish('managed', [{ body: 'a' }, { body: 'b' }]);
+    await expect(producer.purgeQueue('managed')).rejects.toMatchObject({
+      code: ErrorCode.Forbidden,
+    });
+    await expect(producer.pauseQueue('managed')).rejects.toMatchObject({
+      code: ErrorCode.Forbidden,
+    });
+    expect((await admin.stats('managed')).ready).toBe(2);
+    await admin.pauseQueue('managed');
+    expect((await admin.stats('managed')).paused).toBe(true);
+    await admin.resumeQueue('managed');
+    expect((await admin.stats('managed')).paused).toBe(false);
+    expect(await admin.purgeQueue('managed')).toBe(2);
+    expect((await admin.stats('managed')).ready).toBe(0);
+    // An unknown queue is the NotFoundError a broker itself throws, with the closest name.
+    await expect(admin.purgeQueue('managd')).rejects.toBeInstanceOf(NotFoundError);
+    await expect(admin.purgeQueue('managd')).rejects.toThrow('did you mean "managed"');
   });
 
   it('rejects topics with a clear error, and the worker status channel pushes reports instead', async () => {

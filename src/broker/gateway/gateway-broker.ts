@@ -1,7 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { isUtf8 } from 'node:buffer';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { BrokerError, ErrorCode, InputError, toError } from '../../protocol/errors.js';
+import {
+  BrokerError,
+  ErrorCode,
+  InputError,
+  NotFoundError,
+  QtuneError,
+  toError,
+} from '../../protocol/errors.js';
 import type { Headers } from '../../protocol/envelope.js';
 import { parseNetworkUrl } from '../../protocol/target-url.js';
 import type { WorkerReport } from '../../protocol/worker-report.js';
@@ -30,6 +37,7 @@ import {
   publishResponseSchema,
   queueListSchema,
   queueStatsSchema,
+  purgeResponseSchema,
   tokenInfoSchema,
   type WireLease,
   type WireMessage,
@@ -71,7 +79,7 @@ type State = 'open' | 'closing' | 'closed';
  */
 export class GatewayBroker extends BrokerEventSource implements Broker {
   readonly kind = 'gateway';
-  readonly capabilities: BrokerCapabilities;
+  #capabilities: BrokerCapabilities;
   readonly #http: HttpClient;
   readonly #pollWaitMs: number;
   readonly #consumers = new Set<PullConsumer>();
@@ -93,7 +101,7 @@ export class GatewayBroker extends BrokerEventSource implements Broker {
       purge: false,
       pause: false,
     };
-    this.capabilities = Object.freeze(capabilities);
+    this.#capabilities = Object.freeze(capabilities);
     this.#pollWaitMs = options.pollWaitMs ?? 20_000;
     this.#http = new HttpClient({
       url: options.url,
@@ -129,8 +137,17 @@ export class GatewayBroker extends BrokerEventSource implements Broker {
       retry: false,
       attemptTimeoutMs: 15_000,
     });
-    parseAnswer(tokenInfoSchema, res.body, `gateway ${broker.url}`);
+    const token = parseAnswer(tokenInfoSchema, res.body, `gateway ${broker.url}`);
+    // Purge and pause go through the gateway's admin routes where its broker has them.
+    if (token.broker !== undefined) {
+      broker.#capabilities = Object.freeze({ ...broker.#capabilities, ...token.broker });
+    }
     return broker;
+  }
+
+  /** What this handle can do; purge and pause are the gateway's broker's, once opened. */
+  get capabilities(): BrokerCapabilities {
+    return this.#capabilities;
   }
 
   /** The gateway's base URL. */
@@ -158,19 +175,26 @@ export class GatewayBroker extends BrokerEventSource implements Broker {
     this.#temporary.delete(name);
   }
 
+  /** Purges through `POST /v1/queues/:queue/purge` (an admin token). */
   async purgeQueue(name: string): Promise<number> {
     this.#assertUsable(`purgeQueue "${name}"`);
-    throw managementUnavailable(`purgeQueue "${name}"`);
+    if (!this.#capabilities.purge) throw managementUnavailable(`purgeQueue "${name}"`);
+    const res = await queueCall(name, this.#http.request('POST', `/v1/queues/${enc(name)}/purge`));
+    return parseAnswer(purgeResponseSchema, res.body, `purgeQueue "${name}"`).purged;
   }
 
+  /** Pauses through `POST /v1/queues/:queue/pause` (an admin token). */
   async pauseQueue(name: string): Promise<void> {
     this.#assertUsable(`pauseQueue "${name}"`);
-    throw managementUnavailable(`pauseQueue "${name}"`);
+    if (!this.#capabilities.pause) throw managementUnavailable(`pauseQueue "${name}"`);
+    await queueCall(name, this.#http.request('POST', `/v1/queues/${enc(name)}/pause`));
   }
 
+  /** Resumes through `POST /v1/queues/:queue/resume` (an admin token). */
   async resumeQueue(name: string): Promise<void> {
     this.#assertUsable(`resumeQueue "${name}"`);
-    throw managementUnavailable(`resumeQueue "${name}"`);
+    if (!this.#capabilities.pause) throw managementUnavailable(`resumeQueue "${name}"`);
+    await queueCall(name, this.#http.request('POST', `/v1/queues/${enc(name)}/resume`));
   }
 
   async publish(queue: string, messages: readonly OutgoingMessage[]): Promise<string[]> {
@@ -360,6 +384,22 @@ function enc(segment: string): string {
   return encodeURIComponent(segment);
 }
 
+/**
+ * A gateway call about queue `name`: the gateway's 404 becomes the NotFoundError a broker
+ * itself throws, with the gateway's suggestion of the closest name.
+ */
+async function queueCall<T>(name: string, call: Promise<T>): Promise<T> {
+  try {
+    return await call;
+  } catch (err) {
+    if (err instanceof QtuneError && err.code === ErrorCode.NotFound) {
+      const suggestion = /did you mean "([^"]+)"\?/u.exec(err.message)?.[1];
+      throw new NotFoundError('queue', name, suggestion, { cause: err });
+    }
+    throw err;
+  }
+}
+
 function closedError(what: string): BrokerError {
   return new BrokerError(ErrorCode.BrokerState, `${what}: the gateway broker handle is closed`);
 }
@@ -367,7 +407,7 @@ function closedError(what: string): BrokerError {
 function managementUnavailable(what: string): BrokerError {
   return new BrokerError(
     ErrorCode.BrokerState,
-    `${what}: the HTTP gateway client cannot purge, pause or resume queues; connect to the broker itself`,
+    `${what}: the broker behind this gateway cannot do it (or the gateway is older than this client)`,
   );
 }
 

@@ -193,6 +193,12 @@ function statusError(what: string, status: number, parsed: unknown, text: string
   if (e.success && e.data.error.code === ErrorCode.QueueMismatch) {
     return new QtuneError(ErrorCode.QueueMismatch, `${what}: ${status} ${message}`);
   }
+  if (status === 404 && e.success && e.data.error.code === ErrorCode.NotFound) {
+    return new QtuneError(ErrorCode.NotFound, `${what}: ${status} ${message}`);
+  }
+  if (status === 403) {
+    return new QtuneError(ErrorCode.Forbidden, `${what}: ${status} ${message}`);
+  }
   if (status === 401) {
     return new BrokerError(
       ErrorCode.BrokerUnavailable,

@@ -95,7 +95,9 @@ export const queueRoutes: GatewayRoutes = async (api, { ctx }) => {
   api.post<{ Params: { queue: string } }>('/v1/queues/:queue/purge', ADMIN, async (req) => {
     const queue = managedQueue(req.params.queue);
     await requireQueue(broker, queue);
-    return { queue, purged: await broker.purgeQueue(queue) };
+    // Deliveries the gateway holds for its pulling workers count as ready to a client: gone too.
+    const parked = await ctx.hub.purgeParked(queue);
+    return { queue, purged: parked + (await broker.purgeQueue(queue)) };
   });
 
   for (const [verb, paused] of [

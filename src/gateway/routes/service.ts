@@ -21,6 +21,7 @@ export const serviceRoutes: GatewayRoutes = async (api, { ctx }) => {
 
   api.get('/v1/token', { config: { roles: ANY_ROLE } }, async (req) => {
     const p = ctx.principal(req);
-    return { name: p.name, role: p.role };
+    const { purge, pause } = ctx.broker.capabilities;
+    return { name: p.name, role: p.role, broker: { purge, pause } };
   });
 };
