@@ -36,6 +36,7 @@ describe('dashboard endpoints', () => {
     expect((await call(g.url, 'GET', '/v1/token', { token: VIEWER })).json).toEqual({
       name: 'vera',
       role: 'viewer',
+      broker: { purge: true, pause: true },
     });
     expect((await call(g.url, 'GET', '/v1/queues', { token: VIEWER })).status).toBe(200);
     const overview = await call(g.url, 'GET', '/v1/dashboard/overview', { token: VIEWER });
