@@ -138,9 +138,9 @@ describe('qtune job cancel', () => {
     expect(JSON.parse(status.stdout)).toMatchObject({ items: 6, queued: 0, remaining: 6 });
   });
 
-  it('waits for the tasks in flight unless --now, and their results are kept', async () => {
-    env = tempBroker();
-    expect((await q(['job', 'submit', 'slow', '--input', items(5, 1500)])).code).toBe(0);
+  /** Job `slow` of `n` tasks sleeping `ms` each, and a worker holding one of them. */
+  async function slowJobWithOneInFlight(n: number, ms: number) {
+    expect((await q(['job', 'submit', 'slow', '--input', items(n, ms)])).code).toBe(0);
     const b = await broker();
     const worker = startCli([
       'worker',
@@ -150,10 +150,16 @@ describe('qtune job cancel', () => {
       '--prefetch',
       '1',
       '--broker',
-      env.url,
+      env!.url,
     ]);
     children.push(worker);
     await waitFor(async () => (await b.stats('slow')).inFlight === 1, 20_000, 'a task in flight');
+    return { b, worker };
+  }
+
+  it('waits for the tasks in flight unless --now, and their results are kept', async () => {
+    env = tempBroker();
+    const { b, worker } = await slowJobWithOneInFlight(5, 1500);
     const res = await q(['job', 'cancel', 'slow', '--json']);
     expect(res.code, res.stderr).toBe(0);
     const out = JSON.parse(res.stdout) as { removed: number; inFlight: number; waited: boolean };
@@ -169,20 +175,7 @@ describe('qtune job cancel', () => {
 
   it('returns at once with --now while a task is in flight', async () => {
     env = tempBroker();
-    expect((await q(['job', 'submit', 'slow', '--input', items(3, 60_000)])).code).toBe(0);
-    const b = await broker();
-    const worker = startCli([
-      'worker',
-      'slow',
-      '--module',
-      SLEEPY,
-      '--prefetch',
-      '1',
-      '--broker',
-      env.url,
-    ]);
-    children.push(worker);
-    await waitFor(async () => (await b.stats('slow')).inFlight === 1, 20_000, 'a task in flight');
+    await slowJobWithOneInFlight(3, 60_000);
     const res = await q(['job', 'cancel', 'slow', '--now']);
     expect(res.code, res.stderr).toBe(0);
     expect(res.stdout).toBe(
