@@ -163,6 +163,41 @@ export interface BrokerCapabilities {
    * back to the requester without a reply queue (default: false).
    */
   replyChannel?: boolean;
+  /**
+   * Honours {@link OutgoingMessage.priority}: higher priorities are delivered first (default:
+   * true). Where false, priorities are accepted and ignored, and `Delivery.priority` is 0.
+   */
+  priorities?: boolean;
+  /**
+   * Holds back a message published with `delayMs` or nacked with a delay, and counts it as
+   * `delayed` (default: true). Where false, a delay is refused with a BrokerError.
+   */
+  delay?: boolean;
+  /**
+   * A delivery not settled within its lease goes to another consumer, and `extendLease` keeps
+   * it (default: true). Where false, a delivery stays with its consumer until settled or until
+   * its connection ends; `extendLease` is a no-op.
+   */
+  leases?: boolean;
+  /**
+   * Dead-letters after `maxDeliveries`, on `deadLetter(reason)` and past `messageTtlMs`, into
+   * the dead-letter queue, with the reason headers (default: true).
+   */
+  deadLetters?: boolean;
+  /** `release()` does not count as a delivery (default: true). */
+  releaseUncounted?: boolean;
+}
+
+/** Capabilities that hold unless a broker says otherwise (the optional flags above). */
+export type OptionalCapability =
+  'priorities' | 'delay' | 'leases' | 'deadLetters' | 'releaseUncounted';
+
+/** Whether `broker` has the optional capability `name` (true unless it declares false). */
+export function hasCapability(
+  broker: { capabilities: BrokerCapabilities },
+  name: OptionalCapability,
+): boolean {
+  return broker.capabilities[name] !== false;
 }
 
 export type BrokerStatus = 'connected' | 'reconnecting' | 'closed';

@@ -3,6 +3,7 @@ export {
   QUEUE_DEFAULTS,
   deadLetterQueueOf,
   declareQueueOrKeep,
+  hasCapability,
   DEAD_LETTER_REASON_HEADER,
   DEAD_LETTER_QUEUE_HEADER,
   DEAD_LETTER_DELIVERIES_HEADER,
