@@ -1,7 +1,9 @@
 // qtune dashboard: a plain ES module over the gateway's documented JSON API (docs/gateway.md).
-// Pages by URL hash: #/ (overview), #/job/NAME, #/experiment/NAME. The page polls the current
+// Pages by URL hash: #/ (overview), #/job/NAME, #/experiment/NAME, #/compare?names=A,B (the last
+// and the experiment page's extras in experiment.js). The page polls the current
 // page's endpoint every POLL_MS; the token (when auth is on) lives in sessionStorage only.
 import uPlot from '/dashboard/uplot/uPlot.esm.js';
+import { comparePage, experimentExtras } from '/dashboard/experiment.js';
 
 const POLL_MS = 1000;
 const TOKEN_KEY = 'qtune.token';
@@ -699,6 +701,7 @@ function experimentPage(main, name) {
       h('div', { id: 'trials' }),
     ),
   );
+  const extras = experimentExtras(ui, main, name);
 
   const sortBy = (key) => () => {
     view.order = view.sort === key && view.order === 'asc' ? 'desc' : 'asc';
@@ -820,6 +823,7 @@ function experimentPage(main, name) {
         ),
       );
       parallel($('#parallel-plot'), e.parallel, e.direction);
+      extras.refresh(e);
       if (first) {
         first = false;
         await loadTrials();
@@ -896,6 +900,9 @@ function parallel(canvas, trials, direction) {
   });
 }
 
+/** What experiment.js draws with. */
+const ui = { $, h, api, act, fmt, table, toast, plot, plots };
+
 // --- shell --------------------------------------------------------------------------------------
 
 function route() {
@@ -906,6 +913,7 @@ function route() {
   plots.clear();
   if (kind === 'job') current = jobPage(main, decodeURIComponent(name));
   else if (kind === 'experiment') current = experimentPage(main, decodeURIComponent(name));
+  else if (location.hash.startsWith('#/compare')) current = comparePage(ui, main, location.hash);
   else current = overviewPage(main);
   void tick();
 }

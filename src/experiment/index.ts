@@ -9,3 +9,6 @@ export * from './trials.js';
 export * from './export.js';
 export * from './stop.js';
 export * from './delete.js';
+export * from './resume.js';
+export * from './timeline.js';
+export * from './landscape.js';

@@ -18,6 +18,7 @@ import { experimentRoutes } from './routes/experiments.js';
 import { ingestRoutes } from './routes/ingest.js';
 import { jobRoutes } from './routes/jobs.js';
 import { dashboardRoutes } from './routes/dashboard.js';
+import { dashboardExperimentRoutes } from './routes/dashboard-experiment.js';
 import { leaseRoutes } from './routes/leases.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { queueRoutes } from './routes/queues.js';
@@ -90,5 +91,6 @@ export function createGateway(options: GatewayOptions): FastifyInstance {
   void app.register(workerRoutes, { ctx });
   void app.register(metricsRoutes, { ctx });
   void app.register(dashboardRoutes, { broker: ctx.broker, ...options.dashboard });
+  void app.register(dashboardExperimentRoutes, { broker: ctx.broker, ...options.dashboard });
   return app;
 }

@@ -21,6 +21,7 @@ import {
   workerReportSchema,
 } from '../protocol/gateway-wire.js';
 import { dashboardOpenApiPaths } from './routes/dashboard-openapi.js';
+import { dashboardExperimentOpenApiPaths } from './routes/dashboard-experiment-openapi.js';
 
 type Json = Record<string, unknown>;
 
@@ -354,6 +355,7 @@ export function openApiDocument(): Json {
         },
       },
       ...dashboardOpenApiPaths(),
+      ...dashboardExperimentOpenApiPaths(),
     },
   };
 }

@@ -132,7 +132,7 @@ export function downsample<T>(rows: readonly T[], max = MAX_POINTS): T[] {
   return out;
 }
 
-function intQuery(raw: unknown, name: string, dflt: number, min: number, max: number): number {
+export function intQuery(raw: unknown, name: string, dflt: number, min: number, max: number): number {
   if (raw === undefined || raw === '') return dflt;
   const n = Number(raw);
   if (!Number.isInteger(n) || n < min || n > max) {
@@ -145,18 +145,18 @@ function intQuery(raw: unknown, name: string, dflt: number, min: number, max: nu
   return n;
 }
 
-function notFound(what: string, name: string): HttpError {
+export function notFound(what: string, name: string): HttpError {
   return new HttpError(404, GatewayErrorCode.NotFound, `no ${what} named "${name}"`);
 }
 
 /** The objective's direction of an experiment spec (default: minimize). */
-function direction(spec: unknown): 'minimize' | 'maximize' {
+export function direction(spec: unknown): 'minimize' | 'maximize' {
   const d = (spec as { objective?: { direction?: unknown } } | null)?.objective?.direction;
   return d === 'maximize' ? 'maximize' : 'minimize';
 }
 
 /** Finished trials with a value in number order, with the best value so far after each. */
-function history(
+export function history(
   trials: readonly TrialRecord[],
   dir: 'minimize' | 'maximize',
 ): { number: number; value: number; best: number; status: string }[] {
