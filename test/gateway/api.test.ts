@@ -135,7 +135,7 @@ describe('gateway: authentication and roles', () => {
         ).toBe(true);
       }
     }
-    expect(operations).toBe(32);
+    expect(operations).toBe(39);
   });
 
   it('accepts tokens stored as sha256 in a tokens file and applies per-token rate limits (429 with Retry-After)', async () => {

@@ -132,7 +132,13 @@ export function downsample<T>(rows: readonly T[], max = MAX_POINTS): T[] {
   return out;
 }
 
-export function intQuery(raw: unknown, name: string, dflt: number, min: number, max: number): number {
+export function intQuery(
+  raw: unknown,
+  name: string,
+  dflt: number,
+  min: number,
+  max: number,
+): number {
   if (raw === undefined || raw === '') return dflt;
   const n = Number(raw);
   if (!Number.isInteger(n) || n < min || n > max) {
