@@ -88,33 +88,36 @@ export function experimentExtras(ui, main, name) {
 
   const select = (id, onchange) => h('select', { id, onchange });
   const reloadPlots = () => void loadPlots();
-  $('.plots').after(
+  // An answer that arrives after the page changed is dropped: its elements are gone.
+  const timelineSection = h(
+    'section',
+    {},
+    h('h2', {}, 'Timeline of trials per worker'),
     h(
-      'section',
-      {},
-      h('h2', {}, 'Timeline of trials per worker'),
+      'p',
+      { class: 'muted' },
+      'window: ',
       h(
-        'p',
-        { class: 'muted' },
-        'window: ',
-        h(
-          'select',
-          { id: 'timeline-last', onchange: () => void loadTimeline() },
-          h('option', { value: '' }, 'all trials'),
-          h('option', { value: '500' }, 'last 500 trials'),
-          h('option', { value: '100' }, 'last 100 trials'),
-        ),
-        ' ',
-        ...Object.entries(STATUS_COLORS)
-          .filter(([s]) => s !== 'pending')
-          .map(([s, c]) => h('span', { class: 'key', style: `border-color:${c}` }, s)),
-        h('span', { class: 'key retried' }, 'retried'),
-        ' ',
-        h('span', { id: 'timeline-summary' }),
+        'select',
+        { id: 'timeline-last', onchange: () => void loadTimeline() },
+        h('option', { value: '' }, 'all trials'),
+        h('option', { value: '500' }, 'last 500 trials'),
+        h('option', { value: '100' }, 'last 100 trials'),
       ),
-      h('div', { class: 'canvas-box' }, h('canvas', { id: 'timeline-plot' })),
-      h('p', { id: 'timeline-info', class: 'muted' }, 'Click a trial’s bar for its detail.'),
+      ' ',
+      ...Object.entries(STATUS_COLORS)
+        .filter(([s]) => s !== 'pending')
+        .map(([s, c]) => h('span', { class: 'key', style: `border-color:${c}` }, s)),
+      h('span', { class: 'key retried' }, 'retried'),
+      ' ',
+      h('span', { id: 'timeline-summary' }),
     ),
+    h('div', { class: 'canvas-box' }, h('canvas', { id: 'timeline-plot' })),
+    h('p', { id: 'timeline-info', class: 'muted' }, 'Click a trial’s bar for its detail.'),
+  );
+  const alive = () => timelineSection.isConnected;
+  $('.plots').after(
+    timelineSection,
     h(
       'div',
       { class: 'plots' },
@@ -166,12 +169,16 @@ export function experimentExtras(ui, main, name) {
     }
     const sp = $('#slice-param').value || p[0];
     const q = new URLSearchParams({ param: sp });
-    const tasks = [api(`${base}/slice?${q}`).then(drawSlice)];
+    const tasks = [api(`${base}/slice?${q}`).then((r) => alive() && drawSlice(r))];
     if (p.length >= 2) {
       const x = $('#contour-x').value || p[0];
       let y = $('#contour-y').value || p[1];
       if (y === x) y = p.find((n) => n !== x);
-      tasks.push(api(`${base}/contour?${new URLSearchParams({ x, y })}`).then(drawContour));
+      tasks.push(
+        api(`${base}/contour?${new URLSearchParams({ x, y })}`).then(
+          (r) => alive() && drawContour(r),
+        ),
+      );
     } else {
       $('#contour-info').textContent = 'A contour needs two params.';
     }
@@ -329,7 +336,7 @@ export function experimentExtras(ui, main, name) {
   async function loadTimeline() {
     const last = $('#timeline-last').value;
     const r = await api(`${base}/timeline${last ? `?last=${last}` : ''}`);
-    drawTimeline(r);
+    if (alive()) drawTimeline(r);
   }
 
   function drawTimeline(r) {
@@ -372,25 +379,29 @@ export function experimentExtras(ui, main, name) {
         const w = Math.max(1.5, xOf(b.end) - x0);
         const by = y + (b.lane ?? 0) * laneH + 1;
         const bh = laneH - 2;
-        let status;
-        if ('number' in b) status = b.status;
-        else {
-          // A merged span takes the color of most of its trials; a failure shows as a red top edge.
-          status = ['complete', 'pruned', 'failed', 'running'].reduce((m, s) =>
-            b[s] > b[m] ? s : m,
-          );
-        }
-        ctx.fillStyle = STATUS_COLORS[status] ?? '#868e96';
-        ctx.fillRect(x0, by, w, bh);
-        if (('number' in b && b.attempt > 1) || b.retried > 0) {
-          ctx.strokeStyle = '#1d2330';
-          ctx.setLineDash([2, 2]);
-          ctx.strokeRect(x0 + 0.5, by + 0.5, w - 1, bh - 1);
-          ctx.setLineDash([]);
-        }
-        if (!('number' in b) && b.failed > 0 && status !== 'failed') {
-          ctx.fillStyle = STATUS_COLORS.failed;
-          ctx.fillRect(x0, by, w, 2);
+        if ('number' in b) {
+          ctx.fillStyle = STATUS_COLORS[b.status] ?? '#868e96';
+          ctx.fillRect(x0, by, w, bh);
+          if (b.attempt > 1) {
+            ctx.strokeStyle = '#1d2330';
+            ctx.setLineDash([2, 2]);
+            ctx.strokeRect(x0 + 0.5, by + 0.5, w - 1, bh - 1);
+            ctx.setLineDash([]);
+          }
+        } else {
+          // A span of a merged window: its trials' statuses stacked by share, retries as a tick.
+          let sy = by;
+          for (const s of ['complete', 'pruned', 'failed', 'running']) {
+            if (!b[s]) continue;
+            const sh = (b[s] / b.trials) * bh;
+            ctx.fillStyle = STATUS_COLORS[s];
+            ctx.fillRect(x0, sy, w, sh);
+            sy += sh;
+          }
+          if (b.retried > 0) {
+            ctx.fillStyle = '#1d2330';
+            ctx.fillRect(x0, by + bh - 2, Math.max(1, w / 3), 2);
+          }
         }
         timelineHits.push({ x0, x1: x0 + w, y0: by, y1: by + bh, bar: b, row });
       }
@@ -403,7 +414,9 @@ export function experimentExtras(ui, main, name) {
     ctx.fillText(fmtTime(r.to), left + pw, height - 8);
     $('#timeline-summary').textContent =
       `${fmt(r.total)} trials on ${fmt(r.rows.length)} rows` +
-      (r.merged ? ' (merged into busy spans: choose a shorter window for one bar per trial)' : '');
+      (r.merged
+        ? ' (merged: each column shows the share of its trials by status; choose a shorter window for one bar per trial)'
+        : '');
   }
 
   const hitAt = (ev) => {
@@ -438,6 +451,7 @@ export function experimentExtras(ui, main, name) {
       box.replaceChildren(h('p', { class: 'bad' }, err.message));
       return;
     }
+    if (!box.isConnected) return;
     state.trial = number;
     const t = r.trial;
     const row = (label, value, attrs = {}) =>
@@ -506,9 +520,14 @@ export function experimentExtras(ui, main, name) {
 
   return {
     refresh(e) {
+      // A refresh of this page that ends after the page changed must not touch the next one.
+      if (!alive()) return;
       state.direction = e.direction;
       $('#resume').disabled = e.status === 'done';
-      const names = paramsOf(e);
+      // The most important params first: the default choices of the slice and the contour.
+      const all = paramsOf(e);
+      const ranked = e.importance.map((r) => r.param).filter((p) => all.includes(p));
+      const names = [...ranked, ...all.filter((p) => !ranked.includes(p))];
       if (names.join('\u0000') !== state.params.join('\u0000')) {
         state.params = names;
         fillSelect($('#slice-param'), names, $('#slice-param').value || names[0]);

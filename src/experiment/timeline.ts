@@ -7,10 +7,10 @@
  * is marked as retried.
  *
  * A window of at most {@link TIMELINE_BARS} trials gets one bar per trial, with lanes where a
- * worker ran trials at once. A larger one merges each row's bars into busy spans: bars closer
- * than one of {@link TIMELINE_COLUMNS} columns of the window join one span that counts its
- * trials by status, so a row has at most that many spans; rows beyond {@link TIMELINE_ROWS}
- * (the least busy) are merged into one. Pure and deterministic.
+ * worker ran trials at once. A larger one is cut into {@link TIMELINE_COLUMNS} columns of time,
+ * and each row gets one span per column in which it started trials, counting them by status
+ * (so a row has at most that many spans, whatever the number of trials); rows beyond
+ * {@link TIMELINE_ROWS} (the least busy) are merged into one. Pure and deterministic.
  */
 import type { TrialRecord, TrialStatus } from '../store/experiments.js';
 
@@ -33,7 +33,7 @@ export interface TimelineBar {
   lane: number;
 }
 
-/** A merged busy span of a row: trials counted by status. */
+/** The trials a row started in one column of a merged window, counted by status. */
 export interface TimelineSpan {
   start: number;
   end: number;
@@ -119,13 +119,17 @@ function assignLanes(bars: TimelineBar[]): number {
   return Math.max(1, ends.length);
 }
 
-/** Joins bars closer than `gap` into spans. */
-function spansOf(bars: readonly Placed[], gap: number): TimelineSpan[] {
-  const out: TimelineSpan[] = [];
-  let cur: TimelineSpan | undefined;
+/**
+ * Spans of `bars` (sorted by start) by column of the window: each counts the trials that started
+ * in its column and runs from the first start to the last end among them.
+ */
+function spansOf(bars: readonly Placed[], from: number, width: number): TimelineSpan[] {
+  const byColumn = new Map<number, TimelineSpan>();
   for (const b of bars) {
-    if (!cur || b.start > cur.end + gap) {
-      cur = {
+    const col = Math.max(0, Math.min(TIMELINE_COLUMNS - 1, Math.floor((b.start - from) / width)));
+    let span = byColumn.get(col);
+    if (!span) {
+      span = {
         start: b.start,
         end: b.end,
         trials: 0,
@@ -135,15 +139,16 @@ function spansOf(bars: readonly Placed[], gap: number): TimelineSpan[] {
         running: 0,
         retried: 0,
       };
-      out.push(cur);
+      byColumn.set(col, span);
     }
-    cur.end = Math.max(cur.end, b.end);
-    cur.trials++;
-    if (b.status === 'complete' || b.status === 'pruned' || b.status === 'failed') cur[b.status]++;
-    else cur.running++;
-    if (b.attempt > 1) cur.retried++;
+    span.start = Math.min(span.start, b.start);
+    span.end = Math.max(span.end, b.end);
+    span.trials++;
+    if (b.status === 'complete' || b.status === 'pruned' || b.status === 'failed') span[b.status]++;
+    else span.running++;
+    if (b.attempt > 1) span.retried++;
   }
-  return out;
+  return [...byColumn.entries()].sort((a, b) => a[0] - b[0]).map(([, span]) => span);
 }
 
 /** The timeline of `trials` over a window (see the module's header). */
@@ -178,7 +183,7 @@ export function timelineOf(
   groups.sort(([a], [b]) =>
     a === NO_WORKER ? 1 : b === NO_WORKER ? -1 : a < b ? -1 : a > b ? 1 : 0,
   );
-  const gap = (to - from) / TIMELINE_COLUMNS;
+  const width = Math.max(1, to - from) / TIMELINE_COLUMNS;
   const rowOf = (
     worker: string | null,
     list: Placed[],
@@ -190,7 +195,7 @@ export function timelineOf(
     let bars: (TimelineBar | TimelineSpan)[];
     let lanes = 1;
     if (spans) {
-      bars = spansOf(sorted, gap);
+      bars = spansOf(sorted, from, width);
     } else {
       const own = sorted.map((p): TimelineBar => ({
         number: p.number,

@@ -2,7 +2,9 @@
  * The web dashboard in real headless Chromium (Debian's, driven by playwright-core), over data
  * made by real runs: a job submitted with `qtune job submit`, worked by `qtune worker` and stored
  * by `qtune sink`; one experiment run to its end by `qtune experiment run`, another left running
- * (no workers) to be stopped from the page. The gateway is `qtune serve` with tokens.
+ * (no workers) to be stopped from the page, a third interrupted (its scheduler paused by
+ * SIGTERM) to be resumed from the page and finished by `qtune worker --experiment`. The gateway
+ * is `qtune serve` with tokens.
  */
 import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
@@ -42,6 +44,8 @@ let url: string;
 let browser: Browser | undefined;
 let page: Page;
 let running: ChildProcess;
+/** The spec file of the interrupted experiment, for its worker. */
+let resumableSpec: string;
 const children: ChildProcess[] = [];
 
 function q(args: string[]) {
@@ -154,6 +158,29 @@ beforeAll(async () => {
     30_000,
     'experiment "waiting" to run',
   );
+
+  // An experiment interrupted after publishing its first trials: its scheduler paused on
+  // SIGTERM, so it stays "running" in the store with no scheduler attached.
+  resumableSpec = spec('resumable', 8);
+  const interrupted = startCli([
+    'experiment',
+    'run',
+    resumableSpec,
+    '--workers',
+    '0',
+    '--broker',
+    env.url,
+    '--store',
+    store,
+  ]);
+  children.push(interrupted);
+  await waitFor(
+    () => withStore(async (s) => (await s.experiments.counts('resumable')).running === 2),
+    30_000,
+    'experiment "resumable" to publish its first trials',
+  );
+  interrupted.kill('SIGTERM');
+  expect((await exited(interrupted)).code).toBe(130);
 
   // A live worker on a queue of its own, for the overview's workers table.
   children.push(
@@ -332,5 +359,129 @@ describe('the web dashboard in Chromium', () => {
     );
     await waitFor(async () => (await text('#exp-status')).startsWith('stopping'), 10_000, 'shown');
     expect(running.exitCode).toBeNull();
+  });
+
+  it("draws the timeline per worker, slice and contour plots, and a trial's detail as the store has them", async () => {
+    await useToken(TOKENS.viewer);
+    await page.goto(`${url}/#/experiment/done`);
+    const trials = await withStore((s) => s.experiments.listTrials('done'));
+    const complete = trials.filter((t) => t.status === 'complete');
+    const workers = new Set(
+      trials.map((t) => (t.worker ? `${t.worker.host}:${t.worker.pid}` : '')),
+    );
+    await page.waitForSelector('#timeline-plot[data-rows]');
+    expect(await page.getAttribute('#timeline-plot', 'data-merged')).toBe('false');
+    expect(await page.getAttribute('#timeline-plot', 'data-trials')).toBe(String(trials.length));
+    expect(await page.getAttribute('#timeline-plot', 'data-bars')).toBe(String(trials.length));
+    expect(await page.getAttribute('#timeline-plot', 'data-rows')).toBe(String(workers.size));
+
+    // Slice and contour default to the most important params: x (the loss depends on it), then k.
+    await page.waitForSelector('#slice-plot canvas');
+    expect(await page.getAttribute('#slice-plot', 'data-series')).toBe('1');
+    expect(await page.getAttribute('#slice-plot', 'data-param')).toBe('x');
+    expect(await page.getAttribute('#slice-plot', 'data-points')).toBe(String(complete.length));
+    await page.waitForSelector('#contour-plot[data-cells]');
+    expect(await page.getAttribute('#contour-plot', 'data-x')).toBe('x');
+    expect(await page.getAttribute('#contour-plot', 'data-y')).toBe('k');
+    expect(await page.getAttribute('#contour-plot', 'data-points')).toBe(String(complete.length));
+    expect(Number(await page.getAttribute('#contour-plot', 'data-cells'))).toBeGreaterThan(1);
+    // A categorical param chosen in the page: one place per category.
+    await page.selectOption('#slice-param', 'k');
+    await waitFor(
+      async () => (await page.getAttribute('#slice-plot', 'data-param')) === 'k',
+      10_000,
+      'slice of k',
+    );
+    expect(await text('#slice-info')).toContain(`${complete.length} complete trials with k`);
+
+    // A trial's detail, reached by clicking its row: params, value, worker, reports, no logs.
+    const best = complete.reduce((a, b) => (b.value! < a.value! ? b : a));
+    const reports = await withStore((s) => s.experiments.reports('done', best.number));
+    await page.click(`#trials-table tr[data-trial="${best.number}"]`);
+    await page.waitForSelector(`#trial-detail[data-trial="${best.number}"]`);
+    expect(await text('#trial-detail [data-field=value]')).toBe(String(best.value));
+    expect(await text('#trial-detail [data-field=status]')).toBe('complete');
+    expect(await text('#trial-detail [data-param=x]')).toBe(String(best.params.x));
+    expect(await text('#trial-detail [data-param=k]')).toBe(String(best.params.k));
+    expect(await text('#trial-detail [data-field=worker]')).toBe(
+      `${best.worker!.host} pid ${best.worker!.pid}`,
+    );
+    expect(await text('#trial-detail [data-field=reports]')).toBe(String(reports.length));
+    expect(await text('#trial-detail [data-field=logs]')).toContain('no trial logs');
+    await page.waitForSelector('#trial-reports-plot canvas');
+    expect(await page.getAttribute('#trial-reports-plot', 'data-series')).toBe('1');
+    await page.selectOption('#slice-param', 'x');
+    await waitFor(
+      async () => (await page.getAttribute('#slice-plot', 'data-param')) === 'x',
+      10_000,
+      'slice of x',
+    );
+    await shot('experiment');
+    await page.locator('#trial-detail').screenshot({ path: join(ARTIFACTS, 'trial.png') });
+  });
+
+  it('resumes an interrupted experiment for an admin only: the gateway runs its scheduler and a worker finishes it', async () => {
+    const before = await withStore((s) => s.experiments.counts('resumable'));
+    expect(before.total).toBe(2);
+    await useToken(TOKENS.viewer);
+    await page.goto(`${url}/#/experiment/resumable`);
+    await page.waitForSelector('#resume:not([disabled])');
+    await page.click('#resume');
+    await waitFor(async () => (await text('#action-result')).includes('403'), 10_000, '403');
+    await useToken(TOKENS.admin);
+    await page.waitForSelector('#resume:not([disabled])');
+    await page.click('#resume');
+    await waitFor(
+      async () => (await text('#resume-note')).includes('runs in this gateway'),
+      10_000,
+      'resumed',
+    );
+    // Its workers attach as they would to `qtune experiment resume --workers 0`.
+    const worker = startCli(['worker', '--experiment', resumableSpec, '--broker', env.url], {
+      TRIAL_STEP_MS: '1',
+    });
+    children.push(worker);
+    await waitFor(
+      () => withStore(async (s) => (await s.experiments.experimentStatus('resumable')) === 'done'),
+      60_000,
+      'the resumed experiment to finish',
+    );
+    const after = await withStore((s) => s.experiments.counts('resumable'));
+    expect(after.total).toBe(8);
+    expect(after.complete).toBe(8);
+    await waitFor(async () => (await text('#exp-total')) === '8', 10_000, 'trials shown');
+    await waitFor(async () => (await text('#exp-status')).startsWith('done'), 10_000, 'done');
+    expect(await page.isDisabled('#resume')).toBe(true);
+    worker.kill('SIGTERM');
+    await exited(worker);
+  });
+
+  it('compares the best-so-far curves of chosen experiments', async () => {
+    await page.goto(`${url}/#/compare?names=done,resumable`);
+    await page.waitForSelector('#compare-plot canvas');
+    expect(await page.getAttribute('#compare-plot', 'data-series')).toBe('2');
+    for (const name of ['done', 'resumable']) {
+      const values = (await withStore((s) => s.experiments.listTrials(name, ['complete']))).map(
+        (t) => t.value!,
+      );
+      // The gateway reads an experiment's trials at most once a second: within a poll or two.
+      const row = `#compare-experiments tr[data-experiment="${name}"]`;
+      await waitFor(
+        async () =>
+          (await text(`${row} [data-field=best]`)) === String(Math.min(...values)) &&
+          (await text(`${row} [data-field=complete]`)) === String(values.length),
+        10_000,
+        `best and complete of ${name}`,
+      );
+    }
+    await shot('compare');
+    // Unticking one leaves one curve.
+    await page.click('[data-choice="resumable"] input');
+    await waitFor(
+      async () => (await page.getAttribute('#compare-plot', 'data-series')) === '1',
+      10_000,
+      'one curve',
+    );
+    expect(page.url()).toContain('#/compare?names=done');
   });
 });

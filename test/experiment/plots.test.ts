@@ -103,7 +103,7 @@ describe('timelineOf', () => {
     );
   });
 
-  it('merges a large window into busy spans per worker that count every trial, and caps the rows', () => {
+  it('cuts a large window into spans per worker and column that count every trial, and caps the rows', () => {
     const random = rng(3);
     const trials: TrialRecord[] = [];
     const workers = TIMELINE_ROWS + 10;
@@ -133,7 +133,11 @@ describe('timelineOf', () => {
     expect(spans.reduce((s, x) => s + x.retried, 0)).toBe(
       trials.filter((x) => x.attempt === 2).length,
     );
-    for (const r of t.rows) expect(r.bars.length).toBeLessThanOrEqual(TIMELINE_COLUMNS + 1);
+    for (const r of t.rows) {
+      expect(r.bars.length).toBeLessThanOrEqual(TIMELINE_COLUMNS);
+      // Busy all along, a worker still shows its trials column by column.
+      expect(r.bars.length).toBeGreaterThan(TIMELINE_COLUMNS / 2);
+    }
     expect(t.rows.reduce((s, r) => s + r.trials, 0)).toBe(10_000);
   });
 });
