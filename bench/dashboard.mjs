@@ -2,7 +2,8 @@
 // with a result row each, in a SQLite store in a temp dir; a gateway (createGateway, no auth, on
 // loopback) serves the dashboard over it. Prints the median time of each JSON endpoint the
 // job and experiment pages read, the bytes they answer, and, with Debian's Chromium, the time
-// from navigation to the first meaningful paint (the page's numbers shown and its plots drawn).
+// from navigation to the first meaningful paint (the page's numbers shown and its plots drawn),
+// and to the experiment page's extras drawn (timeline, slice, contour) and the compare page's plot.
 // Needs `npm run build` first.
 // Usage: node bench/dashboard.mjs [--trials 10000] [--reports 10] [--items 1000000] [--rounds 5] [--no-browser]
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -61,10 +62,17 @@ try {
         at: now + n,
       });
     }
+    // Eight workers on four hosts, each running its trials one after another.
+    const w = n % 8;
+    const start = now + Math.floor(n / 8) * 300;
     await store.experiments.finishTrial('big', n, {
-      status: 'complete',
+      status: n % 20 === 0 ? 'failed' : n % 9 === 0 ? 'pruned' : 'complete',
       value: Math.random(),
-      finishedAt: now + n + 10,
+      ...(n % 20 === 0 && { error: 'HANDLER_FAILED: boom' }),
+      attempt: n % 50 === 0 ? 2 : 1,
+      worker: { host: `gpu-${w >> 1}`, pid: 100 + w },
+      startedAt: start,
+      finishedAt: start + 250,
     });
   }
   console.log(
@@ -118,12 +126,21 @@ try {
     '/v1/dashboard/jobs/big/results?limit=20',
     '/v1/dashboard/experiments/big',
     '/v1/dashboard/experiments/big/trials?limit=20&sort=value',
+    // The experiment page's extras read the trials once a second at most: timed uncached.
+    '/v1/dashboard/experiments/big/timeline',
+    '/v1/dashboard/experiments/big/timeline?last=100',
+    '/v1/dashboard/experiments/big/slice?param=x',
+    '/v1/dashboard/experiments/big/contour?x=x&y=y',
+    `/v1/dashboard/experiments/big/trials/${Math.floor(T / 2)}`,
+    '/v1/dashboard/compare?names=big',
   ];
+  const cached = /\/(timeline|slice|contour)|\/compare/;
   const rows = [];
   for (const path of endpoints) {
     const times = [];
     let bytes = 0;
     for (let r = 0; r < ROUNDS; r++) {
+      if (cached.test(path)) await new Promise((resolve) => setTimeout(resolve, 1_100));
       const s = performance.now();
       const res = await fetch(url + path);
       const body = await res.arrayBuffer();
@@ -143,24 +160,50 @@ try {
     });
     const page = await browser.newPage();
     const pages = [
-      ['job page', '#/job/big', '#job-done', '#rate-plot canvas', '#job-workers table'],
-      ['experiment page', '#/experiment/big', '#exp-total', '#history-plot canvas', undefined],
+      ['job page', '#/job/big', '#job-done', ['#rate-plot canvas'], '#job-workers table'],
+      ['experiment page', '#/experiment/big', '#exp-total', ['#history-plot canvas'], undefined],
+      [
+        'experiment page with timeline, slice and contour',
+        '#/experiment/big',
+        '#exp-total',
+        [
+          '#history-plot canvas',
+          '#timeline-plot[data-rows]',
+          '#slice-plot canvas',
+          '#contour-plot[data-cells]',
+        ],
+        undefined,
+      ],
+      [
+        'compare page',
+        '#/compare?names=big',
+        '#compare-experiments',
+        ['#compare-plot canvas'],
+        undefined,
+      ],
     ];
     const paint = [];
     for (const [label, hash, stat, canvas, settled] of pages) {
       const times = [];
       for (let r = 0; r < ROUNDS; r++) {
         await page.goto('about:blank');
+        // Requests the previous round left in flight (the experiment page's extras, its next
+        // poll) end before the next round: each round is one user opening the page.
+        await new Promise((resolve) => setTimeout(resolve, 1_500));
         // Timed in the page (the gateway shares this process, so a slow query would delay
         // playwright's own messages): from navigation start to the first frame with the page's
         // numbers and its plot.
         await page.goto(`${url}/${hash}`, { waitUntil: 'commit' });
         const ms = await page.evaluate(
-          ([statSel, canvasSel]) =>
+          ([statSel, canvasSels]) =>
             new Promise((resolve) => {
               const check = () => {
                 const el = document.querySelector(statSel);
-                if (el && el.textContent !== '–' && document.querySelector(canvasSel)) {
+                if (
+                  el &&
+                  el.textContent !== '–' &&
+                  canvasSels.every((sel) => document.querySelector(sel))
+                ) {
                   resolve(performance.now());
                   return;
                 }

@@ -253,7 +253,7 @@ export function experimentExtras(ui, main, name) {
     const left = 70;
     const bottom = 40;
     const top = 10;
-    const right = 70;
+    const right = 95;
     const pw = width - left - right;
     const ph = height - top - bottom;
     // Place of a value on an axis as a fraction of the plot (cells are equal in log space for a log axis).
@@ -413,7 +413,7 @@ export function experimentExtras(ui, main, name) {
     ctx.textAlign = 'right';
     ctx.fillText(fmtTime(r.to), left + pw, height - 8);
     $('#timeline-summary').textContent =
-      `${fmt(r.total)} trials on ${fmt(r.rows.length)} rows` +
+      `${fmt(r.total)} trials on ${fmt(r.rows.length)} row${r.rows.length === 1 ? '' : 's'}` +
       (r.merged
         ? ' (merged: each column shows the share of its trials by status; choose a shorter window for one bar per trial)'
         : '');

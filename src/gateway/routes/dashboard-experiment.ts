@@ -255,7 +255,12 @@ export const dashboardExperimentRoutes: FastifyPluginAsync<DashboardOptions> = a
     READ,
     async (req) => {
       const { s, e } = await experiment(req.params.name);
-      const number = intQuery(req.params.number, 'number', 0, 0, Number.MAX_SAFE_INTEGER);
+      const number = Number(req.params.number);
+      if (!/^\d+$/.test(req.params.number) || !Number.isSafeInteger(number)) {
+        throw badInput(
+          `path parameter "number" must be a trial number (an integer ≥ 0), got ${JSON.stringify(req.params.number.slice(0, 100))}`,
+        );
+      }
       const trial = await s.experiments.getTrial(e.name, number);
       if (!trial) {
         throw new HttpError(
