@@ -70,7 +70,7 @@ async function withBroker<T>(fn: (b: EmbeddedBroker) => Promise<T>): Promise<T> 
   }
 }
 
-function spec(name: string, maxTrials: number): string {
+function spec(name: string, maxTrials: number, seed = 5): string {
   const path = join(env.dir, `${name}.json`);
   writeFileSync(
     path,
@@ -81,7 +81,7 @@ function spec(name: string, maxTrials: number): string {
         x: { type: 'float', low: 0, high: 1 },
         k: { type: 'categorical', choices: ['a', 'b'] },
       },
-      sampler: { name: 'random', seed: 5 },
+      sampler: { name: 'random', seed },
       maxTrials,
       concurrency: 2,
       runner: { module: join(FIXTURES, 'trials/sleepy.mjs') },
@@ -161,7 +161,7 @@ beforeAll(async () => {
 
   // An experiment interrupted after publishing its first trials: its scheduler paused on
   // SIGTERM, so it stays "running" in the store with no scheduler attached.
-  resumableSpec = spec('resumable', 8);
+  resumableSpec = spec('resumable', 8, 11);
   const interrupted = startCli([
     'experiment',
     'run',
