@@ -90,6 +90,23 @@ function spec(name: string, maxTrials: number, seed = 5): string {
   return path;
 }
 
+/** `qtune experiment run SPEC --workers 0` in the background: a scheduler waiting for workers. */
+function startScheduler(specPath: string): ChildProcess {
+  const child = startCli([
+    'experiment',
+    'run',
+    specPath,
+    '--workers',
+    '0',
+    '--broker',
+    env.url,
+    '--store',
+    store,
+  ]);
+  children.push(child);
+  return child;
+}
+
 /** Pastes a token into the page's token box (it is kept in sessionStorage, never shown). */
 async function useToken(token: string): Promise<void> {
   await page.fill('#token', token);
@@ -141,18 +158,7 @@ beforeAll(async () => {
   // An experiment run to its end, and one left running without workers.
   const done = await q(['experiment', 'run', spec('done', 16), '--workers', '1']);
   expect(done.code, done.stderr).toBe(0);
-  running = startCli([
-    'experiment',
-    'run',
-    spec('waiting', 50),
-    '--workers',
-    '0',
-    '--broker',
-    env.url,
-    '--store',
-    store,
-  ]);
-  children.push(running);
+  running = startScheduler(spec('waiting', 50));
   await waitFor(
     () => withStore(async (s) => (await s.experiments.experimentStatus('waiting')) === 'running'),
     30_000,
@@ -162,18 +168,7 @@ beforeAll(async () => {
   // An experiment interrupted after publishing its first trials: its scheduler paused on
   // SIGTERM, so it stays "running" in the store with no scheduler attached.
   resumableSpec = spec('resumable', 8, 11);
-  const interrupted = startCli([
-    'experiment',
-    'run',
-    resumableSpec,
-    '--workers',
-    '0',
-    '--broker',
-    env.url,
-    '--store',
-    store,
-  ]);
-  children.push(interrupted);
+  const interrupted = startScheduler(resumableSpec);
   await waitFor(
     () => withStore(async (s) => (await s.experiments.counts('resumable')).running === 2),
     30_000,

@@ -90,16 +90,20 @@ async function trialWorker(g: TestGateway, experiment: string): Promise<Worker> 
   return w;
 }
 
-/** Runs experiment `name` to its end with a scheduler and a worker in this process. */
-async function runToEnd(g: TestGateway, store: SqliteStore, name: string, maxTrials = 12) {
-  await trialWorker(g, name);
-  const s = await Scheduler.start({
+/** A scheduler in this process for a new experiment `name` of `maxTrials` trials. */
+function startScheduler(g: TestGateway, store: SqliteStore, name: string, maxTrials: number) {
+  return Scheduler.start({
     broker: g.broker,
     store,
     spec: spec(name, { maxTrials }),
     publishEvents: false,
   });
-  return s.done;
+}
+
+/** Runs experiment `name` to its end with a scheduler and a worker in this process. */
+async function runToEnd(g: TestGateway, store: SqliteStore, name: string, maxTrials = 12) {
+  await trialWorker(g, name);
+  return (await startScheduler(g, store, name, maxTrials)).done;
 }
 
 const get = (g: TestGateway, path: string, token: string = VIEWER) =>
@@ -260,12 +264,7 @@ describe('experiment page endpoints', () => {
   it('resumes an interrupted experiment in the gateway for an admin only: its trials go on to the end', async () => {
     const { g, store } = await gateway();
     // Interrupted: a scheduler that published its first trials and was paused, no worker yet.
-    const first = await Scheduler.start({
-      broker: g.broker,
-      store,
-      spec: spec('r1', { maxTrials: 9 }),
-      publishEvents: false,
-    });
+    const first = await startScheduler(g, store, 'r1', 9);
     expect((await first.pause()).status).toBe('paused');
     const before = await store.experiments.counts('r1');
     expect(before.total).toBe(3);
@@ -316,12 +315,7 @@ describe('experiment page endpoints', () => {
 
   it('refuses to resume an experiment whose scheduler runs elsewhere, and pauses its own when the gateway closes', async () => {
     const { g, store } = await gateway();
-    const elsewhere = await Scheduler.start({
-      broker: g.broker,
-      store,
-      spec: spec('live', { maxTrials: 50 }),
-      publishEvents: false,
-    });
+    const elsewhere = await startScheduler(g, store, 'live', 50);
     cleanups.push(() => elsewhere.pause());
     const r = await call(g.url, 'POST', '/v1/dashboard/experiments/live/resume', {
       token: TOKENS.admin,
@@ -330,12 +324,7 @@ describe('experiment page endpoints', () => {
     expect(errorMessageOf(r)).toContain('already has a scheduler attached');
 
     // Stopped while no scheduler ran: resumable; the gateway's scheduler takes it.
-    const stopped = await Scheduler.start({
-      broker: g.broker,
-      store,
-      spec: spec('halted', { maxTrials: 50 }),
-      publishEvents: false,
-    });
+    const stopped = await startScheduler(g, store, 'halted', 50);
     await stopped.pause();
     await store.experiments.setExperimentStatus('halted', 'stopped');
     const ok = await call(g.url, 'POST', '/v1/dashboard/experiments/halted/resume', {

@@ -1,6 +1,6 @@
 /** The experiment page's extra endpoints in the gateway's OpenAPI document (see ./dashboard-experiment.ts). */
 
-type Json = Record<string, unknown>;
+import { common, err, ok, type Json } from './dashboard-openapi.js';
 
 const path = (name: string, schema: Json = { type: 'string' }): Json => ({
   name,
@@ -14,16 +14,6 @@ const query = (name: string, schema: Json, required = false): Json => ({
   ...(required && { required: true }),
   schema,
 });
-const ok = (description: string): Json => ({ description });
-const err = (description: string): Json => ({
-  description,
-  content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
-});
-const common: Json = {
-  '401': err('missing or invalid bearer token'),
-  '403': err("the token's role may not call this operation"),
-  '429': err('over the rate limit (with Retry-After)'),
-};
 const get = (summary: string, parameters: Json[], extra: Json = {}): Json => ({
   get: {
     summary,

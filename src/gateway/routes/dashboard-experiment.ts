@@ -116,6 +116,13 @@ export const dashboardExperimentRoutes: FastifyPluginAsync<DashboardOptions> = a
     return value;
   };
 
+  /** An experiment with its trials, params and direction, for a plot of its landscape. */
+  const landscape = async (name: string) => {
+    const { s, e } = await experiment(name);
+    const trials = await trialsOf(s, e.name);
+    return { e, trials, params: paramsOf(e.spec, trials), dir: direction(e.spec) };
+  };
+
   /** Schedulers this gateway hosts, by experiment; each leaves the map when it ends. */
   const hosted = new Map<string, Scheduler>();
   let closing = false;
@@ -204,11 +211,8 @@ export const dashboardExperimentRoutes: FastifyPluginAsync<DashboardOptions> = a
     '/v1/dashboard/experiments/:name/slice',
     READ,
     async (req) => {
-      const { s, e } = await experiment(req.params.name);
-      const trials = await trialsOf(s, e.name);
-      const params = paramsOf(e.spec, trials);
+      const { e, trials, params, dir } = await landscape(req.params.name);
       const param = paramQuery(req.query.param, 'param', e.name, params);
-      const dir = direction(e.spec);
       return {
         name: e.name,
         direction: dir,
@@ -226,14 +230,11 @@ export const dashboardExperimentRoutes: FastifyPluginAsync<DashboardOptions> = a
     '/v1/dashboard/experiments/:name/contour',
     READ,
     async (req) => {
-      const { s, e } = await experiment(req.params.name);
-      const trials = await trialsOf(s, e.name);
-      const params = paramsOf(e.spec, trials);
+      const { e, trials, params, dir } = await landscape(req.params.name);
       const x = paramQuery(req.query.x, 'x', e.name, params);
       const y = paramQuery(req.query.y, 'y', e.name, params);
       if (x === y) throw badInput(`queries "x" and "y" must name two params, got "${x}" twice`);
       const bins = intQuery(req.query.bins, 'bins', 20, 2, MAX_BINS);
-      const dir = direction(e.spec);
       return {
         name: e.name,
         direction: dir,

@@ -1,6 +1,6 @@
 /** The dashboard's JSON endpoints in the gateway's OpenAPI document (see ./dashboard.ts). */
 
-type Json = Record<string, unknown>;
+export type Json = Record<string, unknown>;
 
 const path = (name: string): Json => ({
   name,
@@ -9,12 +9,12 @@ const path = (name: string): Json => ({
   schema: { type: 'string' },
 });
 const query = (name: string, schema: Json): Json => ({ name, in: 'query', schema });
-const ok = (description: string): Json => ({ description });
-const err = (description: string): Json => ({
+export const ok = (description: string): Json => ({ description });
+export const err = (description: string): Json => ({
   description,
   content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
 });
-const common: Json = {
+export const common: Json = {
   '401': err('missing or invalid bearer token'),
   '403': err("the token's role may not call this operation"),
   '429': err('over the rate limit (with Retry-After)'),
