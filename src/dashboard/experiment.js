@@ -70,13 +70,17 @@ export function experimentExtras(ui, main, name) {
           $('#resume-note').textContent =
             `its scheduler runs in this gateway; trials go to queue ${r.queue}: ${r.workers}`;
           $('#action-result').textContent = '';
+          void loadScheduler();
         }
       },
     },
     'Resume experiment',
   );
   $('#stop').after(' ', resume);
-  $('#action-result').after(h('p', { id: 'resume-note', class: 'muted' }));
+  $('#action-result').after(
+    h('p', { class: 'muted' }, 'Scheduler: ', h('span', { id: 'scheduler-state' }, '…')),
+    h('p', { id: 'resume-note', class: 'muted' }),
+  );
   $('#exp-name').after(
     ' ',
     h(
@@ -332,6 +336,22 @@ export function experimentExtras(ui, main, name) {
       (r.points.length < r.total ? `; ${fmt(r.points.length)} trials shown as dots` : '');
   }
 
+  /** Who schedules the experiment: this gateway, a process elsewhere, or nobody. */
+  async function loadScheduler() {
+    const r = await api(`${base}/scheduler`);
+    if (!alive()) return;
+    const el = $('#scheduler-state');
+    el.dataset.hosted = String(r.hosted);
+    el.dataset.attached = String(r.attached);
+    el.textContent = r.hosted
+      ? 'runs in this gateway (resumed here); workers attach with qtune worker --experiment SPEC'
+      : r.attached > 0
+        ? `attached in another process (${r.attached})`
+        : r.status === 'done'
+          ? 'none (the experiment is done)'
+          : 'none attached: no new trials until it is resumed';
+  }
+
   let timelineHits = [];
   async function loadTimeline() {
     const last = $('#timeline-last').value;
@@ -537,7 +557,7 @@ export function experimentExtras(ui, main, name) {
       if (state.polls++ % EVERY !== 0 || state.busy) return;
       state.busy = true;
       // Not awaited: the page's own numbers and plots do not wait for these.
-      Promise.all([loadTimeline(), loadPlots()])
+      Promise.all([loadScheduler(), loadTimeline(), loadPlots()])
         .catch((err) => ui.toast(`experiment plots: ${err.message}`, true))
         .finally(() => (state.busy = false));
     },

@@ -421,6 +421,11 @@ describe('the web dashboard in Chromium', () => {
     await useToken(TOKENS.viewer);
     await page.goto(`${url}/#/experiment/resumable`);
     await page.waitForSelector('#resume:not([disabled])');
+    await waitFor(
+      async () => (await text('#scheduler-state')).startsWith('none attached'),
+      10_000,
+      'no scheduler shown',
+    );
     await page.click('#resume');
     await waitFor(async () => (await text('#action-result')).includes('403'), 10_000, '403');
     await useToken(TOKENS.admin);
@@ -431,6 +436,12 @@ describe('the web dashboard in Chromium', () => {
       10_000,
       'resumed',
     );
+    await waitFor(
+      async () => (await text('#scheduler-state')).includes('runs in this gateway'),
+      10_000,
+      'the gateway shown as its scheduler',
+    );
+    expect(await page.getAttribute('#scheduler-state', 'data-attached')).toBe('1');
     // Its workers attach as they would to `qtune experiment resume --workers 0`.
     const worker = startCli(['worker', '--experiment', resumableSpec, '--broker', env.url], {
       TRIAL_STEP_MS: '1',

@@ -322,6 +322,12 @@ describe('experiment page endpoints', () => {
     });
     expect(r.status).toBe(409);
     expect(errorMessageOf(r)).toContain('already has a scheduler attached');
+    expect((await get(g, '/v1/dashboard/experiments/live/scheduler')).json).toEqual({
+      name: 'live',
+      status: 'running',
+      hosted: false,
+      attached: 1,
+    });
 
     // Stopped while no scheduler ran: resumable; the gateway's scheduler takes it.
     const stopped = await startScheduler(g, store, 'halted', 50);
@@ -333,6 +339,12 @@ describe('experiment page endpoints', () => {
     expect(ok.status, ok.text).toBe(200);
     expect(await store.experiments.experimentStatus('halted')).toBe('running');
     expect((await g.broker.stats(experimentQueues('halted').reports)).consumers).toBe(1);
+    expect((await get(g, '/v1/dashboard/experiments/halted/scheduler')).json).toEqual({
+      name: 'halted',
+      status: 'running',
+      hosted: true,
+      attached: 1,
+    });
     // Closing the gateway pauses it: still running in the store, resumable, nothing consumed.
     await elsewhere.pause();
     await g.close();

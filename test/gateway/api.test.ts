@@ -135,7 +135,7 @@ describe('gateway: authentication and roles', () => {
         ).toBe(true);
       }
     }
-    expect(operations).toBe(39);
+    expect(operations).toBe(40);
   });
 
   it('accepts tokens stored as sha256 in a tokens file and applies per-token rate limits (429 with Retry-After)', async () => {

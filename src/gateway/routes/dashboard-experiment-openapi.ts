@@ -74,6 +74,11 @@ export function dashboardExperimentOpenApiPaths(): Record<string, Json> {
         '404': err('no such experiment or trial'),
       },
     ),
+    '/v1/dashboard/experiments/{name}/scheduler': get(
+      'who schedules the experiment: { name, status, hosted (its scheduler runs in this gateway), attached (schedulers attached anywhere: consumers of its reports queue) } (any role)',
+      [path('name')],
+      unknown,
+    ),
     '/v1/dashboard/experiments/{name}/resume': {
       post: {
         summary:

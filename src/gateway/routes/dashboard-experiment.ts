@@ -17,7 +17,7 @@
  */
 import type { FastifyPluginAsync } from 'fastify';
 import { contourOf, sliceOf, type ParamHint } from '../../experiment/landscape.js';
-import { resumeRefusal } from '../../experiment/resume.js';
+import { attachedSchedulers, resumeRefusal } from '../../experiment/resume.js';
 import { timelineOf } from '../../experiment/timeline.js';
 import { InputError, NotFoundError, toError } from '../../protocol/errors.js';
 import { experimentQueues } from '../../protocol/trial.js';
@@ -287,7 +287,21 @@ export const dashboardExperimentRoutes: FastifyPluginAsync<DashboardOptions> = a
     },
   );
 
-  // --- resume -------------------------------------------------------------------------------
+  // --- scheduler and resume -----------------------------------------------------------------
+
+  api.get<{ Params: { name: string } }>(
+    '/v1/dashboard/experiments/:name/scheduler',
+    READ,
+    async (req) => {
+      const { e } = await experiment(req.params.name);
+      return {
+        name: e.name,
+        status: e.status,
+        hosted: hosted.has(e.name),
+        attached: await attachedSchedulers(broker, e.name),
+      };
+    },
+  );
 
   api.post<{ Params: { name: string } }>(
     '/v1/dashboard/experiments/:name/resume',
