@@ -35,9 +35,17 @@ export async function resumeRefusal(
   if (record.status === 'done') {
     return `experiment "${record.name}" is done: its trials are spent (run a new experiment to go on)`;
   }
-  const attached = await attachedSchedulers(broker, record.name);
+  return schedulerAttached(broker, record.name);
+}
+
+/**
+ * Why experiment `name` cannot get another scheduler now (one is attached to it in some
+ * process), or undefined when none is attached.
+ */
+export async function schedulerAttached(broker: Broker, name: string): Promise<string | undefined> {
+  const attached = await attachedSchedulers(broker, name);
   if (attached > 0) {
-    return `experiment "${record.name}" already has a scheduler attached (${attached} consumer${attached === 1 ? '' : 's'} of ${experimentQueues(record.name).reports})`;
+    return `experiment "${name}" already has a scheduler attached (${attached} consumer${attached === 1 ? '' : 's'} of ${experimentQueues(name).reports})`;
   }
   return undefined;
 }

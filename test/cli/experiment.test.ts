@@ -5,6 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { EmbeddedBroker } from '../../src/broker/embedded/index.js';
 import { SqliteStore } from '../../src/store/sqlite/index.js';
+import { experimentQueues } from '../../src/protocol/trial.js';
 import {
   assertBuilt,
   CLI,
@@ -326,6 +327,46 @@ describe('qtune experiment', () => {
     expect(fixed.code).toBe(0);
     expect(fixed.stdout).toMatch(/experiment cma: done\n {2}trials: 2 finished of 2/);
   }, 60_000);
+
+  it('refuses to resume an experiment whose scheduler is still attached, and leaves it running', async () => {
+    const { env, specPath, store, args, storeArgs } = setup({ name: 'twice', maxTrials: 4 });
+    // A scheduler with no workers: it waits, attached, with its trials queued.
+    const first = spawnCli([
+      ...args,
+      'experiment',
+      ...storeArgs,
+      'run',
+      specPath,
+      '--workers',
+      '0',
+    ]);
+    const broker = await EmbeddedBroker.open({ path: env.url });
+    try {
+      await waitFor(
+        async () => {
+          try {
+            return (await broker.stats(experimentQueues('twice').reports)).consumers === 1;
+          } catch {
+            return false;
+          }
+        },
+        20_000,
+        'the first scheduler attached',
+      );
+    } finally {
+      await broker.close();
+    }
+    const second = await runCli([...args, 'experiment', ...storeArgs, 'resume', 'twice']);
+    expect(second.code).toBe(1);
+    expect(second.stderr).toMatch(/experiment "twice" already has a scheduler attached/);
+    expect(first.exitCode).toBe(null);
+    // Workers attached afterwards finish it with the first scheduler.
+    const worker = spawnCli([...args, 'worker', '--experiment', specPath, '--concurrency', '4']);
+    expect((await exited(first)).code).toBe(0);
+    worker.kill('SIGTERM');
+    await exited(worker);
+    expect(await finishedCount(store, 'twice')).toBe(4);
+  }, 90_000);
 
   it('exits 2 for bad usage of every experiment subcommand', async () => {
     const { args, storeArgs } = setup({ name: 'usage', maxTrials: 1 });

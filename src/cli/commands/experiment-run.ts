@@ -8,11 +8,12 @@ import { Option, type Command } from 'commander';
 import { SingleBar, Presets } from 'cli-progress';
 import type { Broker } from '../../broker/contract.js';
 import { parseBrokerUrl } from '../../broker/open.js';
-import { InputError, NotFoundError } from '../../protocol/errors.js';
+import { ErrorCode, InputError, NotFoundError, QtuneError } from '../../protocol/errors.js';
 import { experimentQueues } from '../../protocol/trial.js';
 import { buildExperiment, Scheduler, type SchedulerSummary } from '../../scheduler/scheduler.js';
 import type { ExperimentSpec } from '../../scheduler/spec.js';
 import { loadExperiment } from '../../scheduler/stored.js';
+import { schedulerAttached } from '../../experiment/resume.js';
 import { DEFAULT_STORE_PATH, type Store } from '../../store/contract.js';
 import { parseStoreUrl } from '../../store/open.js';
 import { contextOf, type CommandContext } from '../context.js';
@@ -152,6 +153,13 @@ export async function runExperiment(
     buildExperiment(planned);
     if (opts.workers > 0) checkLocalRunner(planned);
     broker = await ctx.openBroker();
+    if ('resume' in source) {
+      // Two schedulers on one experiment would both hand out trials.
+      const attached = await schedulerAttached(broker, source.resume);
+      if (attached !== undefined) {
+        throw new QtuneError(ErrorCode.BrokerState, `${attached}: stop it or let it finish first`);
+      }
+    }
     scheduler = await Scheduler.start({
       broker,
       store,
