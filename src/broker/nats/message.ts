@@ -1,15 +1,20 @@
 /**
- * qtune messages as NATS messages: the body as is; the id in `Nats-Msg-Id` (JetStream's
- * duplicate window drops a re-publish of the same id), the typed headers as one JSON header, and
- * qtune's bookkeeping for copies (deliveries before, not-before time, first publish time).
+ * qtune messages as NATS messages: the body as is; the id in `Qtune-Id`, a de-duplication id in
+ * `Nats-Msg-Id`, the typed headers as one JSON header, and qtune's bookkeeping for copies
+ * (deliveries before, not-before time, first publish time).
  */
 import type { MsgHdrs } from '@nats-io/transport-node';
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import type { Headers } from '../../protocol/envelope.js';
 
-/** JetStream's de-duplication id; set to the qtune id on a first publish. */
+/**
+ * JetStream's de-duplication id: one per publish (a fresh one for a new message, one derived
+ * from the message's place in its stream for a copy), so that a publish retried after a lost
+ * ack is stored once, while a deliberate re-publish of the same qtune id (a dead letter
+ * requeued) is a new message.
+ */
 export const MSG_ID = 'Nats-Msg-Id';
-/** The qtune id of a copy (a copy carries no Nats-Msg-Id: it is not a duplicate). */
+/** The qtune id of a message. */
 export const ID_HEADER = 'Qtune-Id';
 /** The message's qtune headers, as JSON. */
 export const HEADERS_HEADER = 'Qtune-Headers';
@@ -23,7 +28,6 @@ export const PUBLISHED_HEADER = 'Qtune-Published';
 export const LAST_ERROR = 'x-qtune-last-error';
 /** The topic of a message published with publishTopic, in the qtune headers (as on AMQP). */
 export const TOPIC_HEADER = 'x-qtune-topic';
-
 /** Bookkeeping of a copy of a message. */
 export interface CopyInfo {
   delivered?: number;
@@ -31,15 +35,16 @@ export interface CopyInfo {
   publishedAt?: number;
 }
 
-/** The NATS headers of a message: `first` publishes set Nats-Msg-Id, copies set Qtune-Id. */
+/** The NATS headers of a message with qtune id `id` and de-duplication id `msgId`. */
 export function encodeHeaders(
   id: string,
+  msgId: string,
   headers: Headers | undefined,
-  first: boolean,
   copy: CopyInfo = {},
 ): MsgHdrs {
   const h = natsHeaders();
-  h.set(first ? MSG_ID : ID_HEADER, id);
+  h.set(ID_HEADER, id);
+  h.set(MSG_ID, msgId);
   if (headers !== undefined && Object.keys(headers).length > 0) {
     h.set(HEADERS_HEADER, JSON.stringify(headers));
   }
@@ -74,7 +79,7 @@ export function decodeHeaders(h: MsgHdrs | undefined): Decoded {
     publishedAt: undefined,
   };
   if (h === undefined) return out;
-  const id = h.get(ID_HEADER) || h.get(MSG_ID);
+  const id = h.get(ID_HEADER);
   if (id !== '') out.id = id;
   const json = h.get(HEADERS_HEADER);
   if (json !== '') {

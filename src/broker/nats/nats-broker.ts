@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { MsgHdrs, NatsConnection, Subscription } from '@nats-io/transport-node';
-import { connect, createInbox, nanos } from '@nats-io/transport-node';
+import { connect, createInbox, nanos, nuid } from '@nats-io/transport-node';
 import type { JetStreamClient, JetStreamManager, StreamInfo } from '@nats-io/jetstream';
 import {
   AckPolicy,
@@ -128,6 +128,8 @@ export class NatsBroker extends BrokerEventSource implements Broker, ReplyChanne
   readonly #host: ConsumerHost;
   #state: HandleState = 'open';
   #closing: Promise<void> | undefined;
+  /** Settles at the next reconnect: publishes waiting for an ack from before it try again. */
+  #reconnected = reconnectSignal();
 
   private constructor(nc: NatsConnection, jsm: JetStreamManager) {
     super();
@@ -278,7 +280,7 @@ export class NatsBroker extends BrokerEventSource implements Broker, ReplyChanne
         out.push({
           subject: delayedSubjectOf(queue),
           body: m.body,
-          headers: encodeHeaders(id, m.headers, true, {
+          headers: encodeHeaders(id, nuid.next(), m.headers, {
             notBefore: now + delayMs,
             publishedAt: now,
           }),
@@ -287,7 +289,7 @@ export class NatsBroker extends BrokerEventSource implements Broker, ReplyChanne
         out.push({
           subject: subjectOf(queue),
           body: m.body,
-          headers: encodeHeaders(id, m.headers, true),
+          headers: encodeHeaders(id, nuid.next(), m.headers),
         });
       }
     }
@@ -327,7 +329,7 @@ export class NatsBroker extends BrokerEventSource implements Broker, ReplyChanne
     for (const m of messages) {
       const headers: Headers = { ...m.headers, [TOPIC_HEADER]: topic };
       this.#nc.publish(subject, m.body, {
-        headers: encodeHeaders(m.id ?? randomUUID(), headers, true),
+        headers: encodeHeaders(m.id ?? randomUUID(), nuid.next(), headers),
       });
     }
     await this.#flush(`publish to topic "${topic}"`);
@@ -448,6 +450,9 @@ export class NatsBroker extends BrokerEventSource implements Broker, ReplyChanne
       if (s.type === 'disconnect') {
         this.emitStatus('reconnecting');
       } else if (s.type === 'reconnect') {
+        const signal = this.#reconnected;
+        this.#reconnected = reconnectSignal();
+        signal.fire();
         this.emitStatus('connected');
         for (const c of this.#consumers) c.resume();
       } else if (s.type === 'error') {
@@ -544,7 +549,11 @@ export class NatsBroker extends BrokerEventSource implements Broker, ReplyChanne
     const giveUpAt = Date.now() + PUBLISH_GIVE_UP_MS;
     for (let attempt = 0; ; attempt++) {
       try {
-        await this.#js.publish(subject, body, { headers });
+        // An ack asked for before a reconnect never comes (the server restarted): try again
+        // at once rather than at the timeout; the de-duplication id makes that safe.
+        const published = this.#js.publish(subject, body, { headers });
+        published.catch(() => undefined);
+        await Promise.race([published, this.#reconnected.promise]);
         return;
       } catch (err) {
         if (this.#state === 'closed') throw closedError(`publish to queue "${queue}"`);
@@ -577,7 +586,7 @@ export class NatsBroker extends BrokerEventSource implements Broker, ReplyChanne
       checkMessage(`reply address "${address}"`, m);
       const id = m.id ?? randomUUID();
       ids.push(id);
-      this.#nc.publish(address, m.body, { headers: encodeHeaders(id, m.headers, true) });
+      this.#nc.publish(address, m.body, { headers: encodeHeaders(id, nuid.next(), m.headers) });
     }
     await this.#flush(`reply to "${address}"`);
     return ids;
@@ -592,13 +601,20 @@ export class NatsBroker extends BrokerEventSource implements Broker, ReplyChanne
   }
 
   #makeHost(): ConsumerHost {
-    const copyHeaders = (r: Received, headers: Headers, info: CopyInfo): MsgHdrs =>
-      encodeHeaders(r.id, headers, false, info);
+    // A copy's de-duplication id names the message it copies (stream and sequence) and the
+    // delivery: a hand-over retried (or repeated after a crash) is stored once.
+    const copyHeaders = (r: Received, kind: string, headers: Headers, info: CopyInfo): MsgHdrs =>
+      encodeHeaders(
+        r.id,
+        `${kind}.${r.info.stream}.${r.info.streamSeq}.${r.info.deliveryCount}`,
+        headers,
+        info,
+      );
     return {
       connection: () => this.#nc,
       copy: async (queue, where, r, headers, info) => {
         const subject = where === 'ready' ? subjectOf(queue) : delayedSubjectOf(queue);
-        await this.#publishOne(queue, subject, r.msg.data, copyHeaders(r, headers, info));
+        await this.#publishOne(queue, subject, r.msg.data, copyHeaders(r, where, headers, info));
       },
       deadLetter: async (queue, r, reason, deliveries) => {
         const policy = this.#policies.get(queue);
@@ -612,10 +628,9 @@ export class NatsBroker extends BrokerEventSource implements Broker, ReplyChanne
           [DEAD_LETTER_QUEUE_HEADER]: queue,
           [DEAD_LETTER_DELIVERIES_HEADER]: deliveries,
         };
-        // Its own id: dead-lettered twice (a crash before the ack) within the duplicate
-        // window, it is stored once.
-        const h = encodeHeaders(`dead:${r.id}`, headers, true);
-        h.set('Qtune-Id', r.id);
+        // Dead-lettered twice (a crash before the ack, then by the next holder) within the
+        // duplicate window, it is stored once.
+        const h = encodeHeaders(r.id, `dead.${r.info.stream}.${r.info.streamSeq}`, headers);
         await this.#publishOne(dlq, subjectOf(dlq), r.msg.data, h);
       },
       publish: (queue, messages) => this.publish(queue, messages),
@@ -738,6 +753,17 @@ function isNoResponders(err: unknown): boolean {
   return (
     e?.name === 'NoRespondersError' || (e?.cause as { name?: string })?.name === 'NoRespondersError'
   );
+}
+
+/** Rejects its promise once fired (never resolves); no rejection goes unhandled. */
+function reconnectSignal(): { promise: Promise<never>; fire: () => void } {
+  let fire!: () => void;
+  const promise = new Promise<never>((_, reject) => {
+    fire = () =>
+      reject(new BrokerError(ErrorCode.BrokerUnavailable, 'reconnected before the ack came'));
+  });
+  promise.catch(() => undefined);
+  return { promise, fire };
 }
 
 function missingQueue(queue: string): BrokerError {
