@@ -9,7 +9,8 @@
 // (stopped and removed on exit), then per round, in turn:
 // - "qtune bench": `qtune bench --broker nats://...` (N no-op tasks, W worker processes, the
 //   publisher and the result reader in one process; first publish to last result read);
-// - "cli": the user's path as real processes: W `qtune worker Q --module noop.mjs`, one
+// - "cli": the user's path as real processes: W `qtune worker Q --module noop.mjs
+//   --concurrency 50 --prefetch 500` (as `qtune bench` runs them), one
 //   `qtune results Q --follow` piped into this script, then `qtune publish Q --file` of N
 //   tasks (from the publish command's start to the last result line);
 // - "raw": bench/nats-raw.mjs, the official client publishing N messages with JetStream acks
@@ -116,7 +117,12 @@ async function cliRun(url) {
     await admin.declareQueue(queue);
     await admin.declareQueue(`${queue}.results`);
     for (let i = 0; i < opts.workers; i++) {
-      started.push(qtune(['worker', queue, '--module', handler], place));
+      started.push(
+        qtune(
+          ['worker', queue, '--module', handler, '--concurrency', '50', '--prefetch', '500'],
+          place,
+        ),
+      );
     }
     const reader = qtune(['results', queue, '--follow'], place, 'pipe');
     started.push(reader);
