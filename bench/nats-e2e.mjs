@@ -16,7 +16,8 @@
 // - "raw": bench/nats-raw.mjs, the official client publishing N messages with JetStream acks
 //   and consuming them with one pull consumer; its task ceiling is
 //   1 / (2 × (1/publish + 1/consume)), as for RabbitMQ (bench/amqp-raw.mjs).
-// Prints medians and each qtune row's ratio to the raw ceiling of the same run, and writes
+// Prints medians, each qtune row's median over the raw ceiling's median ("vs raw") and the
+// median over rounds of its ratio to the raw ceiling of the same round ("same round"), and writes
 // bench/results/latest-nats-e2e.json.
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -222,7 +223,7 @@ async function main() {
   console.log(`machine: ${machine}, nats-server ${rounds[0]?.server ?? '?'}`);
   printTable(
     `median of ${opts.rounds} rounds, tasks/s (raw: JetStream publish+consume ceiling, same run)`,
-    ['system', 'tasks/s', 'min', 'max', 'vs raw'],
+    ['system', 'tasks/s', 'min', 'max', 'vs raw', 'same round'],
     [
       ['qtune bench', 'bench'],
       ['qtune cli processes', 'cli'],
@@ -235,6 +236,7 @@ async function main() {
         fmt(v.length ? Math.min(...v) : null, 0),
         fmt(v.length ? Math.max(...v) : null, 0),
         `${fmt((ratio(m(k), raw) ?? 0) * 100, 0)} %`,
+        `${fmt((median(rounds.map((r) => ratio(r[k], r.raw))) ?? 0) * 100, 0)} %`,
       ];
     }),
   );
