@@ -90,17 +90,18 @@ export class Pull {
     }
     const code = msg.headers?.code ?? 0;
     if (code === 100) return; // idle heartbeat
-    // 404/408: the request ended (no messages, expired); 409: ended by the server (consumer
-    // deleted, too many waiting); 503: no responders, JetStream is not serving the consumer.
     this.#requests.shift();
-    if (code === 503 || code === 409) {
-      this.#retry ??= setTimeout(() => {
-        this.#retry = undefined;
-        this.top();
-      }, RETRY_MS).unref();
+    // 408: the request expired; ask again. Anything else (404 consumer not found, 409 consumer
+    // deleted or too many waiting requests, 503 JetStream not serving it yet after a restart)
+    // is asked again after a pause, not in a tight loop.
+    if (code === 408) {
+      this.top();
       return;
     }
-    this.top();
+    this.#retry ??= setTimeout(() => {
+      this.#retry = undefined;
+      this.top();
+    }, RETRY_MS).unref();
   }
 
   #sweep(): void {
