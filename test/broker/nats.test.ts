@@ -110,6 +110,19 @@ describe.skipIf(!available)('NATS JetStream: what is special to it', () => {
     expect(await b.listQueues()).toContain(q);
   });
 
+  it('says which queue is missing on publish and consume, and refuses reply-inbox names as queues', async () => {
+    const b = await open();
+    const q = unique('missing');
+    await expect(b.publish(q, [{ body: 'x' }])).rejects.toThrow(
+      new RegExp(`queue "${q.replace(/\./g, '\\.')}" does not exist`),
+    );
+    await expect(b.consume(q, () => undefined)).rejects.toMatchObject({
+      code: ErrorCode.BrokerState,
+    });
+    await expect(b.declareQueue('_INBOX.mine')).rejects.toThrow(InputError);
+    await expect(b.stats(q)).rejects.toThrow(/does not exist/);
+  });
+
   it('takes a bare body from a plain NATS client and ignores malformed qtune headers', async () => {
     const b = await open();
     const q = unique('plain');

@@ -747,12 +747,17 @@ function isNotFound(err: unknown): boolean {
   return err.code === 10059 || err.code === 10014 || err.code === 10037 || err.status === 404;
 }
 
+/**
+ * No responders: nothing took the publish (no stream has the subject, or JetStream is not
+ * serving it yet after a restart). The client reports it as JetStreamNotEnabled caused by a
+ * RequestError whose isNoResponders() is true.
+ */
 function isNoResponders(err: unknown): boolean {
-  const e = err as { isNoResponders?: () => boolean; name?: string; cause?: unknown };
-  if (typeof e?.isNoResponders === 'function' && e.isNoResponders()) return true;
-  return (
-    e?.name === 'NoRespondersError' || (e?.cause as { name?: string })?.name === 'NoRespondersError'
-  );
+  for (let e = err as { isNoResponders?: () => boolean; cause?: unknown } | undefined; e;) {
+    if (typeof e.isNoResponders === 'function' && e.isNoResponders()) return true;
+    e = e.cause as typeof e;
+  }
+  return false;
 }
 
 /** Rejects its promise once fired (never resolves); no rejection goes unhandled. */
