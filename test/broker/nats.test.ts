@@ -199,6 +199,38 @@ describe.skipIf(!available)('NATS JetStream: what is special to it', () => {
     expect(await b.stats(q)).toMatchObject({ ready: 0, inFlight: 0 });
   });
 
+  it('keeps every acknowledged message, and the queue policy, across a kill -9 of nats-server', async () => {
+    const own = await startNats();
+    servers.push(own);
+    const b = await open(own.url);
+    const q = unique('durable');
+    await b.declareQueue(q, { leaseMs: 2500 });
+    const ids = await b.publish(
+      q,
+      Array.from({ length: 200 }, (_, i) => ({ body: `m${i}` })),
+    );
+    await own.kill();
+    await own.start();
+    await waitFor(
+      async () => (await b.stats(q).catch(() => undefined))?.ready === 200,
+      WAIT_MS,
+      'the 200 messages back',
+    );
+    const fresh = await open(own.url);
+    await expect(fresh.declareQueue(q, { leaseMs: 1000 })).rejects.toThrow(/leaseMs 2500/);
+    const got: string[] = [];
+    await b.consume(
+      q,
+      async (d) => {
+        got.push(d.id);
+        await d.ack();
+      },
+      { prefetch: 50 },
+    );
+    await waitFor(() => got.length === 200, WAIT_MS, 'all 200 delivered');
+    expect([...got].sort()).toEqual([...ids].sort());
+  });
+
   it('consumes again by itself after a nats-server restart, saying reconnecting then connected', async () => {
     const own = await startNats();
     servers.push(own);
