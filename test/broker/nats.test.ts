@@ -1,4 +1,6 @@
 import { randomUUID } from 'node:crypto';
+import { createConnection, createServer } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect, headers } from '@nats-io/transport-node';
 import type { NatsConnection } from '@nats-io/transport-node';
@@ -46,6 +48,7 @@ describe.skipIf(!available)('NATS JetStream: what is special to it', () => {
   const handles: NatsBroker[] = [];
   const connections: NatsConnection[] = [];
   const servers: NatsServer[] = [];
+  const cleanupsOf: (() => Promise<void> | void)[] = [];
   async function open(u = url): Promise<NatsBroker> {
     const b = await NatsBroker.open(u);
     handles.push(b);
@@ -60,6 +63,7 @@ describe.skipIf(!available)('NATS JetStream: what is special to it', () => {
     await Promise.all(handles.splice(0).map((h) => h.close()));
     await Promise.all(connections.splice(0).map((c) => c.close()));
     await Promise.all(servers.splice(0).map((s) => s.stop()));
+    for (const c of cleanupsOf.splice(0)) await c();
   });
   const unique = (label: string) => `nats.${label}.${randomUUID().slice(0, 8)}`;
 
@@ -231,6 +235,49 @@ describe.skipIf(!available)('NATS JetStream: what is special to it', () => {
     expect([...got].sort()).toEqual([...ids].sort());
   });
 
+  it("after a network cut longer than the lease, the message goes to another consumer and the cut-off holder's late ack is a no-op", async () => {
+    const proxy = await cuttableProxy(server!.port);
+    cleanupsOf.push(() => proxy.close());
+    const a = await open(`nats://127.0.0.1:${proxy.port}`);
+    const b = await open();
+    const statuses: BrokerStatus[] = [];
+    a.on('status', (s) => statuses.push(s));
+    const q = unique('cut');
+    await b.declareQueue(q, { leaseMs: 800 });
+    const [id] = await b.publish(q, [{ body: 'held' }]);
+    const held: Delivery[] = [];
+    await a.consume(q, (d) => void held.push(d), { prefetch: 1 });
+    await waitFor(() => held.length === 1, WAIT_MS, 'A to hold the message');
+    proxy.cut();
+    const other: Delivery[] = [];
+    await b.consume(q, (d) => void other.push(d), { prefetch: 1 });
+    await waitFor(() => other.length === 1, WAIT_MS, 'B to get it after the lease');
+    expect(other[0]!.id).toBe(id);
+    expect(other[0]!.deliveryCount).toBe(2);
+    proxy.heal();
+    await waitFor(() => statuses.at(-1) === 'connected', WAIT_MS, 'A to reconnect');
+    expect(statuses).toContain('reconnecting');
+    await held[0]!.ack(); // lost lease: a no-op, B still holds the message
+    // A's stats request follows the ack (had it been sent) on A's connection.
+    expect(await a.stats(q)).toMatchObject({ inFlight: 1, ready: 0 });
+    await b.publish(q, [{ body: 'after' }]);
+    await other[0]!.ack();
+    await waitFor(
+      () => held.some((d) => d.body.toString() === 'after') || other.length === 2,
+      WAIT_MS,
+      'the next message to a consumer',
+    );
+    for (const d of [...held, ...other]) await d.ack();
+    await waitFor(
+      async () => {
+        const s = await b.stats(q);
+        return s.ready === 0 && s.inFlight === 0;
+      },
+      WAIT_MS,
+      'the queue empty',
+    );
+  });
+
   it('consumes again by itself after a nats-server restart, saying reconnecting then connected', async () => {
     const own = await startNats();
     servers.push(own);
@@ -254,3 +301,42 @@ describe.skipIf(!available)('NATS JetStream: what is special to it', () => {
     expect(await b.stats(q)).toMatchObject({ ready: 0, inFlight: 0, consumers: 1 });
   });
 });
+
+/**
+ * A TCP proxy to the server on `port` that can cut every connection through it and refuse new
+ * ones (`cut`) until `heal`.
+ */
+async function cuttableProxy(
+  port: number,
+): Promise<{ port: number; cut: () => void; heal: () => void; close: () => Promise<void> }> {
+  const sockets = new Set<Socket>();
+  let down = false;
+  const proxy = createServer((client) => {
+    if (down) return void client.destroy();
+    const upstream = createConnection(port, '127.0.0.1');
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+      s.on('error', () => undefined);
+    }
+    client.pipe(upstream).pipe(client);
+    client.on('close', () => upstream.destroy());
+    upstream.on('close', () => client.destroy());
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (proxy.address() as AddressInfo).port,
+    cut: () => {
+      down = true;
+      for (const s of sockets) s.destroy();
+    },
+    heal: () => {
+      down = false;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        proxy.close(() => resolve());
+      }),
+  };
+}
