@@ -28,4 +28,6 @@ export type { EmbeddedBrokerOptions } from './embedded/index.js';
 export { AmqpBroker, parseAmqpUrl } from './amqp/index.js';
 export type { AmqpBrokerOptions, AmqpQueueOptions } from './amqp/index.js';
 export { GatewayBroker } from './gateway/index.js';
+export { NatsBroker, parseNatsUrl } from './nats/index.js';
+export type { NatsBrokerOptions } from './nats/index.js';
 export type { GatewayBrokerOptions, GatewayQueueOptions } from './gateway/index.js';

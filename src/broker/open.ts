@@ -5,8 +5,8 @@ import type { Broker } from './contract.js';
 export const DEFAULT_EMBEDDED_PATH = '.qtune/broker.db';
 
 export interface BrokerTarget {
-  kind: 'memory' | 'embedded' | 'amqp' | 'gateway';
-  /** Embedded: absolute path of the SQLite file. Memory: the bus name. AMQP, gateway: the URL. */
+  kind: 'memory' | 'embedded' | 'amqp' | 'gateway' | 'nats';
+  /** Embedded: absolute path of the SQLite file. Memory: the bus name. AMQP, gateway, NATS: the URL. */
   location: string;
 }
 
@@ -15,7 +15,7 @@ export interface BrokerTarget {
  * `.qtune/` folder, found from `cwd` upward or given by `QTUNE_HOME`),
  * `embedded:PATH` / `sqlite:PATH` / a plain file path (embedded), `memory:` or `memory://NAME`,
  * `amqp://user:pass@host:port/vhost` or `amqps://...` (RabbitMQ), `http://host:port` or
- * `https://...` (a `qtune serve` HTTP gateway).
+ * `https://...` (a `qtune serve` HTTP gateway), `nats://user:pass@host:port` (NATS JetStream).
  */
 export function parseBrokerUrl(url: string | undefined, cwd = process.cwd()): BrokerTarget {
   const target = splitTargetUrl(url);
@@ -35,11 +35,13 @@ export function parseBrokerUrl(url: string | undefined, cwd = process.cwd()): Br
     case 'http':
     case 'https':
       return { kind: 'gateway', location: target.raw };
+    case 'nats':
+      return { kind: 'nats', location: target.raw };
     default:
       throw unknownScheme(
         'broker URL',
         target,
-        'embedded:PATH, memory://NAME, amqp://HOST, amqps://HOST, http(s)://GATEWAY',
+        'embedded:PATH, memory://NAME, amqp://HOST, amqps://HOST, http(s)://GATEWAY, nats://HOST',
       );
   }
 }
@@ -73,6 +75,10 @@ export async function openBroker(url?: string, options: OpenBrokerOptions = {}):
   if (target.kind === 'amqp') {
     const { AmqpBroker } = await import('./amqp/index.js');
     return AmqpBroker.open(target.location);
+  }
+  if (target.kind === 'nats') {
+    const { NatsBroker } = await import('./nats/index.js');
+    return NatsBroker.open(target.location);
   }
   const { EmbeddedBroker } = await import('./embedded/index.js');
   return EmbeddedBroker.open({

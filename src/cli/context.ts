@@ -141,7 +141,7 @@ export function contextOf(cmd: Command): CommandContext {
         openWithContext(url, options.token === undefined ? {} : { token: options.token });
       const kind = parseBrokerUrl(url).kind;
       // A file or an in-process broker is there or not: waiting would not change it.
-      if (kind !== 'amqp' && kind !== 'gateway') {
+      if (kind === 'embedded' || kind === 'memory') {
         return options.url === undefined
           ? ctx.openBroker(options.create === undefined ? {} : { create: options.create })
           : open();

@@ -37,7 +37,7 @@ export async function buildProgram(argv: readonly string[] = process.argv): Prom
     .addOption(
       new Option(
         '--broker <url>',
-        'broker URL: embedded:PATH, memory://NAME, amqp(s)://HOST, http(s)://GATEWAY (default: embedded at ./.qtune/broker.db)',
+        'broker URL: embedded:PATH, memory://NAME, amqp(s)://HOST, nats://HOST, http(s)://GATEWAY (default: embedded at ./.qtune/broker.db)',
       ).env('QTUNE_BROKER'),
     )
     .addOption(

@@ -1,0 +1,2 @@
+export { NatsBroker, parseNatsUrl } from './nats-broker.js';
+export type { NatsBrokerOptions } from './nats-broker.js';
